@@ -1,0 +1,16 @@
+//! The core of keycard: the session model, metadata limits and deltas, the [`SessionStore`]
+//! trait with the embedded [`MemoryStore`], key hashing, policies and the `$tyk_meta` /
+//! `$tyk_context` variable language.
+//!
+//! Most users reach these types through the `keycard` facade crate.
+//!
+//! [`SessionStore`]: store::SessionStore
+//! [`MemoryStore`]: store::MemoryStore
+
+#![forbid(unsafe_code)]
+
+pub mod key;
+pub mod metadata;
+pub mod policy;
+pub mod session;
+pub mod store;

@@ -1,0 +1,448 @@
+//! Session metadata: the JSON map itself, the limits every write is checked against, and the
+//! change log ([`MetadataDelta`]) that persist applies to the stored session.
+//!
+//! ```
+//! use keycard_core::metadata::{Metadata, MetadataDelta, MetadataLimits};
+//! use serde_json::json;
+//!
+//! let limits = MetadataLimits::auth0();
+//! let mut delta = MetadataDelta::new();
+//! delta.set("plan", json!("gold"));
+//! delta.delete("trial");
+//! delta.validate(&limits).unwrap();
+//!
+//! let mut meta = Metadata::new();
+//! meta.insert("trial".into(), json!("yes"));
+//! delta.apply_to(&mut meta);
+//! assert_eq!(serde_json::Value::Object(meta), json!({"plan": "gold"}));
+//!
+//! // Auth0 allows string values only.
+//! assert!(limits.check_entry("visits", &json!(3)).is_err());
+//! ```
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A session's metadata: a JSON object (Tyk's `meta_data`, Auth0's `session_metadata`).
+pub type Metadata = serde_json::Map<String, Value>;
+
+/// Which characters a metadata key may contain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyCharset {
+    /// Any non-empty string.
+    Any,
+    /// ASCII letters, digits, `_` and `-` (Auth0).
+    Restricted,
+}
+
+/// Bounds enforced on every metadata write: handle setters, the admin API and policies.
+///
+/// Two profiles cover the reference systems: [`MetadataLimits::auth0`] (25 string entries, keys and
+/// values of at most 255 characters, keys `[A-Za-z0-9_-]`) and [`MetadataLimits::tyk`] (any JSON
+/// value, larger bounds). Both can be adjusted with the builder methods.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataLimits {
+    max_entries: usize,
+    max_key_chars: usize,
+    max_value_chars: usize,
+    key_charset: KeyCharset,
+    string_values_only: bool,
+}
+
+impl MetadataLimits {
+    /// Auth0's session metadata limits: at most 25 entries, keys and values of at most 255
+    /// characters, keys of letters, digits, `_` and `-`, string values only.
+    pub const fn auth0() -> Self {
+        Self {
+            max_entries: 25,
+            max_key_chars: 255,
+            max_value_chars: 255,
+            key_charset: KeyCharset::Restricted,
+            string_values_only: true,
+        }
+    }
+
+    /// A permissive profile for Tyk-style metadata: any JSON value, at most 1024 entries, keys of
+    /// at most 1024 characters and values of at most 65 536 characters (JSON-encoded length for
+    /// non-strings).
+    pub const fn tyk() -> Self {
+        Self {
+            max_entries: 1024,
+            max_key_chars: 1024,
+            max_value_chars: 65_536,
+            key_charset: KeyCharset::Any,
+            string_values_only: false,
+        }
+    }
+
+    /// Sets the maximum number of entries.
+    pub const fn max_entries(mut self, max: usize) -> Self {
+        self.max_entries = max;
+        self
+    }
+
+    /// Sets the maximum key length in characters.
+    pub const fn max_key_chars(mut self, max: usize) -> Self {
+        self.max_key_chars = max;
+        self
+    }
+
+    /// Sets the maximum value length in characters (JSON-encoded length for non-string values).
+    pub const fn max_value_chars(mut self, max: usize) -> Self {
+        self.max_value_chars = max;
+        self
+    }
+
+    /// Sets which characters keys may contain.
+    pub const fn key_charset(mut self, charset: KeyCharset) -> Self {
+        self.key_charset = charset;
+        self
+    }
+
+    /// Sets whether only string values are accepted.
+    pub const fn string_values_only(mut self, yes: bool) -> Self {
+        self.string_values_only = yes;
+        self
+    }
+
+    /// Checks one entry (key and value) against the limits.
+    pub fn check_entry(&self, key: &str, value: &Value) -> Result<(), MetadataError> {
+        let key_chars = key.chars().count();
+        if key_chars == 0 {
+            return Err(MetadataError::EmptyKey);
+        }
+        if key_chars > self.max_key_chars {
+            return Err(self.size_error());
+        }
+        if self.key_charset == KeyCharset::Restricted
+            && !key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(MetadataError::InvalidKey);
+        }
+        let value_chars = match value {
+            Value::String(s) => s.chars().count(),
+            _ if self.string_values_only => {
+                return Err(MetadataError::NotAString {
+                    key: key.to_owned(),
+                });
+            }
+            other => other.to_string().chars().count(),
+        };
+        if value_chars > self.max_value_chars {
+            return Err(self.size_error());
+        }
+        Ok(())
+    }
+
+    /// Checks a whole metadata map (every entry and the entry count).
+    pub fn check(&self, metadata: &Metadata) -> Result<(), MetadataError> {
+        self.check_count(metadata.len())?;
+        metadata
+            .iter()
+            .try_for_each(|(key, value)| self.check_entry(key, value))
+    }
+
+    /// Checks an entry count.
+    pub fn check_count(&self, entries: usize) -> Result<(), MetadataError> {
+        if entries > self.max_entries {
+            return Err(self.size_error());
+        }
+        Ok(())
+    }
+
+    fn size_error(&self) -> MetadataError {
+        MetadataError::TooLarge {
+            max_entries: self.max_entries,
+            max_chars: self.max_key_chars.max(self.max_value_chars),
+        }
+    }
+}
+
+impl Default for MetadataLimits {
+    /// The permissive Tyk profile.
+    fn default() -> Self {
+        Self::tyk()
+    }
+}
+
+/// A metadata write that breaks the configured [`MetadataLimits`]. The messages are Auth0's.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetadataError {
+    /// Too many entries, or a key or value too long.
+    #[error(
+        "Metadata must not exceed {max_entries} entries. Each key and value must be ≤ {max_chars} characters."
+    )]
+    TooLarge {
+        /// The configured maximum number of entries.
+        max_entries: usize,
+        /// The configured maximum key/value length in characters.
+        max_chars: usize,
+    },
+    /// A key with characters outside `[A-Za-z0-9_-]`.
+    #[error("Metadata keys may only include letters, numbers, underscores, or hyphens")]
+    InvalidKey,
+    /// An empty key.
+    #[error("Metadata keys must not be empty")]
+    EmptyKey,
+    /// A non-string value where only strings are allowed.
+    #[error("Metadata values must be strings, but the value of \"{key}\" is not")]
+    NotAString {
+        /// The key whose value was not a string.
+        key: String,
+    },
+}
+
+/// One recorded metadata change. The names follow Auth0 Actions
+/// (`api.session.setMetadata` / `deleteMetadata` / `evictMetadata`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum MetadataChange {
+    /// Set `key` to `value`.
+    Set {
+        /// The metadata key.
+        key: String,
+        /// The new value.
+        value: Value,
+    },
+    /// Remove `key`.
+    Delete {
+        /// The metadata key.
+        key: String,
+    },
+    /// Remove every entry.
+    Evict,
+}
+
+/// An ordered list of metadata changes, applied atomically to the stored session by persist.
+///
+/// Applying a delta touches only the keys it names, so concurrent requests changing different keys
+/// of one session all survive.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MetadataDelta {
+    changes: Vec<MetadataChange>,
+}
+
+impl MetadataDelta {
+    /// An empty delta.
+    pub const fn new() -> Self {
+        Self {
+            changes: Vec::new(),
+        }
+    }
+
+    /// Records `key = value`.
+    pub fn set(&mut self, key: impl Into<String>, value: Value) -> &mut Self {
+        self.changes.push(MetadataChange::Set {
+            key: key.into(),
+            value,
+        });
+        self
+    }
+
+    /// Records the removal of `key`.
+    pub fn delete(&mut self, key: impl Into<String>) -> &mut Self {
+        self.changes
+            .push(MetadataChange::Delete { key: key.into() });
+        self
+    }
+
+    /// Records the removal of every entry. Earlier changes are dropped: they can have no effect.
+    pub fn evict(&mut self) -> &mut Self {
+        self.changes.clear();
+        self.changes.push(MetadataChange::Evict);
+        self
+    }
+
+    /// Whether there is nothing to apply.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// The number of recorded changes.
+    pub fn len(&self) -> usize {
+        self.changes.len()
+    }
+
+    /// The recorded changes, in order.
+    pub fn changes(&self) -> &[MetadataChange] {
+        &self.changes
+    }
+
+    /// The keys this delta names (for audit logs); `None` stands for an eviction.
+    pub fn keys(&self) -> impl Iterator<Item = Option<&str>> {
+        self.changes.iter().map(|change| match change {
+            MetadataChange::Set { key, .. } | MetadataChange::Delete { key } => Some(key.as_str()),
+            MetadataChange::Evict => None,
+        })
+    }
+
+    /// Checks every `Set` entry against `limits` (the resulting entry count is checked where the
+    /// delta is applied to a known map).
+    pub fn validate(&self, limits: &MetadataLimits) -> Result<(), MetadataError> {
+        self.changes.iter().try_for_each(|change| match change {
+            MetadataChange::Set { key, value } => limits.check_entry(key, value),
+            _ => Ok(()),
+        })
+    }
+
+    /// Applies the changes, in order, to `metadata`.
+    pub fn apply_to(&self, metadata: &mut Metadata) {
+        for change in &self.changes {
+            match change {
+                MetadataChange::Set { key, value } => {
+                    metadata.insert(key.clone(), value.clone());
+                }
+                MetadataChange::Delete { key } => {
+                    metadata.remove(key);
+                }
+                MetadataChange::Evict => metadata.clear(),
+            }
+        }
+    }
+}
+
+impl FromIterator<MetadataChange> for MetadataDelta {
+    fn from_iter<I: IntoIterator<Item = MetadataChange>>(iter: I) -> Self {
+        Self {
+            changes: iter.into_iter().collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(value: Value) -> Metadata {
+        match value {
+            Value::Object(map) => map,
+            _ => panic!("not an object"),
+        }
+    }
+
+    #[test]
+    fn auth0_accepts_255_and_rejects_256_characters() {
+        let limits = MetadataLimits::auth0();
+        let ok = "k".repeat(255);
+        assert_eq!(limits.check_entry(&ok, &json!(ok)), Ok(()));
+        let long = "k".repeat(256);
+        let message =
+            "Metadata must not exceed 25 entries. Each key and value must be ≤ 255 characters.";
+        assert_eq!(
+            limits
+                .check_entry(&long, &json!("v"))
+                .unwrap_err()
+                .to_string(),
+            message
+        );
+        assert_eq!(
+            limits
+                .check_entry("k", &json!(long))
+                .unwrap_err()
+                .to_string(),
+            message
+        );
+    }
+
+    #[test]
+    fn auth0_counts_characters_not_bytes() {
+        let value = "é".repeat(255);
+        assert_eq!(
+            MetadataLimits::auth0().check_entry("k", &json!(value)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn auth0_rejects_26_entries() {
+        let limits = MetadataLimits::auth0();
+        let meta: Metadata = (0..26).map(|i| (format!("k{i}"), json!("v"))).collect();
+        assert!(matches!(
+            limits.check(&meta),
+            Err(MetadataError::TooLarge { .. })
+        ));
+        let meta: Metadata = (0..25).map(|i| (format!("k{i}"), json!("v"))).collect();
+        assert_eq!(limits.check(&meta), Ok(()));
+    }
+
+    #[test]
+    fn auth0_rejects_bad_keys_and_non_strings() {
+        let limits = MetadataLimits::auth0();
+        assert_eq!(
+            limits
+                .check_entry("bad key!", &json!("v"))
+                .unwrap_err()
+                .to_string(),
+            "Metadata keys may only include letters, numbers, underscores, or hyphens"
+        );
+        assert_eq!(
+            limits.check_entry("n", &json!(1)).unwrap_err().to_string(),
+            "Metadata values must be strings, but the value of \"n\" is not"
+        );
+        assert_eq!(
+            limits.check_entry("", &json!("v")),
+            Err(MetadataError::EmptyKey)
+        );
+    }
+
+    #[test]
+    fn tyk_profile_accepts_any_json() {
+        let limits = MetadataLimits::tyk();
+        assert_eq!(
+            limits.check_entry("a.b/c", &json!({"x": [1, true]})),
+            Ok(())
+        );
+        let big = json!("x".repeat(70_000));
+        assert!(limits.check_entry("k", &big).is_err());
+    }
+
+    #[test]
+    fn delta_applies_in_order() {
+        let mut meta = map(json!({"a": "1", "b": "2"}));
+        let mut delta = MetadataDelta::new();
+        delta
+            .set("c", json!("3"))
+            .delete("a")
+            .set("a", json!("again"));
+        delta.apply_to(&mut meta);
+        assert_eq!(
+            Value::Object(meta),
+            json!({"a": "again", "b": "2", "c": "3"})
+        );
+    }
+
+    #[test]
+    fn evict_drops_earlier_changes_and_keeps_later_ones() {
+        let mut delta = MetadataDelta::new();
+        delta.set("a", json!(1)).evict().set("b", json!(2));
+        assert_eq!(delta.len(), 2);
+        let mut meta = map(json!({"old": true}));
+        delta.apply_to(&mut meta);
+        assert_eq!(Value::Object(meta), json!({"b": 2}));
+    }
+
+    #[test]
+    fn delta_serialises_as_a_list_of_ops() {
+        let mut delta = MetadataDelta::new();
+        delta.set("a", json!("x")).delete("b").evict();
+        let json = serde_json::to_value(&delta).unwrap();
+        assert_eq!(json, json!([{"op": "evict"}]));
+        let mut delta = MetadataDelta::new();
+        delta.set("a", json!("x")).delete("b");
+        let json = serde_json::to_value(&delta).unwrap();
+        assert_eq!(
+            json,
+            json!([{"op": "set", "key": "a", "value": "x"}, {"op": "delete", "key": "b"}])
+        );
+        assert_eq!(
+            serde_json::from_value::<MetadataDelta>(json).unwrap(),
+            delta
+        );
+    }
+}

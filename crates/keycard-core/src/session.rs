@@ -1,0 +1,192 @@
+//! The session behind a key.
+//!
+//! Field names follow Tyk's session JSON (`meta_data`, `alias`, `org_id`, `expires`, `is_inactive`,
+//! `apply_policies`, `tags`, `rate`, `per`, `quota_*`, `date_created`, `last_updated`), so a Tyk
+//! key definition deserialises as is; unknown Tyk fields are ignored.
+//!
+//! ```
+//! use keycard_core::session::Session;
+//! use serde_json::json;
+//!
+//! let session: Session = serde_json::from_value(json!({
+//!     "alias": "alice",
+//!     "expires": 0,
+//!     "meta_data": {"user_id": "u-1", "tenant_id": "acme"},
+//!     "apply_policies": ["gold"],
+//! }))
+//! .unwrap();
+//! assert_eq!(session.meta_data["user_id"], "u-1");
+//! assert!(!session.is_expired_at(4_000_000_000));
+//! ```
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::key::KeyId;
+use crate::metadata::Metadata;
+
+/// A session: identity, state, limits and metadata.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct Session {
+    /// The hashed key this session is stored under (never the raw key).
+    #[serde(skip_serializing_if = "is_empty_id")]
+    pub key_id: KeyId,
+    /// A human-readable owner name (Auth0's `user_id` in the sessions API).
+    pub alias: String,
+    /// The organisation the key belongs to.
+    pub org_id: String,
+    /// Expiry as unix seconds; `0` (or any value below 1) means never.
+    pub expires: i64,
+    /// A disabled key: requests are refused with 403.
+    pub is_inactive: bool,
+    /// Policies applied to the session on every load, in order.
+    pub apply_policies: Vec<String>,
+    /// Free-form tags.
+    pub tags: Vec<String>,
+    /// Requests allowed per `per` seconds (rate limiting, kept for Tyk compatibility).
+    pub rate: f64,
+    /// The rate window in seconds.
+    pub per: f64,
+    /// Quota: maximum requests per renewal period (`-1` = unlimited).
+    pub quota_max: i64,
+    /// Quota: requests left in this period.
+    pub quota_remaining: i64,
+    /// Quota: the renewal period in seconds.
+    pub quota_renewal_rate: i64,
+    /// Quota: when the quota next renews (unix seconds).
+    pub quota_renews: i64,
+    /// The metadata (Tyk's `meta_data`).
+    pub meta_data: Metadata,
+    /// Creation time (unix seconds). Tyk writes an RFC 3339 string here; a string that is not a
+    /// number is read as 0 and the store sets the time.
+    #[serde(deserialize_with = "lenient_unix")]
+    pub date_created: i64,
+    /// Last change (unix seconds). Tyk writes a string of digits here; both forms are read.
+    #[serde(deserialize_with = "lenient_unix")]
+    pub last_updated: i64,
+    /// Optimistic-concurrency version, incremented by the store on every write.
+    pub version: u64,
+}
+
+impl Session {
+    /// A new, never-expiring session with the given metadata.
+    pub fn new(meta_data: Metadata) -> Self {
+        Self {
+            meta_data,
+            quota_max: -1,
+            quota_remaining: -1,
+            ..Self::default()
+        }
+    }
+
+    /// Sets the key id (builder style).
+    pub fn with_key_id(mut self, key_id: KeyId) -> Self {
+        self.key_id = key_id;
+        self
+    }
+
+    /// Sets the alias (builder style).
+    pub fn with_alias(mut self, alias: impl Into<String>) -> Self {
+        self.alias = alias.into();
+        self
+    }
+
+    /// Sets the expiry in unix seconds (builder style).
+    pub fn with_expires(mut self, expires: i64) -> Self {
+        self.expires = expires;
+        self
+    }
+
+    /// Sets the policies to apply (builder style).
+    pub fn with_policies<I, S>(mut self, policies: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.apply_policies = policies.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether `expires` is set and before `now` (unix seconds).
+    pub fn is_expired_at(&self, now: i64) -> bool {
+        self.expires >= 1 && self.expires < now
+    }
+
+    /// Whether the session has expired now.
+    pub fn is_expired(&self) -> bool {
+        self.is_expired_at(unix_now())
+    }
+}
+
+/// The current time in unix seconds.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn is_empty_id(id: &KeyId) -> bool {
+    id.as_str().is_empty()
+}
+
+fn lenient_unix<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(i64),
+        Float(f64),
+        Text(String),
+        Null(()),
+    }
+    Ok(match Raw::deserialize(deserializer)? {
+        Raw::Int(n) => n,
+        // Truncation is the intent: sub-second precision is not kept.
+        #[allow(clippy::cast_possible_truncation)]
+        Raw::Float(f) => f as i64,
+        Raw::Text(s) => s.trim().parse().unwrap_or(0),
+        Raw::Null(()) => 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_a_tyk_session() {
+        let session: Session = serde_json::from_value(json!({
+            "allowance": 1000, "rate": 1000, "per": 1, "expires": -1, "quota_max": -1,
+            "org_id": "53ac07777cbb8c2d53000002", "is_inactive": false,
+            "date_created": "2024-03-01T10:00:00Z", "last_updated": "1709287200",
+            "access_rights": {}, "meta_data": {"user_id": "u-1", "n": 2},
+            "apply_policies": ["p1"], "tags": ["t"], "alias": "alice"
+        }))
+        .unwrap();
+        assert_eq!(session.alias, "alice");
+        assert_eq!(session.meta_data["n"], 2);
+        assert_eq!(session.date_created, 0);
+        assert_eq!(session.last_updated, 1_709_287_200);
+        assert!(!session.is_expired_at(i64::MAX));
+    }
+
+    #[test]
+    fn expiry_at_or_after_now_is_live() {
+        let session = Session::default().with_expires(100);
+        assert!(!session.is_expired_at(100));
+        assert!(session.is_expired_at(101));
+    }
+
+    #[test]
+    fn round_trips() {
+        let session = Session::new(Metadata::new())
+            .with_alias("a")
+            .with_policies(["p"]);
+        let back: Session =
+            serde_json::from_str(&serde_json::to_string(&session).unwrap()).unwrap();
+        assert_eq!(back, session);
+    }
+}

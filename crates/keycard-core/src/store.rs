@@ -1,0 +1,604 @@
+//! Where sessions live: the [`SessionStore`] trait and the embedded [`MemoryStore`].
+//!
+//! The trait is shaped for a networked store: every operation is one request (one round trip to
+//! Redis), and metadata changes travel as a [`MetadataDelta`] that the store applies atomically to
+//! whatever is stored *now* — never a read-modify-write of the whole document by the caller.
+//!
+//! ```
+//! use keycard_core::key::{ApiKey, KeyId};
+//! use keycard_core::metadata::MetadataDelta;
+//! use keycard_core::session::Session;
+//! use keycard_core::store::{MemoryStore, SessionStore};
+//! use serde_json::json;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), keycard_core::store::StoreError> {
+//! let store = MemoryStore::new();
+//! let id = KeyId::of(&ApiKey::new("demo-key"));
+//! store.create(Session::default().with_key_id(id.clone())).await?;
+//!
+//! let mut delta = MetadataDelta::new();
+//! delta.set("plan", json!("gold"));
+//! let updated = store.apply(&id, &delta).await?.expect("session exists");
+//! assert_eq!(updated.meta_data["plan"], "gold");
+//! assert_eq!(store.load(&id).await?.unwrap().version, 2);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::ops::Bound;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::key::KeyId;
+use crate::metadata::MetadataDelta;
+use crate::session::{Session, unix_now};
+
+/// A boxed error, as carried by [`StoreError::Unavailable`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The future a [`SessionStore`] operation returns.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store could not be reached or did not answer in time. Clients see 503.
+    #[error("session store unavailable")]
+    Unavailable(#[source] BoxError),
+    /// `create` found a session under that key already.
+    #[error("a session with this key already exists")]
+    AlreadyExists,
+    /// `replace` found no session under that key.
+    #[error("session not found")]
+    NotFound,
+    /// `replace` was given a version that is no longer the stored one.
+    #[error("session was changed concurrently (version {expected} expected, {found} stored)")]
+    Conflict {
+        /// The version the caller based its change on.
+        expected: u64,
+        /// The version in the store.
+        found: u64,
+    },
+    /// The stored data could not be read.
+    #[error("stored session could not be read: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Wraps a transport or timeout error as [`StoreError::Unavailable`].
+    pub fn unavailable(error: impl Into<BoxError>) -> Self {
+        Self::Unavailable(error.into())
+    }
+}
+
+/// One page of a listing, with the cursor of the next page.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page<T> {
+    /// The items of this page.
+    pub items: Vec<T>,
+    /// Pass this as `after` to get the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// Storage for sessions, keyed by [`KeyId`].
+///
+/// Implementations must make [`apply`](SessionStore::apply) atomic and set-if-exists, keep the
+/// session's expiry when applying a delta, and bump [`Session::version`] on every write.
+pub trait SessionStore: Send + Sync + 'static {
+    /// Loads a session; `None` when there is none (or it is past its expiry grace period).
+    fn load<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>>;
+
+    /// Stores a new session under `session.key_id`; [`StoreError::AlreadyExists`] if taken.
+    /// Sets `version` to 1 and fills `date_created`/`last_updated` when they are 0.
+    fn create(&self, session: Session) -> StoreFuture<'_, Session>;
+
+    /// Replaces a stored session; [`StoreError::NotFound`] when absent. A non-zero
+    /// `session.version` must equal the stored version ([`StoreError::Conflict`] otherwise);
+    /// `0` replaces unconditionally. Keeps `date_created`, bumps `version`.
+    fn replace(&self, session: Session) -> StoreFuture<'_, Session>;
+
+    /// Applies a metadata delta atomically to the stored session and returns the result;
+    /// `Ok(None)` if the session does not exist (it is never recreated).
+    fn apply<'a>(
+        &'a self,
+        key_id: &'a KeyId,
+        delta: &'a MetadataDelta,
+    ) -> StoreFuture<'a, Option<Session>>;
+
+    /// Deletes a session and returns what was stored.
+    fn delete<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>>;
+
+    /// The sessions whose alias is `alias`, ordered by key id, at most `limit`, after the cursor.
+    fn list_by_alias<'a>(
+        &'a self,
+        alias: &'a str,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> StoreFuture<'a, Page<Session>>;
+
+    /// All key ids, ordered, at most `limit`, after the cursor.
+    fn list_keys<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> StoreFuture<'a, Page<KeyId>>;
+}
+
+macro_rules! forward_store {
+    ($($ty:ty),*) => {$(
+        impl<T: SessionStore + ?Sized> SessionStore for $ty {
+            fn load<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
+                (**self).load(key_id)
+            }
+            fn create(&self, session: Session) -> StoreFuture<'_, Session> {
+                (**self).create(session)
+            }
+            fn replace(&self, session: Session) -> StoreFuture<'_, Session> {
+                (**self).replace(session)
+            }
+            fn apply<'a>(
+                &'a self,
+                key_id: &'a KeyId,
+                delta: &'a MetadataDelta,
+            ) -> StoreFuture<'a, Option<Session>> {
+                (**self).apply(key_id, delta)
+            }
+            fn delete<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
+                (**self).delete(key_id)
+            }
+            fn list_by_alias<'a>(
+                &'a self,
+                alias: &'a str,
+                after: Option<&'a str>,
+                limit: usize,
+            ) -> StoreFuture<'a, Page<Session>> {
+                (**self).list_by_alias(alias, after, limit)
+            }
+            fn list_keys<'a>(
+                &'a self,
+                after: Option<&'a str>,
+                limit: usize,
+            ) -> StoreFuture<'a, Page<KeyId>> {
+                (**self).list_keys(after, limit)
+            }
+        }
+    )*};
+}
+
+forward_store!(Arc<T>, Box<T>);
+
+/// The default expiry grace period: how long an expired session is kept so that requests with its
+/// key get 401 `Key has expired, please renew` rather than 403 for an unknown key.
+pub const DEFAULT_EXPIRY_GRACE: Duration = Duration::from_secs(3600);
+
+/// Sweep expired sessions after this many writes.
+const SWEEP_EVERY_WRITES: u64 = 1024;
+/// ...or when this many seconds passed since the last sweep (checked on writes).
+const SWEEP_EVERY_SECS: i64 = 60;
+
+/// An in-process store: the default, nothing to install. Cheap to clone; clones share the data.
+///
+/// Expired sessions are kept for a grace period ([`DEFAULT_EXPIRY_GRACE`] unless set with
+/// [`MemoryStore::with_expiry_grace`]), are invisible to `load` after it, and are swept out
+/// periodically on writes, so the map does not grow without bound.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    inner: Arc<MemoryInner>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryInner {
+    state: RwLock<MemoryState>,
+    grace_secs: i64,
+    writes: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct MemoryState {
+    sessions: BTreeMap<KeyId, Session>,
+    by_alias: BTreeSet<(String, KeyId)>,
+    last_sweep: i64,
+}
+
+impl MemoryStore {
+    /// An empty store with the default expiry grace period.
+    pub fn new() -> Self {
+        Self::with_expiry_grace(DEFAULT_EXPIRY_GRACE)
+    }
+
+    /// An empty store that keeps expired sessions for `grace` (zero: gone at expiry).
+    pub fn with_expiry_grace(grace: Duration) -> Self {
+        Self {
+            inner: Arc::new(MemoryInner {
+                state: RwLock::new(MemoryState {
+                    last_sweep: unix_now(),
+                    ..MemoryState::default()
+                }),
+                grace_secs: i64::try_from(grace.as_secs()).unwrap_or(i64::MAX),
+                writes: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The number of stored sessions, including expired ones not yet swept.
+    pub fn len(&self) -> usize {
+        self.inner.read().sessions.len()
+    }
+
+    /// Whether the store holds no session.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Removes every session past its grace period now.
+    pub fn sweep(&self) {
+        let now = unix_now();
+        let mut state = self.inner.write();
+        self.inner.sweep_locked(&mut state, now);
+    }
+
+    fn live(&self, session: &Session, now: i64) -> bool {
+        self.inner.live(session, now)
+    }
+}
+
+impl MemoryInner {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, MemoryState> {
+        // A panic while holding the lock cannot leave the maps half-updated (every write is a
+        // single insert/remove pair), so a poisoned lock is still consistent.
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, MemoryState> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn live(&self, session: &Session, now: i64) -> bool {
+        session.expires < 1 || session.expires.saturating_add(self.grace_secs) >= now
+    }
+
+    fn sweep_locked(&self, state: &mut MemoryState, now: i64) {
+        let dead: Vec<KeyId> = state
+            .sessions
+            .iter()
+            .filter(|(_, s)| !self.live(s, now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in dead {
+            if let Some(session) = state.sessions.remove(&id) {
+                state.by_alias.remove(&(session.alias, id));
+            }
+        }
+        state.last_sweep = now;
+    }
+
+    /// Runs a write under the lock and sweeps when due.
+    fn write_op<T>(&self, op: impl FnOnce(&mut MemoryState, i64) -> T) -> T {
+        let now = unix_now();
+        let mut state = self.write();
+        let out = op(&mut state, now);
+        let writes = self.writes.fetch_add(1, Ordering::Relaxed) + 1;
+        if writes % SWEEP_EVERY_WRITES == 0 || now - state.last_sweep >= SWEEP_EVERY_SECS {
+            self.sweep_locked(&mut state, now);
+        }
+        out
+    }
+}
+
+fn ready<'a, T: Send + 'a>(result: Result<T, StoreError>) -> StoreFuture<'a, T> {
+    Box::pin(std::future::ready(result))
+}
+
+fn page_after<'a, K: Ord + 'a, T>(
+    iter: impl Iterator<Item = (&'a K, T)>,
+    limit: usize,
+    cursor: impl Fn(&K) -> String,
+) -> Page<T> {
+    let mut items = Vec::new();
+    let mut next = None;
+    let mut last: Option<&K> = None;
+    for (key, item) in iter {
+        if items.len() == limit {
+            next = last.map(&cursor);
+            break;
+        }
+        items.push(item);
+        last = Some(key);
+    }
+    Page { items, next }
+}
+
+impl SessionStore for MemoryStore {
+    fn load<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
+        let now = unix_now();
+        let state = self.inner.read();
+        let session = state
+            .sessions
+            .get(key_id)
+            .filter(|s| self.live(s, now))
+            .cloned();
+        ready(Ok(session))
+    }
+
+    fn create(&self, mut session: Session) -> StoreFuture<'_, Session> {
+        ready(self.inner.write_op(|state, now| {
+            if let Some(existing) = state.sessions.get(&session.key_id) {
+                if self.inner.live(existing, now) {
+                    return Err(StoreError::AlreadyExists);
+                }
+                let alias = existing.alias.clone();
+                state.by_alias.remove(&(alias, session.key_id.clone()));
+            }
+            if session.date_created == 0 {
+                session.date_created = now;
+            }
+            session.last_updated = now;
+            session.version = 1;
+            state
+                .by_alias
+                .insert((session.alias.clone(), session.key_id.clone()));
+            state
+                .sessions
+                .insert(session.key_id.clone(), session.clone());
+            Ok(session)
+        }))
+    }
+
+    fn replace(&self, mut session: Session) -> StoreFuture<'_, Session> {
+        ready(self.inner.write_op(|state, now| {
+            let Some(stored) = state
+                .sessions
+                .get_mut(&session.key_id)
+                .filter(|s| self.inner.live(s, now))
+            else {
+                return Err(StoreError::NotFound);
+            };
+            if session.version != 0 && session.version != stored.version {
+                return Err(StoreError::Conflict {
+                    expected: session.version,
+                    found: stored.version,
+                });
+            }
+            session.date_created = stored.date_created;
+            session.last_updated = now;
+            session.version = stored.version + 1;
+            let old_alias = std::mem::replace(stored, session.clone()).alias;
+            if old_alias != session.alias {
+                state.by_alias.remove(&(old_alias, session.key_id.clone()));
+                state
+                    .by_alias
+                    .insert((session.alias.clone(), session.key_id.clone()));
+            }
+            Ok(session)
+        }))
+    }
+
+    fn apply<'a>(
+        &'a self,
+        key_id: &'a KeyId,
+        delta: &'a MetadataDelta,
+    ) -> StoreFuture<'a, Option<Session>> {
+        ready(Ok(self.inner.write_op(|state, now| {
+            let stored = state
+                .sessions
+                .get_mut(key_id)
+                .filter(|s| self.inner.live(s, now))?;
+            delta.apply_to(&mut stored.meta_data);
+            stored.version += 1;
+            stored.last_updated = now;
+            Some(stored.clone())
+        })))
+    }
+
+    fn delete<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
+        ready(Ok(self.inner.write_op(|state, now| {
+            let session = state.sessions.remove(key_id)?;
+            state
+                .by_alias
+                .remove(&(session.alias.clone(), key_id.clone()));
+            self.inner.live(&session, now).then_some(session)
+        })))
+    }
+
+    fn list_by_alias<'a>(
+        &'a self,
+        alias: &'a str,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> StoreFuture<'a, Page<Session>> {
+        let now = unix_now();
+        let state = self.inner.read();
+        let start = match after {
+            Some(cursor) => Bound::Excluded((alias.to_owned(), KeyId::from_cursor(cursor))),
+            None => Bound::Included((alias.to_owned(), KeyId::default())),
+        };
+        let iter = state
+            .by_alias
+            .range((start, Bound::Unbounded))
+            .take_while(|(a, _)| a == alias)
+            .filter_map(|(_, id)| {
+                let session = state.sessions.get(id)?;
+                self.live(session, now).then(|| (id, session.clone()))
+            });
+        ready(Ok(page_after(iter, limit, |id| id.as_str().to_owned())))
+    }
+
+    fn list_keys<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> StoreFuture<'a, Page<KeyId>> {
+        let now = unix_now();
+        let state = self.inner.read();
+        let start = match after {
+            Some(cursor) => Bound::Excluded(KeyId::from_cursor(cursor)),
+            None => Bound::Unbounded,
+        };
+        let iter = state
+            .sessions
+            .range((start, Bound::Unbounded))
+            .filter(|(_, s)| self.live(s, now))
+            .map(|(id, _)| (id, id.clone()));
+        ready(Ok(page_after(iter, limit, |id| id.as_str().to_owned())))
+    }
+}
+
+impl KeyId {
+    /// A key id rebuilt from a listing cursor (cursors are key ids; an invalid cursor simply
+    /// sorts somewhere and yields a valid, possibly empty, page).
+    fn from_cursor(cursor: &str) -> Self {
+        KeyId::from_hash(cursor).unwrap_or_else(|| KeyId::unchecked(cursor))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::ApiKey;
+    use serde_json::json;
+
+    fn id(n: u32) -> KeyId {
+        KeyId::of(&ApiKey::new(format!("key-{n}")))
+    }
+
+    fn session(n: u32) -> Session {
+        Session::default().with_key_id(id(n)).with_alias("alice")
+    }
+
+    #[tokio::test]
+    async fn create_is_exclusive_and_versions() {
+        let store = MemoryStore::new();
+        let created = store.create(session(1)).await.unwrap();
+        assert_eq!(created.version, 1);
+        assert!(created.date_created > 0);
+        assert!(matches!(
+            store.create(session(1)).await,
+            Err(StoreError::AlreadyExists)
+        ));
+    }
+
+    #[tokio::test]
+    async fn replace_checks_version_and_existence() {
+        let store = MemoryStore::new();
+        assert!(matches!(
+            store.replace(session(1)).await,
+            Err(StoreError::NotFound)
+        ));
+        store.create(session(1)).await.unwrap();
+        let mut stale = session(1);
+        stale.version = 7;
+        assert!(matches!(
+            store.replace(stale).await,
+            Err(StoreError::Conflict {
+                expected: 7,
+                found: 1
+            })
+        ));
+        let replaced = store.replace(session(1).with_alias("bob")).await.unwrap();
+        assert_eq!(replaced.version, 2);
+        let page = store.list_by_alias("bob", None, 10).await.unwrap();
+        assert_eq!(page.items.len(), 1);
+        assert!(
+            store
+                .list_by_alias("alice", None, 10)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn apply_never_recreates_a_deleted_session() {
+        let store = MemoryStore::new();
+        store.create(session(1)).await.unwrap();
+        assert!(store.delete(&id(1)).await.unwrap().is_some());
+        let mut delta = MetadataDelta::new();
+        delta.set("a", json!("b"));
+        assert_eq!(store.apply(&id(1), &delta).await.unwrap(), None);
+        assert_eq!(store.load(&id(1)).await.unwrap(), None);
+        assert!(store.delete(&id(1)).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn apply_keeps_expiry() {
+        let store = MemoryStore::new();
+        let far = unix_now() + 10_000;
+        store.create(session(1).with_expires(far)).await.unwrap();
+        let mut delta = MetadataDelta::new();
+        delta.set("a", json!("b"));
+        let applied = store.apply(&id(1), &delta).await.unwrap().unwrap();
+        assert_eq!(applied.expires, far);
+    }
+
+    #[tokio::test]
+    async fn expired_sessions_are_kept_for_the_grace_period_then_swept() {
+        let store = MemoryStore::new();
+        store
+            .create(session(1).with_expires(unix_now() - 10))
+            .await
+            .unwrap();
+        assert!(store.load(&id(1)).await.unwrap().unwrap().is_expired());
+
+        let strict = MemoryStore::with_expiry_grace(Duration::ZERO);
+        strict
+            .create(session(1).with_expires(unix_now() - 10))
+            .await
+            .unwrap();
+        assert_eq!(strict.load(&id(1)).await.unwrap(), None);
+        assert_eq!(strict.len(), 1);
+        strict.sweep();
+        assert!(strict.is_empty());
+    }
+
+    #[tokio::test]
+    async fn writes_sweep_dead_sessions_without_an_explicit_call() {
+        let store = MemoryStore::with_expiry_grace(Duration::ZERO);
+        let past = unix_now() - 10;
+        for n in 0..2000 {
+            store.create(session(n).with_expires(past)).await.unwrap();
+        }
+        assert!(store.len() < 1024, "{} sessions kept", store.len());
+    }
+
+    #[tokio::test]
+    async fn listings_page_with_cursors() {
+        let store = MemoryStore::new();
+        for n in 0..5 {
+            store.create(session(n)).await.unwrap();
+        }
+        store
+            .create(Session::default().with_key_id(id(99)).with_alias("zed"))
+            .await
+            .unwrap();
+        let first = store.list_by_alias("alice", None, 2).await.unwrap();
+        assert_eq!(first.items.len(), 2);
+        let second = store
+            .list_by_alias("alice", first.next.as_deref(), 2)
+            .await
+            .unwrap();
+        let third = store
+            .list_by_alias("alice", second.next.as_deref(), 2)
+            .await
+            .unwrap();
+        assert_eq!(third.items.len(), 1);
+        assert_eq!(third.next, None);
+        let mut seen: Vec<_> = [first, second, third]
+            .into_iter()
+            .flat_map(|p| p.items)
+            .map(|s| s.key_id)
+            .collect();
+        seen.dedup();
+        assert_eq!(seen.len(), 5);
+
+        let keys = store.list_keys(None, 10).await.unwrap();
+        assert_eq!(keys.items.len(), 6);
+        assert_eq!(keys.next, None);
+    }
+}
