@@ -14,3 +14,4 @@ pub mod metadata;
 pub mod policy;
 pub mod session;
 pub mod store;
+pub mod vars;
