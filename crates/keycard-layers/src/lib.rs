@@ -1,1 +1,25 @@
-//! layers.
+//! The tower layers of keycard, one module per step of the request path:
+//!
+//! ```text
+//! request ─► auth::SessionLoadLayer ─► persist::PersistLayer ─► headers::InjectHeadersLayer ─► handler
+//!               key → KeyId → store.load → policies → SessionHandle in the extensions
+//! response ◄─ SessionLoad ◄─ Persist (saves the metadata delta once, if any) ◄─ InjectHeaders ◄─ handler
+//! ```
+//!
+//! Layers that need the session ([`persist`], [`headers`]) must be stacked inside
+//! [`auth::SessionLoadLayer`]; outside it they answer 500 and log why at the first request rather
+//! than silently skip. Rejections are JSON `{"error": "..."}` responses; the inner service's error
+//! type passes through untouched. Response bodies must implement `From<Bytes>` (axum's `Body`,
+//! `http_body_util::Full`, ...) so rejections can carry their JSON body.
+
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod auth;
+pub mod context;
+#[cfg(feature = "axum")]
+pub mod extract;
+pub mod handle;
+pub mod headers;
+pub mod persist;
+mod response;

@@ -1,0 +1,133 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use keycard_core::key::KeyId;
+use keycard_core::session::Session;
+use keycard_core::store::StoreError;
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::layer::Config;
+
+/// The store lookup. The store is a trait object, so this one step is boxed; the inner service's
+/// future is not.
+pub(super) type LoadFuture =
+    Pin<Box<dyn Future<Output = (KeyId, Result<Option<Session>, StoreError>)> + Send>>;
+
+pin_project! {
+    /// The response future of [`SessionLoad`](super::SessionLoad).
+    pub struct ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<S, ReqBody>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        Loading {
+            load: LoadFuture,
+            request: Option<Request<ReqBody>>,
+            inner: Option<S>,
+            config: Arc<Config>,
+            www_authenticate: bool,
+        },
+        Inner {
+            #[pin]
+            future: S::Future,
+        },
+        Done {
+            response: Option<S::Response>,
+        },
+    }
+}
+
+impl<S, ReqBody> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    pub(super) fn inner(future: S::Future) -> Self {
+        Self {
+            state: State::Inner { future },
+        }
+    }
+
+    pub(super) fn reject(response: S::Response) -> Self {
+        Self {
+            state: State::Done {
+                response: Some(response),
+            },
+        }
+    }
+
+    pub(super) fn load(
+        load: LoadFuture,
+        request: Request<ReqBody>,
+        inner: S,
+        config: Arc<Config>,
+        www_authenticate: bool,
+    ) -> Self {
+        Self {
+            state: State::Loading {
+                load,
+                request: Some(request),
+                inner: Some(inner),
+                config,
+                www_authenticate,
+            },
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: From<Bytes>,
+{
+    type Output = Result<S::Response, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Loading {
+                    load,
+                    request,
+                    inner,
+                    config,
+                    www_authenticate,
+                } => {
+                    let (key_id, loaded) = ready!(load.as_mut().poll(cx));
+                    let next = match config.admit(&key_id, loaded) {
+                        Ok(handle) => {
+                            let mut request = request.take().expect("polled after completion");
+                            request.extensions_mut().insert(handle);
+                            let mut inner = inner.take().expect("polled after completion");
+                            State::Inner {
+                                future: inner.call(request),
+                            }
+                        }
+                        Err(rejection) => State::Done {
+                            response: Some(rejection.response(*www_authenticate)),
+                        },
+                    };
+                    this.state.set(next);
+                }
+                StateProj::Inner { future } => return future.poll(cx),
+                StateProj::Done { response } => {
+                    return Poll::Ready(Ok(response.take().expect("polled after completion")));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,263 @@
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::routing::get;
+use axum::{Extension, Router};
+use http::{HeaderMap, Request, StatusCode};
+use keycard_core::key::{ApiKey, KeyId};
+use keycard_core::metadata::MetadataDelta;
+use keycard_core::policy::{MemoryPolicies, Policy};
+use keycard_core::session::{Session, unix_now};
+use keycard_core::store::{MemoryStore, Page, SessionStore, StoreError, StoreFuture};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use super::{KeySource, SessionLoadLayer};
+use crate::handle::{NoSession, SessionHandle};
+
+async fn store_with(key: &str, session: Session) -> MemoryStore {
+    let store = MemoryStore::new();
+    let session = session.with_key_id(KeyId::of(&ApiKey::new(key)));
+    store.create(session).await.unwrap();
+    store
+}
+
+fn app(layer: SessionLoadLayer) -> Router {
+    Router::new()
+        .route(
+            "/",
+            get(
+                |handle: Option<Extension<SessionHandle>>,
+                 none: Option<Extension<NoSession>>,
+                 headers: HeaderMap| async move {
+                    let user = handle.map(|Extension(h)| h.get("user_id"));
+                    axum::Json(json!({
+                        "user": user,
+                        "anonymous": none.is_some(),
+                        "authorization": headers.get("authorization").is_some(),
+                        "cookie": headers.get("cookie").map(|v| v.to_str().unwrap().to_owned()),
+                    }))
+                },
+            ),
+        )
+        .layer(layer)
+}
+
+async fn call(app: &Router, request: Request<Body>) -> (StatusCode, HeaderMap, Value) {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    (status, headers, serde_json::from_slice(&bytes).unwrap())
+}
+
+fn get_with(header: Option<&str>) -> Request<Body> {
+    let mut builder = Request::get("/");
+    if let Some(value) = header {
+        builder = builder.header("authorization", value);
+    }
+    builder.body(Body::empty()).unwrap()
+}
+
+fn meta(value: Value) -> keycard_core::metadata::Metadata {
+    value.as_object().unwrap().clone()
+}
+
+#[tokio::test]
+async fn missing_key_gets_401_with_www_authenticate() {
+    let store = MemoryStore::new();
+    let (status, headers, body) = call(&app(SessionLoadLayer::new(store)), get_with(None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers["www-authenticate"], "Bearer");
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(body, json!({"error": "Authorization field missing"}));
+}
+
+#[tokio::test]
+async fn missing_key_from_a_query_source_has_no_www_authenticate() {
+    let layer = SessionLoadLayer::new(MemoryStore::new()).key_sources([KeySource::query("key")]);
+    let (status, headers, _) = call(&app(layer), get_with(None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(headers.get("www-authenticate").is_none());
+}
+
+#[tokio::test]
+async fn unknown_and_short_keys_get_403() {
+    let store = store_with("ab", Session::default()).await;
+    let app = app(SessionLoadLayer::new(store));
+    for key in ["Bearer nope", "Bearer ab"] {
+        let (status, headers, body) = call(&app, get_with(Some(key))).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{key}");
+        assert!(headers.get("www-authenticate").is_none());
+        assert_eq!(
+            body,
+            json!({"error": "Access to this API has been disallowed"})
+        );
+    }
+}
+
+#[tokio::test]
+async fn valid_key_loads_the_session() {
+    let store = store_with("good-key", Session::new(meta(json!({"user_id": "u-1"})))).await;
+    let (status, _, body) = call(
+        &app(SessionLoadLayer::new(store)),
+        get_with(Some("Bearer good-key")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["user"], "u-1");
+    assert_eq!(body["authorization"], true);
+}
+
+#[tokio::test]
+async fn inactive_key_gets_403_and_so_does_an_inactive_policy() {
+    let mut session = Session::default();
+    session.is_inactive = true;
+    let store = store_with("key-1", session).await;
+    let (status, _, body) = call(&app(SessionLoadLayer::new(store)), get_with(Some("key-1"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body, json!({"error": "Key is inactive, please renew"}));
+
+    let policies = MemoryPolicies::new();
+    policies.insert(Policy::new("off").inactive());
+    let store = store_with("key-1", Session::default().with_policies(["off"])).await;
+    let layer = SessionLoadLayer::new(store).policies(policies);
+    let (status, _, body) = call(&app(layer), get_with(Some("key-1"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body, json!({"error": "Key is inactive, please renew"}));
+}
+
+#[tokio::test]
+async fn expired_key_gets_401_with_message() {
+    let store = store_with("key-1", Session::default().with_expires(unix_now() - 5)).await;
+    let (status, headers, body) =
+        call(&app(SessionLoadLayer::new(store)), get_with(Some("key-1"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers["www-authenticate"], "Bearer");
+    assert_eq!(body, json!({"error": "Key has expired, please renew"}));
+}
+
+#[tokio::test]
+async fn unknown_policy_gets_403() {
+    let store = store_with("key-1", Session::default().with_policies(["gone"])).await;
+    let (status, _, body) = call(&app(SessionLoadLayer::new(store)), get_with(Some("key-1"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        body,
+        json!({"error": "Access to this API has been disallowed"})
+    );
+}
+
+#[tokio::test]
+async fn policies_shape_the_view() {
+    let policies = MemoryPolicies::new();
+    policies.insert(Policy::new("p").with_meta("user_id", json!("from-policy")));
+    let store = store_with(
+        "key-1",
+        Session::new(meta(json!({"user_id": "own"}))).with_policies(["p"]),
+    )
+    .await;
+    let layer = SessionLoadLayer::new(store.clone()).policies(policies);
+    let (_, _, body) = call(&app(layer), get_with(Some("key-1"))).await;
+    assert_eq!(body["user"], "from-policy");
+    let stored = store
+        .load(&KeyId::of(&ApiKey::new("key-1")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.meta_data["user_id"], "own");
+}
+
+/// A store whose every call fails as if Redis were down.
+struct DownStore;
+
+fn down<'a, T: Send + 'a>() -> StoreFuture<'a, T> {
+    Box::pin(async { Err(StoreError::unavailable("connection refused")) })
+}
+
+impl SessionStore for DownStore {
+    fn load<'a>(&'a self, _: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
+        down()
+    }
+    fn create(&self, _: Session) -> StoreFuture<'_, Session> {
+        down()
+    }
+    fn replace(&self, _: Session) -> StoreFuture<'_, Session> {
+        down()
+    }
+    fn apply<'a>(&'a self, _: &'a KeyId, _: &'a MetadataDelta) -> StoreFuture<'a, Option<Session>> {
+        down()
+    }
+    fn delete<'a>(&'a self, _: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
+        down()
+    }
+    fn list_by_alias<'a>(
+        &'a self,
+        _: &'a str,
+        _: Option<&'a str>,
+        _: usize,
+    ) -> StoreFuture<'a, Page<Session>> {
+        down()
+    }
+    fn list_keys<'a>(&'a self, _: Option<&'a str>, _: usize) -> StoreFuture<'a, Page<KeyId>> {
+        down()
+    }
+}
+
+#[tokio::test]
+async fn store_down_gets_503() {
+    let layer = SessionLoadLayer::from_shared_store(Arc::new(DownStore));
+    let (status, _, body) = call(&app(layer), get_with(Some("key-1"))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body, json!({"error": "Session store unavailable"}));
+}
+
+#[tokio::test]
+async fn optional_mode_lets_keyless_requests_through_but_not_bad_keys() {
+    let layer = SessionLoadLayer::new(MemoryStore::new()).optional();
+    let app = app(layer);
+    let (status, _, body) = call(&app, get_with(None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["anonymous"], true);
+    let (status, _, _) = call(&app, get_with(Some("Bearer bad-key"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn credential_is_stripped_when_asked() {
+    let store = store_with("key-1", Session::default()).await;
+    let layer = SessionLoadLayer::new(store.clone()).strip_credential();
+    let (_, _, body) = call(&app(layer), get_with(Some("Bearer key-1"))).await;
+    assert_eq!(body["authorization"], false);
+
+    let layer = SessionLoadLayer::new(store)
+        .key_sources([KeySource::cookie("kc")])
+        .strip_credential();
+    let request = Request::get("/")
+        .header("cookie", "theme=dark; kc=key-1")
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = call(&app(layer), request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["cookie"], "theme=dark");
+}
+
+#[tokio::test]
+async fn sources_are_tried_in_order() {
+    let store = store_with("key-1", Session::new(meta(json!({"user_id": "u"})))).await;
+    let layer = SessionLoadLayer::new(store).key_sources([
+        KeySource::header(http::HeaderName::from_static("x-api-key")),
+        KeySource::query("key"),
+    ]);
+    let request = Request::get("/?key=key-1").body(Body::empty()).unwrap();
+    let (status, _, _) = call(&app(layer.clone()), request).await;
+    assert_eq!(status, StatusCode::OK);
+    let request = Request::get("/?key=key-1")
+        .header("x-api-key", "wrong")
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, _) = call(&app(layer), request).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}

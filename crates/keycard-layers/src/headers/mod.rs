@@ -1,0 +1,618 @@
+//! Header injection from session metadata and request context (Tyk's request/response header
+//! transforms; spec `headers.md`).
+//!
+//! A rule set removes headers, then sets headers from templates (`$tyk_meta.KEY`,
+//! `$tyk_context.NAME`; see [`keycard_core::vars`]). Setting *replaces* any value the header
+//! had, so a client-sent `X-User-Id: admin` never survives next to the injected one. Rules are
+//! global or scoped to a path pattern and method:
+//!
+//! - [`InjectHeaders::request`]: global rules first, then scoped ones (scoped win);
+//! - [`InjectHeaders::response`]: scoped first, then global (global wins), as in Tyk. Response
+//!   values are rendered from the request's session (including the handler's changes) and
+//!   context.
+//!
+//! A missing variable renders as the empty string (Tyk); [`InjectHeaders::set_or_omit`] drops
+//! the header instead. A rendered value that is not a valid header value (CR, LF, NUL...) fails
+//! the request with 500 `{"error":"Invalid header value"}` and nothing is sent: no header is
+//! split, no rule half-applied.
+//!
+//! Metadata is not a secret store (Auth0's warning): a response rule that echoes metadata to the
+//! client is the user's explicit choice.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use http::{HeaderMap, Request};
+//! use keycard_core::key::{ApiKey, KeyId};
+//! use keycard_core::session::Session;
+//! use keycard_core::store::{MemoryStore, SessionStore};
+//! use keycard_layers::auth::SessionLoadLayer;
+//! use keycard_layers::headers::{InjectHeaders, Scope};
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = MemoryStore::new();
+//! let meta = serde_json::json!({"user_id": "u-1", "tenant": "acme"});
+//! let id = KeyId::of(&ApiKey::new("secret-key"));
+//! store.create(Session::new(meta.as_object().unwrap().clone()).with_key_id(id)).await?;
+//!
+//! let inject = InjectHeaders::request()
+//!     .remove("authorization")
+//!     .set("x-user-id", "$tyk_meta.user_id")
+//!     .set("x-tenant", "$tyk_meta.tenant")
+//!     .scoped(Scope::path("/admin/*"), InjectHeaders::rules().set("x-admin", "yes"))
+//!     .build()?;
+//!
+//! let app = Router::new()
+//!     .route("/whoami", get(|headers: HeaderMap| async move { format!("{headers:?}") }))
+//!     .layer(ServiceBuilder::new().layer(SessionLoadLayer::new(store)).layer(inject));
+//!
+//! let request = Request::get("/whoami")
+//!     .header("authorization", "Bearer secret-key")
+//!     .header("x-user-id", "admin")
+//!     .body(axum::body::Body::empty())?;
+//! let body = app.oneshot(request).await?.into_body();
+//! let seen = String::from_utf8(axum::body::to_bytes(body, 4096).await?.to_vec())?;
+//! assert!(seen.contains(r#""x-user-id": "u-1""#));
+//! assert!(!seen.contains("admin") && !seen.contains("authorization"));
+//! # Ok(())
+//! # }
+//! ```
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::header::HeaderName;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use keycard_core::metadata::Metadata;
+use keycard_core::vars::{RenderError, Template, TemplateError, Variable, Vars};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::context::{ForwardedFor, RequestId, RequestVars};
+use crate::handle::{NoSession, SessionHandle};
+use crate::response::{json_error, missing_session_layer};
+
+/// Which message the rules change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Request,
+    Response,
+}
+
+/// An ordered list of header rules: removals, then sets.
+#[derive(Clone, Debug, Default)]
+pub struct HeaderRules {
+    specs: Vec<Spec>,
+}
+
+#[derive(Clone, Debug)]
+enum Spec {
+    Remove(String),
+    Set {
+        name: String,
+        template: String,
+        omit_if_missing: bool,
+    },
+}
+
+impl HeaderRules {
+    /// Removes header `name`.
+    pub fn remove(mut self, name: impl Into<String>) -> Self {
+        self.specs.push(Spec::Remove(name.into()));
+        self
+    }
+
+    /// Sets header `name` to the rendered `template`, replacing any value it had. Missing
+    /// variables render as the empty string.
+    pub fn set(mut self, name: impl Into<String>, template: impl Into<String>) -> Self {
+        self.specs.push(Spec::Set {
+            name: name.into(),
+            template: template.into(),
+            omit_if_missing: false,
+        });
+        self
+    }
+
+    /// Like [`set`](Self::set), but leaves the header out when a variable the template names
+    /// is missing (Tyk #2358).
+    pub fn set_or_omit(mut self, name: impl Into<String>, template: impl Into<String>) -> Self {
+        self.specs.push(Spec::Set {
+            name: name.into(),
+            template: template.into(),
+            omit_if_missing: true,
+        });
+        self
+    }
+
+    fn compile(&self) -> Result<CompiledRules, HeaderConfigError> {
+        let mut rules = CompiledRules::default();
+        for spec in &self.specs {
+            match spec {
+                Spec::Remove(name) => rules.remove.push(header_name(name)?),
+                Spec::Set {
+                    name,
+                    template,
+                    omit_if_missing,
+                } => rules.set.push(SetRule {
+                    name: header_name(name)?,
+                    template: Template::parse(template).map_err(|source| {
+                        HeaderConfigError::Template {
+                            header: name.clone(),
+                            source,
+                        }
+                    })?,
+                    omit_if_missing: *omit_if_missing,
+                }),
+            }
+        }
+        Ok(rules)
+    }
+}
+
+fn header_name(name: &str) -> Result<HeaderName, HeaderConfigError> {
+    HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| HeaderConfigError::InvalidName(name.to_owned()))
+}
+
+/// Where scoped rules apply: a path pattern (`*` matches any run of characters, so `/orders/*`
+/// matches everything under `/orders/`) and optionally a method.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scope {
+    pattern: String,
+    method: Option<Method>,
+}
+
+impl Scope {
+    /// Requests whose path matches `pattern`, any method.
+    pub fn path(pattern: impl Into<String>) -> Self {
+        Self {
+            pattern: pattern.into(),
+            method: None,
+        }
+    }
+
+    /// Only requests with this method.
+    pub fn method(mut self, method: Method) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    fn matches(&self, method: &Method, path: &str) -> bool {
+        self.method.as_ref().is_none_or(|m| m == method) && glob(&self.pattern, path)
+    }
+}
+
+/// `*` matches any run of characters; everything else literally.
+fn glob(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// A header rule that cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HeaderConfigError {
+    /// Not a valid header name.
+    #[error("invalid header name {0:?}")]
+    InvalidName(String),
+    /// The value template does not parse.
+    #[error("invalid template for header {header:?}: {source}")]
+    Template {
+        /// The header the template is for.
+        header: String,
+        /// Why it does not parse.
+        #[source]
+        source: TemplateError,
+    },
+}
+
+/// Builds an [`InjectHeadersLayer`]: global rules plus scoped rule sets.
+#[derive(Clone, Debug)]
+#[must_use = "call .build() to get the layer"]
+pub struct InjectHeaders {
+    side: Side,
+    global: HeaderRules,
+    scoped: Vec<(Scope, HeaderRules)>,
+    forwarded_for: ForwardedFor,
+}
+
+impl InjectHeaders {
+    /// Rules applied to the request before it reaches the inner service.
+    pub fn request() -> Self {
+        Self::new(Side::Request)
+    }
+
+    /// Rules applied to the response, rendered from the request's session and context.
+    pub fn response() -> Self {
+        Self::new(Side::Response)
+    }
+
+    /// An empty rule list, for [`scoped`](Self::scoped).
+    pub fn rules() -> HeaderRules {
+        HeaderRules::default()
+    }
+
+    fn new(side: Side) -> Self {
+        Self {
+            side,
+            global: HeaderRules::default(),
+            scoped: Vec::new(),
+            forwarded_for: ForwardedFor::Ignore,
+        }
+    }
+
+    /// A global rule: removes header `name`.
+    pub fn remove(mut self, name: impl Into<String>) -> Self {
+        self.global = self.global.remove(name);
+        self
+    }
+
+    /// A global rule: sets header `name` from `template`. See [`HeaderRules::set`].
+    pub fn set(mut self, name: impl Into<String>, template: impl Into<String>) -> Self {
+        self.global = self.global.set(name, template);
+        self
+    }
+
+    /// A global rule: sets header `name` unless a variable is missing. See
+    /// [`HeaderRules::set_or_omit`].
+    pub fn set_or_omit(mut self, name: impl Into<String>, template: impl Into<String>) -> Self {
+        self.global = self.global.set_or_omit(name, template);
+        self
+    }
+
+    /// Rules that apply only to requests in `scope`.
+    pub fn scoped(mut self, scope: Scope, rules: HeaderRules) -> Self {
+        self.scoped.push((scope, rules));
+        self
+    }
+
+    /// Whether `$tyk_context.remote_addr` may come from `X-Forwarded-For`.
+    pub fn forwarded_for(mut self, forwarded_for: ForwardedFor) -> Self {
+        self.forwarded_for = forwarded_for;
+        self
+    }
+
+    /// Parses every header name and template.
+    pub fn build(self) -> Result<InjectHeadersLayer, HeaderConfigError> {
+        let global = self.global.compile()?;
+        let scoped = self
+            .scoped
+            .iter()
+            .map(|(scope, rules)| Ok((scope.clone(), rules.compile()?)))
+            .collect::<Result<Vec<_>, HeaderConfigError>>()?;
+        let all_sets = || {
+            global
+                .set
+                .iter()
+                .chain(scoped.iter().flat_map(|(_, rules)| &rules.set))
+        };
+        let context_names: Vec<String> = all_sets()
+            .flat_map(|rule| rule.template.variables())
+            .filter_map(|variable| match variable {
+                Variable::Context(name) => Some(name.to_owned()),
+                _ => None,
+            })
+            .collect();
+        let uses_request_id = context_names.iter().any(|n| n == "request_id");
+        Ok(InjectHeadersLayer {
+            config: Arc::new(Config {
+                side: self.side,
+                global,
+                scoped,
+                forwarded_for: self.forwarded_for,
+                context_names,
+                uses_request_id,
+            }),
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+struct CompiledRules {
+    remove: Vec<HeaderName>,
+    set: Vec<SetRule>,
+}
+
+#[derive(Debug)]
+struct SetRule {
+    name: HeaderName,
+    template: Template,
+    omit_if_missing: bool,
+}
+
+#[derive(Debug)]
+struct Config {
+    side: Side,
+    global: CompiledRules,
+    scoped: Vec<(Scope, CompiledRules)>,
+    forwarded_for: ForwardedFor,
+    /// Context variables the templates read (snapshotted for response rules).
+    context_names: Vec<String>,
+    uses_request_id: bool,
+}
+
+impl Config {
+    /// The rule sets that apply to a request, in application order.
+    fn applicable(&self, method: &Method, path: &str) -> Vec<usize> {
+        let scoped = self
+            .scoped
+            .iter()
+            .enumerate()
+            .filter(|(_, (scope, _))| scope.matches(method, path))
+            .map(|(i, _)| i + 1);
+        match self.side {
+            Side::Request => std::iter::once(0).chain(scoped).collect(),
+            Side::Response => scoped.chain(std::iter::once(0)).collect(),
+        }
+    }
+
+    fn rules(&self, index: usize) -> &CompiledRules {
+        match index {
+            0 => &self.global,
+            i => &self.scoped[i - 1].1,
+        }
+    }
+
+    /// Renders every applicable rule, then (only if all rendered) changes `headers`.
+    fn apply(
+        &self,
+        sets: &[usize],
+        vars: &(impl Vars + ?Sized),
+        headers: &mut HeaderMap,
+    ) -> Result<(), RenderError> {
+        let mut rendered: Vec<(&HeaderName, HeaderValue)> = Vec::new();
+        for &index in sets {
+            for rule in &self.rules(index).set {
+                let value = rule.template.render_header(vars)?;
+                if !(value.missing && rule.omit_if_missing) {
+                    rendered.push((&rule.name, value.value));
+                }
+            }
+        }
+        for &index in sets {
+            for name in &self.rules(index).remove {
+                headers.remove(name);
+            }
+        }
+        for (name, value) in rendered {
+            headers.insert(name.clone(), value);
+        }
+        Ok(())
+    }
+}
+
+/// Injects headers; built by [`InjectHeaders`].
+#[derive(Clone, Debug)]
+pub struct InjectHeadersLayer {
+    config: Arc<Config>,
+}
+
+impl<S> Layer<S> for InjectHeadersLayer {
+    type Service = InjectHeadersService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        InjectHeadersService {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service of [`InjectHeadersLayer`].
+#[derive(Clone, Debug)]
+pub struct InjectHeadersService<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> InjectHeadersService<S> {
+    /// A reference to the inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// A mutable reference to the inner service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+fn invalid_header_value<B: From<Bytes>>() -> Response<B> {
+    tracing::warn!("keycard: a header template rendered an invalid header value; request refused");
+    json_error(StatusCode::INTERNAL_SERVER_ERROR, "Invalid header value")
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for InjectHeadersService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: From<Bytes>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, S::Response>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let handle = request.extensions().get::<SessionHandle>().cloned();
+        if handle.is_none() && request.extensions().get::<NoSession>().is_none() {
+            return ResponseFuture::done(missing_session_layer("InjectHeadersLayer"));
+        }
+        let config = &self.config;
+        if config.uses_request_id {
+            RequestId::get_or_create(&mut request);
+        }
+        let sets = config.applicable(request.method(), request.uri().path());
+        match config.side {
+            Side::Request => {
+                let result = with_metadata(handle.as_ref(), |metadata| {
+                    let vars = RequestVars::new(&request, metadata, config.forwarded_for);
+                    let mut headers = request.headers().clone();
+                    config.apply(&sets, &vars, &mut headers).map(|()| headers)
+                });
+                match result {
+                    Ok(headers) => {
+                        *request.headers_mut() = headers;
+                        ResponseFuture::inner(self.inner.call(request), None)
+                    }
+                    Err(_) => ResponseFuture::done(invalid_header_value()),
+                }
+            }
+            Side::Response => {
+                let vars = RequestVars::new(&request, None, config.forwarded_for);
+                let context = config
+                    .context_names
+                    .iter()
+                    .filter_map(|name| Some((name.clone(), vars.context(name)?.into_owned())))
+                    .collect();
+                let plan = ResponsePlan {
+                    config: config.clone(),
+                    sets,
+                    handle,
+                    context,
+                };
+                ResponseFuture::inner(self.inner.call(request), Some(plan))
+            }
+        }
+    }
+}
+
+fn with_metadata<R>(handle: Option<&SessionHandle>, f: impl FnOnce(Option<&Metadata>) -> R) -> R {
+    match handle {
+        Some(handle) => handle.with_metadata(|metadata| f(Some(metadata))),
+        None => f(None),
+    }
+}
+
+/// What a response rule set needs once the response arrives.
+struct ResponsePlan {
+    config: Arc<Config>,
+    sets: Vec<usize>,
+    handle: Option<SessionHandle>,
+    context: HashMap<String, String>,
+}
+
+struct SnapshotVars<'a> {
+    metadata: Option<&'a Metadata>,
+    context: &'a HashMap<String, String>,
+}
+
+impl Vars for SnapshotVars<'_> {
+    fn metadata(&self) -> Option<&Metadata> {
+        self.metadata
+    }
+
+    fn context(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.context.get(name).map(|v| Cow::Borrowed(v.as_str()))
+    }
+}
+
+impl ResponsePlan {
+    fn apply<B: From<Bytes>>(self, mut response: Response<B>) -> Response<B> {
+        let result = with_metadata(self.handle.as_ref(), |metadata| {
+            let vars = SnapshotVars {
+                metadata,
+                context: &self.context,
+            };
+            self.config.apply(&self.sets, &vars, response.headers_mut())
+        });
+        match result {
+            Ok(()) => response,
+            Err(_) => invalid_header_value(),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`InjectHeadersService`].
+    pub struct ResponseFuture<F, T> {
+        #[pin]
+        state: State<F, T>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, T> {
+        Inner {
+            #[pin]
+            future: F,
+            plan: Option<ResponsePlan>,
+        },
+        Done {
+            response: Option<T>,
+        },
+    }
+}
+
+impl<F, T> ResponseFuture<F, T> {
+    fn inner(future: F, plan: Option<ResponsePlan>) -> Self {
+        Self {
+            state: State::Inner { future, plan },
+        }
+    }
+
+    fn done(response: T) -> Self {
+        Self {
+            state: State::Done {
+                response: Some(response),
+            },
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, Response<B>>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: From<Bytes>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Inner { future, plan } => {
+                let response = ready!(future.poll(cx))?;
+                Poll::Ready(Ok(match plan.take() {
+                    Some(plan) => plan.apply(response),
+                    None => response,
+                }))
+            }
+            StateProj::Done { response } => {
+                Poll::Ready(Ok(response.take().expect("polled after completion")))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
