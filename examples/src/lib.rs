@@ -1,1 +1,38 @@
-//! keycard examples.
+//! The stacks behind keycard's runnable examples, as a library so integration tests build exactly
+//! what a user runs.
+//!
+//! - [`quickstart`]: an axum app on the in-memory store (`cargo quickstart`).
+//! - [`identity_propagation`]: the same layers in front of a reverse proxy, so a backend receives
+//!   `X-User-Id` / `X-Tenant-Id` it can trust.
+
+#![forbid(unsafe_code)]
+
+pub mod identity_propagation;
+pub mod quickstart;
+
+use std::net::SocketAddr;
+
+/// Reads a socket address from the environment variable `var`, or `default`.
+///
+/// # Errors
+/// When the variable is set but is not a socket address.
+pub fn addr_from_env(var: &str, default: &str) -> Result<SocketAddr, String> {
+    let raw = std::env::var(var).unwrap_or_else(|_| default.to_owned());
+    raw.parse()
+        .map_err(|e| format!("{var}={raw:?} is not a socket address (like 127.0.0.1:8080): {e}"))
+}
+
+/// Logs to stderr, `RUST_LOG` controlling the level (default `info`).
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+}
+
+/// Resolves when the process receives Ctrl-C (graceful shutdown for `axum::serve`).
+pub async fn shutdown_signal() {
+    if let Err(error) = tokio::signal::ctrl_c().await {
+        tracing::warn!(%error, "cannot listen for Ctrl-C; stop the process another way");
+        std::future::pending::<()>().await;
+    }
+}

@@ -1,1 +1,7 @@
-//! Integration tests of keycard live in `tests/`.
+//! Shared support for keycard's integration tests: serving a router on loopback, an HTTP client,
+//! and store wrappers that count calls.
+
+#![forbid(unsafe_code)]
+
+pub mod http;
+pub mod stores;

@@ -1,1 +1,33 @@
-//! keycard.
+#![doc = include_str!("../../../README.md")]
+//!
+//! # Crate map
+//!
+//! | module | what |
+//! | --- | --- |
+//! | [`auth`] | `SessionLoadLayer`: key → session → [`handle::SessionHandle`] in the request |
+//! | [`persist`] | `PersistLayer`: saves the request's metadata changes once, atomically |
+//! | [`headers`] | `InjectHeaders`: request/response headers from `$tyk_meta` / `$tyk_context` templates |
+//! | [`extract`] | the axum `Session` extractor (feature `axum`) |
+//! | [`context`] | `$tyk_context` values and the API to add your own |
+//! | [`session`], [`metadata`], [`store`], [`policy`], [`key`], [`vars`] | the core model (crate `keycard-core`) |
+
+#![forbid(unsafe_code)]
+
+pub use keycard_core::{key, metadata, policy, session, store, vars};
+#[cfg(feature = "axum")]
+pub use keycard_layers::extract;
+pub use keycard_layers::{auth, context, handle, headers, persist};
+
+/// The types most stacks need.
+pub mod prelude {
+    pub use crate::auth::{KeySource, SessionLoadLayer};
+    #[cfg(feature = "axum")]
+    pub use crate::extract::Session;
+    pub use crate::handle::SessionHandle;
+    pub use crate::headers::{InjectHeaders, Scope};
+    pub use crate::key::{ApiKey, KeyId};
+    pub use crate::metadata::{Metadata, MetadataLimits};
+    pub use crate::persist::PersistLayer;
+    pub use crate::policy::{MemoryPolicies, Policy};
+    pub use crate::store::{MemoryStore, SessionStore};
+}

@@ -1,0 +1,125 @@
+//! Header injection vectors (spec headers.md, variables.md) over real HTTP.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::routing::get;
+use keycard::headers::{InjectHeaders, InjectHeadersLayer};
+use keycard::prelude::{ApiKey, KeyId, MemoryStore, SessionLoadLayer, SessionStore};
+use keycard::session::Session as StoredSession;
+use keycard_examples::quickstart::echo_router;
+use keycard_tests::http::{Client, spawn};
+use serde_json::{Value, json};
+use tower::ServiceBuilder;
+
+const AUTH: (&str, &str) = ("authorization", "Bearer header-key");
+
+async fn client(meta: Value, inject: InjectHeadersLayer, routes: Router) -> Client {
+    let store = MemoryStore::new();
+    let session = StoredSession::new(meta.as_object().unwrap().clone())
+        .with_key_id(KeyId::of(&ApiKey::new("header-key")));
+    store.create(session).await.unwrap();
+    let app = routes.layer(
+        ServiceBuilder::new()
+            .layer(SessionLoadLayer::new(store))
+            .layer(inject),
+    );
+    Client::new(spawn(app).await)
+}
+
+#[tokio::test]
+async fn upstream_sees_metadata_headers_and_no_authorization() {
+    let inject = InjectHeaders::request()
+        .set("X-User-Id", "$tyk_meta.user_id")
+        .set("X-Tenant", "$tyk_meta.tenant")
+        .remove("Authorization")
+        .build()
+        .unwrap();
+    let client = client(
+        json!({"user_id": "u-1", "tenant": "acme"}),
+        inject,
+        echo_router(),
+    )
+    .await;
+    let seen = client
+        .get("/", &[AUTH, ("x-user-id", "admin")])
+        .await
+        .json();
+    assert_eq!(seen["x-user-id"], "u-1");
+    assert_eq!(seen["x-tenant"], "acme");
+    assert!(seen.get("authorization").is_none());
+}
+
+#[tokio::test]
+async fn value_rendering_vectors() {
+    let inject = InjectHeaders::request()
+        .set("x-uid", "$tyk_meta.uid")
+        .set("x-typed", "n=$tyk_meta.n f=$tyk_meta.f b=$tyk_meta.b")
+        .set("x-longest", "/$tyk_meta.a/$tyk_meta.ab")
+        .set("x-missing", "[$tyk_meta.missing]")
+        .set("x-dot", "$tyk_meta.tier.")
+        .set("x-nested", "$tyk_meta.o.k")
+        .set("x-object", "$tyk_meta.o")
+        .set("x-list", "$tyk_meta.l")
+        .set("x-echo", "hi $tyk_context.headers_X_Name")
+        .build()
+        .unwrap();
+    let meta = json!({
+        "uid": "u-17", "n": 42, "f": 12.5, "b": true, "a": "X", "ab": "Y",
+        "tier": "gold", "o": {"k": "v"}, "l": ["a", "b", 3]
+    });
+    let client = client(meta, inject, echo_router()).await;
+    let seen = client
+        .get("/", &[AUTH, ("x-name", "$tyk_meta.uid")])
+        .await
+        .json();
+    assert_eq!(seen["x-uid"], "u-17");
+    assert_eq!(seen["x-typed"], "n=42 f=12.5 b=true");
+    assert_eq!(seen["x-longest"], "/X/Y");
+    assert_eq!(seen["x-missing"], "[]");
+    assert_eq!(seen["x-dot"], "gold.");
+    assert_eq!(seen["x-nested"], "v");
+    assert_eq!(seen["x-object"], r#"{"k":"v"}"#);
+    assert_eq!(seen["x-list"], "a,b,3");
+    assert_eq!(seen["x-echo"], "hi $tyk_meta.uid");
+}
+
+#[tokio::test]
+async fn header_injection_attempt_is_500_and_never_reaches_upstream() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let routes = Router::new().route(
+        "/",
+        get(move || async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            "reached"
+        }),
+    );
+    let inject = InjectHeaders::request()
+        .set("X-A", "$tyk_meta.x")
+        .build()
+        .unwrap();
+    let client = client(json!({"x": "a\r\nSet-Cookie: s=1"}), inject, routes).await;
+    let response = client.get("/", &[AUTH]).await;
+    assert_eq!(response.status, 500);
+    assert_eq!(response.json(), json!({"error": "Invalid header value"}));
+    assert!(response.headers.get("set-cookie").is_none());
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn response_header_rule_reaches_the_client() {
+    let inject = InjectHeaders::response()
+        .set("x-plan", "$tyk_meta.plan")
+        .set_or_omit("x-absent", "$tyk_meta.none")
+        .build()
+        .unwrap();
+    let routes = Router::new().route("/", get(|| async { "ok" }));
+    let client = client(json!({"plan": "gold"}), inject, routes).await;
+    let response = client.get("/", &[AUTH]).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.headers["x-plan"], "gold");
+    assert!(response.headers.get("x-absent").is_none());
+    assert_eq!(response.text(), "ok");
+}

@@ -1,0 +1,114 @@
+//! No raw key ever appears in a log line, on any path (captured tracing output at TRACE level).
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::routing::get;
+use keycard::extract::Session;
+use keycard::persist::PersistLayer;
+use keycard::prelude::{ApiKey, KeyId, MemoryStore, SessionLoadLayer, SessionStore};
+use keycard::session::{Session as StoredSession, unix_now};
+use keycard_tests::http::{Client, spawn};
+use keycard_tests::stores::{ReadOnlyStore, UnavailableStore};
+use serde_json::json;
+use tower::ServiceBuilder;
+use tracing_subscriber::fmt::MakeWriter;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Captured {
+    type Writer = Self;
+
+    fn make_writer(&'a self) -> Self {
+        self.clone()
+    }
+}
+
+const KEYS: [&str; 4] = [
+    "raw-secret-live-key",
+    "raw-secret-expired-key",
+    "raw-secret-unknown-key",
+    "raw-secret-policy-key",
+];
+
+// One thread: the subscriber set for this test sees the server tasks too.
+#[tokio::test(flavor = "current_thread")]
+async fn raw_keys_never_reach_the_logs() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let store = MemoryStore::new();
+    let sessions = [
+        (KEYS[0], StoredSession::default()),
+        (
+            KEYS[1],
+            StoredSession::default().with_expires(unix_now() - 10),
+        ),
+        (KEYS[3], StoredSession::default().with_policies(["missing"])),
+    ];
+    for (key, session) in sessions {
+        store
+            .create(session.with_key_id(KeyId::of(&ApiKey::new(key))))
+            .await
+            .unwrap();
+    }
+    let routes = || {
+        Router::new().route(
+            "/",
+            get(|session: Session| async move {
+                session.set_metadata("seen", json!(true)).unwrap();
+            }),
+        )
+    };
+    let app = |store: MemoryStore| {
+        let read_only = ReadOnlyStore(store.clone());
+        routes().layer(
+            ServiceBuilder::new()
+                .layer(SessionLoadLayer::new(store))
+                .layer(PersistLayer::new(read_only)),
+        )
+    };
+    let client = Client::new(spawn(app(store)).await);
+    let down = Client::new(spawn(routes().layer(SessionLoadLayer::new(UnavailableStore))).await);
+
+    for key in KEYS {
+        let auth = format!("Bearer {key}");
+        client.get("/", &[("authorization", &auth)]).await;
+        down.get("/", &[("authorization", &auth)]).await;
+    }
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    for expected in [
+        "unknown key",
+        "expired key",
+        "does not exist",
+        "session store failed",
+        "saving session metadata failed",
+    ] {
+        assert!(
+            logs.contains(expected),
+            "no {expected:?} line was logged:\n{logs}"
+        );
+    }
+    for key in KEYS {
+        assert!(!logs.contains(key), "raw key {key} in logs:\n{logs}");
+    }
+}
