@@ -115,3 +115,38 @@ impl Client {
         self.send(Method::POST, path, headers, None).await
     }
 }
+
+/// Sends one request to a full URL and returns the status, the headers and the body as JSON:
+/// `Null` for an empty body, a `String` holding the text when the body is not JSON.
+///
+/// A new client per call: tests run on different runtimes, and pooled connections must not
+/// outlive the runtime that opened them.
+///
+/// # Panics
+/// If the request cannot be built or sent.
+pub async fn request(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> (StatusCode, HeaderMap, Value) {
+    let mut builder = Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder
+        .body(Full::new(body.into()))
+        .expect("a valid request");
+    let client: HyperClient<HttpConnector, Full<Bytes>> =
+        HyperClient::builder(TokioExecutor::new()).build_http();
+    let response = client.request(request).await.expect("send the request");
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.expect("read the body").to_bytes();
+    let value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    (parts.status, parts.headers, value)
+}

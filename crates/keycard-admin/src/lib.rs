@@ -1,0 +1,252 @@
+//! The keycard management API: one axum [`Router`] with a Tyk-compatible keys and policies API
+//! (`/tyk/...`), an Auth0-compatible sessions API (`/api/v2/...`), OIDC back-channel logout when a
+//! session is deleted, and its OpenAPI 3 document at `/openapi.json`.
+//!
+//! Mount the router where you like (its own listener, or `Router::nest` under a prefix); it works
+//! on the same [`SessionStore`] and [`MemoryPolicies`] the keycard layers read.
+//!
+//! ```
+//! use axum::body::Body;
+//! use http::{Request, StatusCode};
+//! use http_body_util::BodyExt;
+//! use keycard_admin::{AdminApi, AdminToken};
+//! use keycard_core::store::MemoryStore;
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let store = MemoryStore::new();
+//! let api = AdminApi::builder(store.clone())
+//!     .tyk_secret("change-me")
+//!     .admin_token(AdminToken::new("ops", "s3cr3t-token", ["read:sessions"]))
+//!     .build();
+//!
+//! // Create a key through the Tyk API: the raw key is in this response, and only here.
+//! let response = api
+//!     .router()
+//!     .oneshot(
+//!         Request::post("/tyk/keys")
+//!             .header("x-tyk-authorization", "change-me")
+//!             .body(Body::from(r#"{"alias": "alice", "meta_data": {"plan": "gold"}}"#))
+//!             .unwrap(),
+//!     )
+//!     .await
+//!     .unwrap();
+//! assert_eq!(response.status(), StatusCode::OK);
+//! let body = response.into_body().collect().await.unwrap().to_bytes();
+//! let created: serde_json::Value = serde_json::from_slice(&body).unwrap();
+//! assert_eq!(created["action"], "added");
+//!
+//! // Read it back as an Auth0 session (id = key hash, user_id = alias).
+//! let hash = created["key_hash"].as_str().unwrap();
+//! let response = api
+//!     .router()
+//!     .oneshot(
+//!         Request::get(format!("/api/v2/sessions/{hash}"))
+//!             .header("authorization", "Bearer s3cr3t-token")
+//!             .body(Body::empty())
+//!             .unwrap(),
+//!     )
+//!     .await
+//!     .unwrap();
+//! assert_eq!(response.status(), StatusCode::OK);
+//! let body = response.into_body().collect().await.unwrap().to_bytes();
+//! let session: serde_json::Value = serde_json::from_slice(&body).unwrap();
+//! assert_eq!(session["user_id"], "alice");
+//! assert_eq!(session["session_metadata"]["plan"], "gold");
+//! # }
+//! ```
+//!
+//! # Authentication
+//! - `/tyk/...`: header `X-Tyk-Authorization` must equal the secret set with
+//!   [`AdminApiBuilder::tyk_secret`]; without a secret every Tyk request is refused.
+//! - `/api/v2/...`: `Authorization: Bearer <token>` with one of the [`AdminToken`]s, whose scopes
+//!   (`read:sessions`, `update:sessions`, `delete:sessions`) decide what it may do.
+//! - `/openapi.json` is public: it describes the API, it holds no data.
+//!
+//! Secrets are compared in constant time (both sides are SHA-256 hashed first, then compared
+//! with [`subtle`](https://docs.rs/subtle)), so neither their content nor their length leaks
+//! through response timing.
+//!
+//! # Audit
+//! Every change (create, replace, patch, delete of a key, session or policy) emits one `INFO`
+//! event with target `keycard::audit`, carrying the actor (the admin token's *name*, or
+//! `tyk-secret`), the first 8 characters of the session id and the metadata keys that changed —
+//! never a secret, a raw key or a metadata value.
+
+#![forbid(unsafe_code)]
+
+mod audit;
+mod auth;
+mod body;
+mod error;
+pub mod logout;
+mod openapi;
+mod sessions;
+mod time;
+mod tyk;
+
+use std::sync::Arc;
+
+use axum::Router;
+use keycard_core::metadata::MetadataLimits;
+use keycard_core::policy::MemoryPolicies;
+use keycard_core::store::SessionStore;
+
+pub use crate::auth::AdminToken;
+pub use crate::logout::{BackChannelLogout, LogoutStats};
+
+use crate::auth::Secret;
+use crate::logout::LogoutSender;
+
+/// The default minimum length of a custom key (`POST /tyk/keys/{key}`).
+pub const DEFAULT_MIN_KEY_LENGTH: usize = 16;
+
+/// The management API: build it with [`AdminApi::builder`], then mount [`AdminApi::router`].
+#[derive(Clone, Debug)]
+pub struct AdminApi {
+    router: Router,
+    logout_stats: LogoutStats,
+}
+
+impl AdminApi {
+    /// Starts a builder over `store` (any [`SessionStore`]: a `MemoryStore`, an
+    /// `Arc<dyn SessionStore>`, a Redis store...).
+    pub fn builder(store: impl SessionStore) -> AdminApiBuilder {
+        AdminApiBuilder {
+            store: Arc::new(store),
+            policies: MemoryPolicies::new(),
+            tyk_secret: None,
+            tokens: Vec::new(),
+            tyk_limits: MetadataLimits::tyk(),
+            min_key_length: DEFAULT_MIN_KEY_LENGTH,
+            logout: None,
+        }
+    }
+
+    /// The router (cheap to clone: axum routers share their routes).
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// The router, consuming the API.
+    pub fn into_router(self) -> Router {
+        self.router
+    }
+
+    /// Counters of back-channel logout deliveries (all zero when none is configured).
+    pub fn logout_stats(&self) -> LogoutStats {
+        self.logout_stats.clone()
+    }
+}
+
+impl From<AdminApi> for Router {
+    fn from(api: AdminApi) -> Self {
+        api.router
+    }
+}
+
+/// Configures an [`AdminApi`]; created by [`AdminApi::builder`].
+#[must_use]
+pub struct AdminApiBuilder {
+    store: Arc<dyn SessionStore>,
+    policies: MemoryPolicies,
+    tyk_secret: Option<Secret>,
+    tokens: Vec<AdminToken>,
+    tyk_limits: MetadataLimits,
+    min_key_length: usize,
+    logout: Option<BackChannelLogout>,
+}
+
+impl AdminApiBuilder {
+    /// The policy set the `/tyk/policies` API manages and key reads apply. Pass the same
+    /// (cheaply cloned, shared) set the session layers use. Default: a new, empty set.
+    pub fn policies(mut self, policies: MemoryPolicies) -> Self {
+        self.policies = policies;
+        self
+    }
+
+    /// The secret `X-Tyk-Authorization` must carry. Without one (or with an empty one) every
+    /// `/tyk/...` request is refused with 403.
+    pub fn tyk_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.tyk_secret = Secret::new(secret.as_ref());
+        self
+    }
+
+    /// Adds a bearer token for the `/api/v2` sessions API. Call once per token.
+    pub fn admin_token(mut self, token: AdminToken) -> Self {
+        self.tokens.push(token);
+        self
+    }
+
+    /// The metadata limits of Tyk key and policy writes (default [`MetadataLimits::tyk`]).
+    /// The Auth0 sessions API always checks [`MetadataLimits::auth0`].
+    pub fn tyk_limits(mut self, limits: MetadataLimits) -> Self {
+        self.tyk_limits = limits;
+        self
+    }
+
+    /// The minimum length of a custom key given to `POST /tyk/keys/{key}`
+    /// (default [`DEFAULT_MIN_KEY_LENGTH`]).
+    pub fn min_key_length(mut self, chars: usize) -> Self {
+        self.min_key_length = chars;
+        self
+    }
+
+    /// Sends OIDC back-channel logout tokens when sessions are deleted through the API.
+    pub fn back_channel_logout(mut self, logout: BackChannelLogout) -> Self {
+        self.logout = Some(logout);
+        self
+    }
+
+    /// Builds the API.
+    pub fn build(self) -> AdminApi {
+        let sender = LogoutSender::new(self.logout);
+        let logout_stats = sender.stats();
+        let state = Arc::new(AdminState {
+            store: self.store,
+            policies: self.policies,
+            policy_writes: tokio::sync::Mutex::new(()),
+            tyk_secret: self.tyk_secret,
+            tokens: self.tokens,
+            tyk_limits: self.tyk_limits,
+            min_key_length: self.min_key_length,
+            logout: sender,
+        });
+        AdminApi {
+            router: openapi::routes().into_router().with_state(state),
+            logout_stats,
+        }
+    }
+}
+
+impl std::fmt::Debug for AdminApiBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminApiBuilder")
+            .field(
+                "tyk_secret",
+                &self.tyk_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("tokens", &self.tokens)
+            .field("tyk_limits", &self.tyk_limits)
+            .field("min_key_length", &self.min_key_length)
+            .field("logout", &self.logout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every handler sees.
+struct AdminState {
+    store: Arc<dyn SessionStore>,
+    policies: MemoryPolicies,
+    /// Serialises policy writes made here, so "create if absent" is not a race between two
+    /// admin requests (the layers only read policies).
+    policy_writes: tokio::sync::Mutex<()>,
+    tyk_secret: Option<Secret>,
+    tokens: Vec<AdminToken>,
+    tyk_limits: MetadataLimits,
+    min_key_length: usize,
+    logout: LogoutSender,
+}
+
+type SharedState = Arc<AdminState>;

@@ -1,0 +1,203 @@
+//! What the `admin_*` tests share: a running admin API on loopback, requests with each API's
+//! credentials, seeded sessions and a store that is down.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+
+use http::{Method, StatusCode};
+use keycard_admin::{AdminApi, AdminApiBuilder, AdminToken, LogoutStats};
+use keycard_core::key::{ApiKey, KeyId};
+use keycard_core::metadata::{Metadata, MetadataDelta};
+use keycard_core::policy::MemoryPolicies;
+use keycard_core::session::Session;
+use keycard_core::store::{MemoryStore, Page, SessionStore, StoreError, StoreFuture};
+use keycard_tests::http::{request, spawn};
+use serde_json::Value;
+
+pub const TYK_SECRET: &str = "tyk-secret-for-tests";
+/// Holds every sessions scope.
+pub const ALL: &str = "token-with-every-scope";
+/// Holds `read:sessions` only.
+pub const READ_ONLY: &str = "token-read-only";
+/// Holds `update:session` (the singular form Auth0 also accepts) only.
+pub const UPDATE_SINGULAR: &str = "token-update-singular";
+/// Holds no scope at all.
+pub const NO_SCOPE: &str = "token-without-scopes";
+
+/// A running admin API.
+pub struct Admin {
+    pub addr: SocketAddr,
+    pub store: MemoryStore,
+    pub policies: MemoryPolicies,
+    pub stats: LogoutStats,
+}
+
+fn configured(store: impl SessionStore, policies: MemoryPolicies) -> AdminApiBuilder {
+    AdminApi::builder(store)
+        .policies(policies)
+        .tyk_secret(TYK_SECRET)
+        .admin_token(AdminToken::new(
+            "ops",
+            ALL,
+            ["read:sessions", "update:sessions", "delete:sessions"],
+        ))
+        .admin_token(AdminToken::new("reader", READ_ONLY, ["read:sessions"]))
+        .admin_token(AdminToken::new(
+            "singular",
+            UPDATE_SINGULAR,
+            ["update:session"],
+        ))
+        .admin_token(AdminToken::new("nobody", NO_SCOPE, Vec::<String>::new()))
+}
+
+/// The API over a fresh `MemoryStore`, with the test credentials.
+pub async fn start() -> Admin {
+    start_with(|builder| builder).await
+}
+
+/// Like [`start`], with more configuration.
+pub async fn start_with(configure: impl FnOnce(AdminApiBuilder) -> AdminApiBuilder) -> Admin {
+    let store = MemoryStore::new();
+    let policies = MemoryPolicies::new();
+    let api = configure(configured(store.clone(), policies.clone())).build();
+    let stats = api.logout_stats();
+    let addr = spawn(api.into_router()).await;
+    Admin {
+        addr,
+        store,
+        policies,
+        stats,
+    }
+}
+
+/// The API over a store that is always down.
+pub async fn start_down() -> SocketAddr {
+    spawn(
+        configured(DownStore, MemoryPolicies::new())
+            .build()
+            .into_router(),
+    )
+    .await
+}
+
+impl Admin {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A Tyk API call with the right secret.
+    pub async fn tyk(&self, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
+        tyk(self.addr, method, path, body).await
+    }
+
+    /// An Auth0 API call with `token` and a JSON body.
+    pub async fn auth0(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: &str,
+    ) -> (StatusCode, Value) {
+        auth0(self.addr, method, path, token, body).await
+    }
+
+    /// Stores a session for `alias` with `meta` under a fresh key; returns its id.
+    pub async fn seed(&self, alias: &str, meta: Value) -> KeyId {
+        seed(&self.store, alias, meta).await
+    }
+
+    pub async fn stored(&self, id: &KeyId) -> Option<Session> {
+        self.store.load(id).await.unwrap()
+    }
+}
+
+pub async fn tyk(addr: SocketAddr, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
+    let url = format!("http://{addr}{path}");
+    let (status, _, body) = request(
+        method,
+        &url,
+        &[("x-tyk-authorization", TYK_SECRET)],
+        body.to_owned(),
+    )
+    .await;
+    (status, body)
+}
+
+pub async fn auth0(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> (StatusCode, Value) {
+    let url = format!("http://{addr}{path}");
+    let bearer = format!("Bearer {token}");
+    let (status, _, body) = request(
+        method,
+        &url,
+        &[
+            ("authorization", bearer.as_str()),
+            ("content-type", "application/json"),
+        ],
+        body.to_owned(),
+    )
+    .await;
+    (status, body)
+}
+
+pub async fn seed(store: &MemoryStore, alias: &str, meta: Value) -> KeyId {
+    let Value::Object(meta) = meta else {
+        panic!("metadata must be an object")
+    };
+    let id = KeyId::of(&ApiKey::generate());
+    store
+        .create(Session::new(meta).with_key_id(id.clone()).with_alias(alias))
+        .await
+        .unwrap();
+    id
+}
+
+/// `n` metadata entries `k0..` = `"v"`.
+pub fn entries(n: usize) -> Metadata {
+    (0..n)
+        .map(|i| (format!("k{i}"), Value::from("v")))
+        .collect()
+}
+
+/// A store whose every operation fails as unreachable.
+pub struct DownStore;
+
+fn down<'a, T: Send + 'a>() -> StoreFuture<'a, T> {
+    Box::pin(std::future::ready(Err(StoreError::unavailable(
+        "connection refused (test)",
+    ))))
+}
+
+impl SessionStore for DownStore {
+    fn load<'a>(&'a self, _: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
+        down()
+    }
+    fn create(&self, _: Session) -> StoreFuture<'_, Session> {
+        down()
+    }
+    fn replace(&self, _: Session) -> StoreFuture<'_, Session> {
+        down()
+    }
+    fn apply<'a>(&'a self, _: &'a KeyId, _: &'a MetadataDelta) -> StoreFuture<'a, Option<Session>> {
+        down()
+    }
+    fn delete<'a>(&'a self, _: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
+        down()
+    }
+    fn list_by_alias<'a>(
+        &'a self,
+        _: &'a str,
+        _: Option<&'a str>,
+        _: usize,
+    ) -> StoreFuture<'a, Page<Session>> {
+        down()
+    }
+    fn list_keys<'a>(&'a self, _: Option<&'a str>, _: usize) -> StoreFuture<'a, Page<KeyId>> {
+        down()
+    }
+}
