@@ -2,11 +2,13 @@
 //! what a user runs.
 //!
 //! - [`quickstart`]: an axum app on the in-memory store (`cargo quickstart`).
+//! - [`admin`]: the quickstart plus the management API on a second port.
 //! - [`identity_propagation`]: the same layers in front of a reverse proxy, so a backend receives
 //!   `X-User-Id` / `X-Tenant-Id` it can trust.
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod identity_propagation;
 pub mod quickstart;
 

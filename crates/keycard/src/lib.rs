@@ -8,11 +8,14 @@
 //! | [`persist`] | `PersistLayer`: saves the request's metadata changes once, atomically |
 //! | [`headers`] | `InjectHeaders`: request/response headers from `$tyk_meta` / `$tyk_context` templates |
 //! | [`extract`] | the axum `Session` extractor (feature `axum`) |
+//! | `admin` | the management API router (feature `admin`, crate `keycard-admin`) |
 //! | [`context`] | `$tyk_context` values and the API to add your own |
 //! | [`session`], [`metadata`], [`store`], [`policy`], [`key`], [`vars`] | the core model (crate `keycard-core`) |
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "admin")]
+pub use keycard_admin as admin;
 pub use keycard_core::{key, metadata, policy, session, store, vars};
 #[cfg(feature = "axum")]
 pub use keycard_layers::extract;

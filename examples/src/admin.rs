@@ -1,0 +1,42 @@
+//! The quickstart stack plus the management API on a second listener: operators create keys,
+//! patch session metadata and revoke sessions over HTTP, and the very next request through the
+//! layers sees the change.
+
+use axum::Router;
+use keycard::admin::{AdminApi, AdminToken};
+use keycard::headers::HeaderConfigError;
+use keycard::prelude::*;
+
+use crate::quickstart;
+
+/// Scopes the demo admin token carries: everything the sessions API knows.
+pub const ADMIN_SCOPES: [&str; 3] = ["read:sessions", "update:sessions", "delete:sessions"];
+
+/// The two routers of the admin example, over one store.
+pub struct AdminDemo {
+    /// The quickstart app (`/whoami`, `/visits`, `/echo`) behind keycard's layers.
+    pub app: Router,
+    /// The management API (`/tyk/...`, `/api/v2/...`, `/openapi.json`).
+    pub admin: Router,
+}
+
+/// Builds both routers over `store`, with the Tyk API guarded by `tyk_secret` and the Auth0 API
+/// by one bearer token named `ops` with [`ADMIN_SCOPES`].
+///
+/// # Errors
+/// If the quickstart's header rules do not build (never in practice).
+pub fn build(
+    store: MemoryStore,
+    tyk_secret: &str,
+    admin_token: &str,
+) -> Result<AdminDemo, HeaderConfigError> {
+    let admin = AdminApi::builder(store.clone())
+        .tyk_secret(tyk_secret)
+        .admin_token(AdminToken::new("ops", admin_token, ADMIN_SCOPES))
+        .build()
+        .into_router();
+    Ok(AdminDemo {
+        app: quickstart::app(store)?,
+        admin,
+    })
+}

@@ -1,0 +1,83 @@
+//! The admin example end to end: a change made through the management API is seen by the very
+//! next request of that session through keycard's layers.
+
+use keycard::prelude::MemoryStore;
+use keycard_examples::admin;
+use keycard_tests::http::{Client, spawn};
+use serde_json::json;
+
+const TYK: (&str, &str) = ("x-tyk-authorization", "test-tyk-secret");
+const ADMIN: (&str, &str) = ("authorization", "Bearer test-admin-token");
+
+#[tokio::test]
+async fn create_call_patch_delete_through_the_admin_api_and_the_layers() {
+    let demo = admin::build(MemoryStore::new(), TYK.1, "test-admin-token").unwrap();
+    let app = Client::new(spawn(demo.app).await);
+    let admin = Client::new(spawn(demo.admin).await);
+
+    let body = json!({"alias": "alice", "meta_data": {"user_id": "u-alice", "tenant_id": "acme"}});
+    let created = admin
+        .send(
+            http::Method::POST,
+            "/tyk/keys",
+            &[TYK],
+            Some(body.to_string().into()),
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.text());
+    let created = created.json();
+    let key = created["key"].as_str().unwrap().to_owned();
+    let hash = created["key_hash"].as_str().unwrap().to_owned();
+    let auth = format!("Bearer {key}");
+    let auth = [("authorization", auth.as_str())];
+
+    let seen = app.get("/echo", &auth).await.json();
+    assert_eq!(
+        (&seen["x-user-id"], &seen["x-tenant-id"]),
+        (&json!("u-alice"), &json!("acme"))
+    );
+
+    let patch = json!({"session_metadata": {"user_id": "u-bob", "tenant_id": "globex"}});
+    let patched = admin
+        .send(
+            http::Method::PATCH,
+            &format!("/api/v2/sessions/{hash}"),
+            &[ADMIN, ("content-type", "application/json")],
+            Some(patch.to_string().into()),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.text());
+
+    let seen = app.get("/echo", &auth).await.json();
+    assert_eq!(
+        (&seen["x-user-id"], &seen["x-tenant-id"]),
+        (&json!("u-bob"), &json!("globex"))
+    );
+
+    // A handler's change is visible to the admin API too.
+    assert_eq!(
+        app.post("/visits", &auth).await.json(),
+        json!({"visits": 1})
+    );
+    let session = admin
+        .get(&format!("/api/v2/sessions/{hash}"), &[ADMIN])
+        .await
+        .json();
+    assert_eq!(session["session_metadata"]["visits"], 1);
+
+    let deleted = admin
+        .send(
+            http::Method::DELETE,
+            &format!("/api/v2/sessions/{hash}"),
+            &[ADMIN],
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, 202);
+    let refused = app.get("/echo", &auth).await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(
+        refused.json(),
+        json!({"error": "Access to this API has been disallowed"})
+    );
+}
