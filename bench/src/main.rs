@@ -1,0 +1,56 @@
+//! keycard's load harness. One run starts every server configuration in turn (rounds
+//! interleaved), drives each with `wrk` over loopback — server pinned to core 0, wrk to core 1 —
+//! and prints req/s, p50 and p99 per configuration with the ratio of each to bare axum.
+//!
+//! ```sh
+//! cargo run --release -p keycard-bench --bin loadtest -- run            # the table, to stdout
+//! cargo run --release -p keycard-bench --bin loadtest -- run --write BENCHMARKS.md
+//! cargo run --release -p keycard-bench --bin loadtest -- memory         # bytes per in-memory session
+//! cargo run --release -p keycard-bench --bin loadtest -- serve keycard-memory 127.0.0.1:9000
+//! ```
+//! `run` options: `--rounds N` (3), `--duration SECS` (8), `--connections N` (32),
+//! `--configs a,b,...` (all), `--write FILE` (regenerate the results section of FILE).
+
+#![forbid(unsafe_code)]
+
+mod driver;
+mod memory;
+mod servers;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("serve") => serve(&args[1..]),
+        Some("run") => driver::run(&args[1..]),
+        Some("memory") => memory::run(&args[1..]),
+        _ => Err("usage: loadtest run [options] | memory [--sessions N] | serve CONFIG ADDR".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("loadtest: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one server until killed: a single worker thread, so the pinned core is its whole budget.
+fn serve(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let [config, addr] = args else {
+        return Err("usage: loadtest serve CONFIG ADDR".into());
+    };
+    let config: servers::Config = config.parse()?;
+    let addr: std::net::SocketAddr = addr.parse()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let app = servers::router(config).await?;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        axum::serve(listener, app).await?;
+        Ok(())
+    })
+}

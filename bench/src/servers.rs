@@ -1,0 +1,196 @@
+//! The servers the harness compares. Every one answers `GET /hello` with the same small JSON body
+//! and `POST /visit` by changing one session entry (where there is a session).
+
+use std::str::FromStr;
+
+use axum::http::{HeaderMap, HeaderValue};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use keycard::extract::{MetadataRejection, Session};
+use keycard::prelude::*;
+use keycard::session::Session as StoredSession;
+use serde_json::{Value, json};
+use tower::ServiceBuilder;
+
+/// The key every keycard configuration is seeded with.
+pub(crate) const BENCH_KEY: &str = "bench-key-0001-0002-0003";
+
+/// One server configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Config {
+    /// A bare axum handler returning the same JSON.
+    Bare,
+    /// keycard's full stack on the in-memory store.
+    KeycardMemory,
+    /// tower-sessions with its in-memory store: the peer.
+    TowerSessionsMemory,
+}
+
+impl Config {
+    /// Every configuration, in table order.
+    pub(crate) const ALL: [Config; 3] = [Self::Bare, Self::KeycardMemory, Self::TowerSessionsMemory];
+
+    /// The name used on the command line and in the table.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Bare => "bare-axum",
+            Self::KeycardMemory => "keycard-memory",
+            Self::TowerSessionsMemory => "tower-sessions-memory",
+        }
+    }
+
+    /// What the configuration is, for the table.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Self::Bare => "axum handler, same JSON body, no session",
+            Self::KeycardMemory => {
+                "SessionLoad + Persist + 3 injected headers + 1 rewrite, MemoryStore"
+            }
+            Self::TowerSessionsMemory => {
+                "tower-sessions 0.14 MemoryStore; handler reads 3 values, sets 3 headers"
+            }
+        }
+    }
+
+    /// Whether requests authenticate with a cookie from `POST /login` (tower-sessions) rather
+    /// than the bench key.
+    pub(crate) fn uses_login_cookie(self) -> bool {
+        matches!(self, Self::TowerSessionsMemory)
+    }
+}
+
+impl FromStr for Config {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.name() == name)
+            .ok_or_else(|| format!("unknown config {name:?}"))
+    }
+}
+
+fn hello_body() -> Json<Value> {
+    Json(json!({"ok": true, "service": "bench", "items": [1, 2, 3]}))
+}
+
+/// The router for `config`.
+pub(crate) async fn router(config: Config) -> Result<Router, Box<dyn std::error::Error>> {
+    Ok(match config {
+        Config::Bare => Router::new()
+            .route("/hello", get(|| async { hello_body() }))
+            .route("/visit", post(|| async { hello_body() })),
+        Config::KeycardMemory => keycard_router(seeded_memory_store().await?)?,
+        Config::TowerSessionsMemory => tower_sessions_router(),
+    })
+}
+
+fn bench_metadata() -> Metadata {
+    let Value::Object(meta) = json!({
+        "user_id": "u-bench", "tenant_id": "acme", "plan": "gold",
+        "shard": "eu-2", "region": "eu-west"
+    }) else {
+        unreachable!("an object literal")
+    };
+    meta
+}
+
+async fn seeded_memory_store() -> Result<MemoryStore, Box<dyn std::error::Error>> {
+    let store = MemoryStore::new();
+    let session =
+        StoredSession::new(bench_metadata()).with_key_id(KeyId::of(&ApiKey::new(BENCH_KEY)));
+    store.create(session).await?;
+    Ok(store)
+}
+
+/// keycard's full stack: SessionLoad → Persist → InjectHeaders (3 sets, 1 removal) → handler.
+/// `GET /__stats` answers the stored session's `version`, which every save bumps once: the
+/// harness compares it with the number of writing requests.
+fn keycard_router<St: SessionStore + Clone>(
+    store: St,
+) -> Result<Router, Box<dyn std::error::Error>> {
+    let inject = InjectHeaders::request()
+        .remove("authorization")
+        .set("x-user-id", "$tyk_meta.user_id")
+        .set("x-tenant-id", "$tyk_meta.tenant_id")
+        .set("x-plan", "$tyk_meta.plan")
+        .build()?;
+    let stats_store = store.clone();
+    let app = Router::new()
+        .route("/hello", get(|| async { hello_body() }))
+        .route("/visit", post(keycard_visit))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SessionLoadLayer::new(store.clone()))
+                .layer(PersistLayer::new(store))
+                .layer(inject),
+        )
+        .route(
+            "/__stats",
+            get(move || async move {
+                let id = KeyId::of(&ApiKey::new(BENCH_KEY));
+                let version = stats_store
+                    .load(&id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|s| s.version);
+                Json(json!({ "version": version }))
+            }),
+        );
+    Ok(app)
+}
+
+async fn keycard_visit(session: Session) -> Result<Json<Value>, MetadataRejection> {
+    let visits = session.get("visits").and_then(|v| v.as_u64()).unwrap_or(0) + 1;
+    session.set_metadata("visits", json!(visits))?;
+    Ok(hello_body())
+}
+
+/// The peer: tower-sessions. `POST /login` creates a session holding the same metadata;
+/// `GET /hello` reads three values and sets the same three headers (on the response: tower-sessions
+/// has no request-header injection, so the handler does the equivalent work itself).
+fn tower_sessions_router() -> Router {
+    use tower_sessions::{MemoryStore as TsMemoryStore, SessionManagerLayer};
+    let layer = SessionManagerLayer::new(TsMemoryStore::default()).with_secure(false);
+    tower_sessions_routes().layer(layer)
+}
+
+fn tower_sessions_routes() -> Router {
+    use tower_sessions::Session as TsSession;
+
+    async fn login(session: TsSession) -> Json<Value> {
+        for (key, value) in bench_metadata() {
+            if session.insert(&key, value).await.is_err() {
+                return Json(json!({"error": "session store failed"}));
+            }
+        }
+        Json(json!({"ok": true}))
+    }
+
+    async fn hello(session: TsSession) -> (HeaderMap, Json<Value>) {
+        let mut headers = HeaderMap::new();
+        for (key, header) in [
+            ("user_id", "x-user-id"),
+            ("tenant_id", "x-tenant-id"),
+            ("plan", "x-plan"),
+        ] {
+            let value: Option<String> = session.get(key).await.ok().flatten();
+            if let Some(value) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                headers.insert(header, value);
+            }
+        }
+        (headers, hello_body())
+    }
+
+    async fn visit(session: TsSession) -> Json<Value> {
+        let visits: u64 = session.get("visits").await.ok().flatten().unwrap_or(0);
+        let _ = session.insert("visits", visits + 1).await;
+        hello_body()
+    }
+
+    Router::new()
+        .route("/login", post(login))
+        .route("/hello", get(hello))
+        .route("/visit", post(visit))
+}
