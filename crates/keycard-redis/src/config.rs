@@ -216,3 +216,43 @@ impl RedisStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn rediss_without_tls_is_refused_rather_than_sent_in_plain_text() {
+        assert!(matches!(
+            RedisStore::url("rediss://127.0.0.1:6379"),
+            Err(ConnectError::Config(_))
+        ));
+    }
+
+    #[test]
+    fn prefixes_with_braces_are_refused() {
+        let builder = RedisStore::url("redis://127.0.0.1:6379").unwrap();
+        assert!(builder.clone().prefix("a{b").finish().is_err());
+        assert!(builder.clone().prefix("").finish().is_err());
+        assert!(builder.prefix("ok:prefix").finish().is_ok());
+    }
+
+    #[test]
+    fn timeouts_and_a_reconnect_policy_are_always_set() {
+        let builder = RedisStore::url("redis://127.0.0.1:6379")
+            .unwrap()
+            .command_timeout(Duration::from_millis(300))
+            .finish()
+            .unwrap();
+        assert!(builder.fred.get_policy().is_some());
+        assert_eq!(
+            builder.fred.get_performance_config().default_command_timeout,
+            Duration::from_millis(300)
+        );
+        assert_eq!(
+            builder.fred.get_connection_config().connection_timeout,
+            DEFAULT_CONNECT_TIMEOUT
+        );
+    }
+}
