@@ -247,7 +247,10 @@ mod tests {
             .unwrap();
         assert!(builder.fred.get_policy().is_some());
         assert_eq!(
-            builder.fred.get_performance_config().default_command_timeout,
+            builder
+                .fred
+                .get_performance_config()
+                .default_command_timeout,
             Duration::from_millis(300)
         );
         assert_eq!(
