@@ -260,6 +260,30 @@ async fn hung_or_dead_redis_is_unavailable_within_the_timeout_and_recovers() {
     assert_eq!(applied.meta_data["b"], 2);
 }
 
+/// Sets `during = round` on every session; records the round in `acked` for the writes that
+/// returned `Ok`. Returns how many failed and the last error.
+async fn write_round(
+    store: &RedisStore,
+    keys: &[KeyId],
+    round: i64,
+    acked: &mut [i64],
+) -> (usize, Option<String>) {
+    let mut failed = 0;
+    let mut last_error = None;
+    for (n, key) in keys.iter().enumerate() {
+        match store.apply(key, &set("during", json!(round))).await {
+            Ok(Some(_)) => acked[n] = round,
+            Ok(None) => panic!("session {n} vanished"),
+            Err(StoreError::Unavailable(e)) => {
+                failed += 1;
+                last_error = Some(e.to_string());
+            }
+            Err(other) => panic!("unexpected error {other:?}"),
+        }
+    }
+    (failed, last_error)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_failover_keeps_acknowledged_writes() {
     let mut cluster = RedisCluster::start(3, 1);
@@ -307,33 +331,10 @@ async fn cluster_failover_keeps_acknowledged_writes() {
     let start = Instant::now();
     let mut acked = vec![0_i64; keys.len()];
     let mut round = 0_i64;
-    let mut write_round = |store: &RedisStore, acked: &mut Vec<i64>| {
-        round += 1;
-        let round = round;
-        let store = store.clone();
-        let keys = keys.clone();
-        let mut acked_now = std::mem::take(acked);
-        async move {
-            let mut failed = 0;
-            let mut last_error = None;
-            for (n, key) in keys.iter().enumerate() {
-                match store.apply(key, &set("during", json!(round))).await {
-                    Ok(Some(_)) => acked_now[n] = round,
-                    Ok(None) => panic!("session {n} vanished"),
-                    Err(StoreError::Unavailable(e)) => {
-                        failed += 1;
-                        last_error = Some(e.to_string());
-                    }
-                    Err(other) => panic!("unexpected error {other:?}"),
-                }
-            }
-            (acked_now, failed, last_error)
-        }
-    };
     let mut loads_back = None;
     while loads_back.is_none() {
-        let (now_acked, failed, error) = write_round(&store, &mut acked).await;
-        acked = now_acked;
+        round += 1;
+        let (failed, error) = write_round(&store, &keys, round, &mut acked).await;
         let mut all_load = true;
         for n in &on_victim {
             all_load &= store.load(&keys[*n]).await.is_ok();
@@ -356,8 +357,8 @@ async fn cluster_failover_keeps_acknowledged_writes() {
     cluster.nodes[victim].restart();
     let rejoined = Instant::now();
     loop {
-        let (now_acked, failed, error) = write_round(&store, &mut acked).await;
-        acked = now_acked;
+        round += 1;
+        let (failed, error) = write_round(&store, &keys, round, &mut acked).await;
         if failed == 0 {
             break;
         }
