@@ -41,6 +41,15 @@ pub async fn conformance<S: SessionStore>(store: Arc<S>) {
     expired_sessions_are_visible_inside_grace_only(&*store).await;
 }
 
+/// `apply` on a missing session returns `None` and does not create it.
+async fn assert_apply_is_a_no_op(store: &impl SessionStore, key_id: &KeyId) {
+    let set = delta(|d| {
+        d.set("a", json!(1));
+    });
+    assert_eq!(store.apply(key_id, &set).await.unwrap(), None);
+    assert_eq!(store.load(key_id).await.unwrap(), None);
+}
+
 async fn create_is_exclusive(store: &impl SessionStore) {
     let before = unix_now();
     let created = store
@@ -235,31 +244,9 @@ async fn apply_is_ordered_set_if_exists_and_keeps_expiry(store: &impl SessionSto
     assert_eq!(evicted.expires, far);
 
     // Never recreates a deleted (or never created) session.
-    assert_eq!(
-        store
-            .apply(
-                &id("apply-none"),
-                &delta(|d| {
-                    d.set("a", json!(1));
-                })
-            )
-            .await
-            .unwrap(),
-        None
-    );
+    assert_apply_is_a_no_op(store, &id("apply-none")).await;
     store.delete(&id("apply")).await.unwrap().unwrap();
-    assert_eq!(
-        store
-            .apply(
-                &id("apply"),
-                &delta(|d| {
-                    d.set("a", json!(1));
-                })
-            )
-            .await
-            .unwrap(),
-        None
-    );
+    assert_apply_is_a_no_op(store, &id("apply")).await;
     assert_eq!(store.load(&id("apply")).await.unwrap(), None);
 }
 
@@ -474,16 +461,5 @@ async fn expired_sessions_are_visible_inside_grace_only(store: &impl SessionStor
         unix_now() > now - 1 + i64::try_from(GRACE.as_secs()).unwrap(),
         "gone before the grace period ended"
     );
-    assert_eq!(
-        store
-            .apply(
-                &id("expired"),
-                &delta(|d| {
-                    d.set("a", json!(1));
-                })
-            )
-            .await
-            .unwrap(),
-        None
-    );
+    assert_apply_is_a_no_op(store, &id("expired")).await;
 }

@@ -351,6 +351,25 @@ impl Inner {
             .map(drop)
     }
 
+    /// Adds (or touches) the session's entries in its alias index and the key index, with a fresh
+    /// token, and returns the token. Called *before* the session write, so a stored session is
+    /// never missing from its indexes; an entry whose write then fails is skipped by listings and
+    /// cleaned later.
+    async fn index(&self, session: &Session) -> Result<String, StoreError> {
+        let token = new_token();
+        let score = self.layout.index_score(session);
+        tokio::try_join!(
+            self.index_add(
+                self.layout.alias_index(&session.alias),
+                &session.key_id,
+                &score,
+                &token
+            ),
+            self.index_add(self.layout.key_index(), &session.key_id, &score, &token),
+        )?;
+        Ok(token)
+    }
+
     /// Compare-and-delete of index entries (`member, token` pairs).
     async fn index_drop(&self, index: IndexKeys, entries: Vec<String>) -> Result<(), StoreError> {
         if entries.is_empty() {
@@ -520,19 +539,7 @@ impl SessionStore for RedisStore {
     fn create(&self, mut session: Session) -> StoreFuture<'_, Session> {
         Box::pin(async move {
             let inner = &*self.inner;
-            let token = new_token();
-            let score = inner.layout.index_score(&session);
-            // Index entries first: a session is never missing from its indexes; an entry without
-            // a session (this create failed) is skipped by listings and cleaned later.
-            tokio::try_join!(
-                inner.index_add(
-                    inner.layout.alias_index(&session.alias),
-                    &session.key_id,
-                    &score,
-                    &token
-                ),
-                inner.index_add(inner.layout.key_index(), &session.key_id, &score, &token),
-            )?;
+            let token = inner.index(&session).await?;
             let key = inner.layout.session(&session.key_id);
             let mut args = vec![
                 layout::base_json(&session)?,
@@ -564,13 +571,7 @@ impl SessionStore for RedisStore {
     fn replace(&self, mut session: Session) -> StoreFuture<'_, Session> {
         Box::pin(async move {
             let inner = &*self.inner;
-            let token = new_token();
-            let score = inner.layout.index_score(&session);
-            let alias_index = inner.layout.alias_index(&session.alias);
-            tokio::try_join!(
-                inner.index_add(alias_index, &session.key_id, &score, &token),
-                inner.index_add(inner.layout.key_index(), &session.key_id, &score, &token),
-            )?;
+            let token = inner.index(&session).await?;
             let key = inner.layout.session(&session.key_id);
             let mut args = vec![
                 session.version.to_string(),
