@@ -178,10 +178,17 @@ fn start(exe: &Path, config: Config, addr: SocketAddr) -> Result<Server, Error> 
 
 /// A minimal HTTP/1.1 exchange (the harness needs only a cookie and a JSON body from its own
 /// servers); returns the raw response text.
-fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Result<String, Error> {
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<String, Error> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut request = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: 0\r\n");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: 0\r\n"
+    );
     for (name, value) in headers {
         let _ = write!(request, "{name}: {value}\r\n");
     }
@@ -201,8 +208,14 @@ fn credential(config: Config, addr: SocketAddr) -> Result<(String, String), Erro
         .lines()
         .find_map(|line| {
             let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("set-cookie")
-                .then(|| value.trim().split(';').next().unwrap_or_default().to_owned())
+            name.eq_ignore_ascii_case("set-cookie").then(|| {
+                value
+                    .trim()
+                    .split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
         })
         .ok_or("login answered without a session cookie")?;
     Ok(("Cookie".into(), cookie))
@@ -237,7 +250,12 @@ fn wrk_script(header: &str, value: &str, workload: Workload) -> String {
     script
 }
 
-fn measure(exe: &Path, config: Config, workload: Workload, options: &Options) -> Result<Sample, Error> {
+fn measure(
+    exe: &Path,
+    config: Config,
+    workload: Workload,
+    options: &Options,
+) -> Result<Sample, Error> {
     let addr = free_port()?;
     let server = start(exe, config, addr)?;
     let (header, value) = credential(config, addr)?;
@@ -255,16 +273,31 @@ fn measure(exe: &Path, config: Config, workload: Workload, options: &Options) ->
     let _ = std::fs::remove_file(&script_path);
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {
-        return Err(format!("wrk failed: {}{}", text, String::from_utf8_lossy(&output.stderr)).into());
+        return Err(format!(
+            "wrk failed: {}{}",
+            text,
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
     }
     let mut sample = parse_wrk(&text).ok_or_else(|| format!("cannot read wrk output:\n{text}"))?;
     let bad = text
         .lines()
         .find_map(|l| l.strip_prefix("KEYCARD "))
-        .map(|l| l.split_whitespace().filter_map(|kv| kv.split_once('=')).filter(|(k, _)| *k != "requests").map(|(_, v)| v.parse::<u64>().unwrap_or(0)).sum::<u64>())
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .filter(|(k, _)| *k != "requests")
+                .map(|(_, v)| v.parse::<u64>().unwrap_or(0))
+                .sum::<u64>()
+        })
         .unwrap_or(0);
     if bad > 0 {
-        return Err(format!("{}: {bad} failed or non-2xx responses:\n{text}", config.name()).into());
+        return Err(format!(
+            "{}: {bad} failed or non-2xx responses:\n{text}",
+            config.name()
+        )
+        .into());
     }
     if workload == Workload::HalfWrites
         && let (Some(before), Some(after)) = (version_before, stored_version(addr))
@@ -356,7 +389,10 @@ fn report(options: &Options, samples: &[(Config, Workload, Sample)], elapsed: Du
         out,
         "| config | workload | req/s | p50 µs | p99 µs | req/s ÷ bare | p99 ÷ bare | saves per write |"
     );
-    let _ = writeln!(out, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(
+        out,
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
     let base_rps = pick(Config::Bare, Workload::Read, |s| s.rps);
     let base_p99 = pick(Config::Bare, Workload::Read, |s| s.p99_us);
     for &config in &options.configs {
@@ -413,7 +449,11 @@ fn write_results(path: &Path, table: &str) -> Result<(), Error> {
     let section = format!("{BEGIN}\n{table}\n{END}");
     let updated = match (current.find(BEGIN), current.find(END)) {
         (Some(start), Some(end)) if end > start => {
-            format!("{}{section}{}", &current[..start], &current[end + END.len()..])
+            format!(
+                "{}{section}{}",
+                &current[..start],
+                &current[end + END.len()..]
+            )
         }
         _ => format!("{current}\n{section}\n"),
     };

@@ -25,7 +25,9 @@ fn main() -> ExitCode {
         Some("serve") => serve(&args[1..]),
         Some("run") => driver::run(&args[1..]),
         Some("memory") => memory::run(&args[1..]),
-        _ => Err("usage: loadtest run [options] | memory [--sessions N] | serve CONFIG ADDR".into()),
+        _ => {
+            Err("usage: loadtest run [options] | memory [--sessions N] | serve CONFIG ADDR".into())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

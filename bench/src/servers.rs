@@ -28,7 +28,8 @@ pub(crate) enum Config {
 
 impl Config {
     /// Every configuration, in table order.
-    pub(crate) const ALL: [Config; 3] = [Self::Bare, Self::KeycardMemory, Self::TowerSessionsMemory];
+    pub(crate) const ALL: [Config; 3] =
+        [Self::Bare, Self::KeycardMemory, Self::TowerSessionsMemory];
 
     /// The name used on the command line and in the table.
     pub(crate) fn name(self) -> &'static str {

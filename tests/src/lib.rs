@@ -1,7 +1,10 @@
-//! Shared support for keycard's integration tests: serving a router on loopback, an HTTP client,
-//! and store wrappers that count calls.
+//! Shared support for keycard's integration tests: serving a router on loopback and an HTTP
+//! client, store wrappers that count or fail calls, the store conformance suite, and the Redis
+//! helpers (shared server, unique prefixes, throwaway servers and clusters).
 
 #![forbid(unsafe_code)]
 
 pub mod http;
+pub mod redis_support;
+pub mod store_conformance;
 pub mod stores;

@@ -9,6 +9,7 @@
 //! | [`headers`] | `InjectHeaders`: request/response headers from `$tyk_meta` / `$tyk_context` templates |
 //! | [`extract`] | the axum `Session` extractor (feature `axum`) |
 //! | `admin` | the management API router (feature `admin`, crate `keycard-admin`) |
+//! | `redis` | `RedisStore`: sessions in Redis with a local cache (feature `redis`, crate `keycard-redis`) |
 //! | [`context`] | `$tyk_context` values and the API to add your own |
 //! | [`session`], [`metadata`], [`store`], [`policy`], [`key`], [`vars`] | the core model (crate `keycard-core`) |
 
@@ -20,6 +21,8 @@ pub use keycard_core::{key, metadata, policy, session, store, vars};
 #[cfg(feature = "axum")]
 pub use keycard_layers::extract;
 pub use keycard_layers::{auth, context, handle, headers, persist};
+#[cfg(feature = "redis")]
+pub use keycard_redis as redis;
 
 /// The types most stacks need.
 pub mod prelude {

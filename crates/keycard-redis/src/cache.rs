@@ -1,0 +1,250 @@
+//! The local session cache: bounded, with a TTL backstop, invalidated by Redis client tracking.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use keycard_core::session::{Session, unix_now};
+
+/// Settings of the local cache in front of a [`RedisStore`](crate::RedisStore).
+///
+/// The cache holds sessions as stored (policies are applied by the layers on every load). It is
+/// invalidated within milliseconds by Redis client tracking on every write from any node; `ttl` is
+/// only a backstop for invalidations lost while a connection was down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheConfig {
+    /// The most sessions kept; the oldest entry is dropped first. Default 10 000.
+    pub max_entries: usize,
+    /// How long an entry is served at most. Default 10 s.
+    pub ttl: Duration,
+}
+
+impl CacheConfig {
+    /// A cache of `max_entries` sessions kept at most `ttl` each.
+    pub const fn new(max_entries: usize, ttl: Duration) -> Self {
+        Self { max_entries, ttl }
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self::new(10_000, Duration::from_secs(10))
+    }
+}
+
+/// Shards of the invalidation epoch (see [`LocalCache::epoch`]).
+const EPOCH_SHARDS: usize = 64;
+
+#[derive(Debug)]
+pub(crate) struct LocalCache {
+    config: CacheConfig,
+    state: Mutex<State>,
+    /// Bumped on every invalidation of a key in the shard. A load records the epoch before asking
+    /// Redis and fills the cache only if it is unchanged, so an invalidation that overtakes the
+    /// reply it concerns cannot leave a stale entry behind.
+    epochs: [AtomicU64; EPOCH_SHARDS],
+    hasher: RandomState,
+    /// False while tracking is not (yet, or no longer) confirmed on every connection: nothing is
+    /// served or filled then.
+    tracking: AtomicBool,
+    /// Grace period of the store: an entry past `expires + grace` is not served.
+    grace_secs: i64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    entries: HashMap<String, Entry>,
+    /// Insertion order, for eviction; stale positions (the entry was replaced or removed) are
+    /// skipped by comparing `seq`.
+    order: VecDeque<(String, u64)>,
+    seq: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    session: Session,
+    at: Instant,
+    seq: u64,
+}
+
+impl LocalCache {
+    pub(crate) fn new(config: CacheConfig, grace: Duration) -> Self {
+        Self {
+            config,
+            state: Mutex::default(),
+            epochs: std::array::from_fn(|_| AtomicU64::new(0)),
+            hasher: RandomState::new(),
+            tracking: AtomicBool::new(false),
+            grace_secs: i64::try_from(grace.as_secs()).unwrap_or(i64::MAX),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Every critical section leaves the maps consistent, so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn shard(&self, key_id: &str) -> &AtomicU64 {
+        let hash = self.hasher.hash_one(key_id);
+        // Truncation is the intent: any bits pick a shard.
+        #[allow(clippy::cast_possible_truncation)]
+        &self.epochs[(hash as usize) % EPOCH_SHARDS]
+    }
+
+    /// The token to pass to [`LocalCache::fill`] after the load it precedes.
+    pub(crate) fn epoch(&self, key_id: &str) -> u64 {
+        self.shard(key_id).load(Ordering::Acquire)
+    }
+
+    pub(crate) fn get(&self, key_id: &str) -> Option<Session> {
+        if !self.tracking.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut state = self.state();
+        let entry = state.entries.get(key_id)?;
+        let live = entry.session.expires < 1
+            || entry.session.expires.saturating_add(self.grace_secs) >= unix_now();
+        if entry.at.elapsed() <= self.config.ttl && live {
+            return Some(entry.session.clone());
+        }
+        state.entries.remove(key_id);
+        None
+    }
+
+    /// Caches a loaded session unless its shard was invalidated since `epoch` was taken.
+    pub(crate) fn fill(&self, session: &Session, epoch: u64) {
+        if self.config.max_entries == 0 || !self.tracking.load(Ordering::Acquire) {
+            return;
+        }
+        let mut state = self.state();
+        // Checked under the lock: `invalidate` bumps the epoch before it takes the lock, so either
+        // it sees this entry and removes it, or this check sees the new epoch.
+        if self.epoch(session.key_id.as_str()) != epoch {
+            return;
+        }
+        state.seq += 1;
+        let seq = state.seq;
+        let entry = Entry {
+            session: session.clone(),
+            at: Instant::now(),
+            seq,
+        };
+        state
+            .entries
+            .insert(session.key_id.as_str().to_owned(), entry);
+        state
+            .order
+            .push_back((session.key_id.as_str().to_owned(), seq));
+        while state.entries.len() > self.config.max_entries {
+            let Some((id, seq)) = state.order.pop_front() else {
+                break;
+            };
+            if state.entries.get(&id).is_some_and(|e| e.seq == seq) {
+                state.entries.remove(&id);
+            }
+        }
+        if state.order.len() > 2 * self.config.max_entries.max(16) {
+            let State { entries, order, .. } = &mut *state;
+            order.retain(|(id, seq)| entries.get(id).is_some_and(|e| e.seq == *seq));
+        }
+    }
+
+    pub(crate) fn invalidate(&self, key_id: &str) {
+        self.shard(key_id).fetch_add(1, Ordering::AcqRel);
+        self.state().entries.remove(key_id);
+    }
+
+    pub(crate) fn clear(&self) {
+        for epoch in &self.epochs {
+            epoch.fetch_add(1, Ordering::AcqRel);
+        }
+        let mut state = self.state();
+        state.entries.clear();
+        state.order.clear();
+    }
+
+    /// Tracking was lost (connection error, reconnect, topology change): stop serving.
+    pub(crate) fn tracking_lost(&self) {
+        self.tracking.store(false, Ordering::Release);
+        self.clear();
+    }
+
+    /// Tracking is confirmed on every connection: serve and fill again. Loads that started before
+    /// this were read on connections that may not have been tracked, so their epochs are voided.
+    pub(crate) fn tracking_on(&self) {
+        self.clear();
+        self.tracking.store(true, Ordering::Release);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.state().entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keycard_core::key::{ApiKey, KeyId};
+
+    fn session(n: u32) -> Session {
+        Session::default().with_key_id(KeyId::of(&ApiKey::new(format!("k{n}"))))
+    }
+
+    fn cache(max: usize, ttl: Duration) -> LocalCache {
+        let cache = LocalCache::new(CacheConfig::new(max, ttl), Duration::ZERO);
+        cache.tracking_on();
+        cache
+    }
+
+    #[test]
+    fn is_bounded_and_drops_the_oldest() {
+        let cache = cache(3, Duration::from_secs(10));
+        for n in 0..10 {
+            let s = session(n);
+            cache.fill(&s, cache.epoch(s.key_id.as_str()));
+        }
+        assert_eq!(cache.len(), 3);
+        assert!(cache.get(session(9).key_id.as_str()).is_some());
+        assert!(cache.get(session(0).key_id.as_str()).is_none());
+    }
+
+    #[test]
+    fn an_invalidation_during_a_load_prevents_the_fill() {
+        let cache = cache(10, Duration::from_secs(10));
+        let s = session(1);
+        let epoch = cache.epoch(s.key_id.as_str());
+        cache.invalidate(s.key_id.as_str());
+        cache.fill(&s, epoch);
+        assert!(cache.get(s.key_id.as_str()).is_none());
+    }
+
+    #[test]
+    fn entries_expire_after_the_ttl_and_with_the_session() {
+        let cache = cache(10, Duration::ZERO);
+        let s = session(1);
+        cache.fill(&s, cache.epoch(s.key_id.as_str()));
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(cache.get(s.key_id.as_str()).is_none());
+
+        let cache = self::cache(10, Duration::from_secs(10));
+        let dead = session(2).with_expires(unix_now() - 5);
+        cache.fill(&dead, cache.epoch(dead.key_id.as_str()));
+        assert!(cache.get(dead.key_id.as_str()).is_none());
+    }
+
+    #[test]
+    fn nothing_is_served_without_tracking() {
+        let cache = cache(10, Duration::from_secs(10));
+        let s = session(1);
+        cache.fill(&s, cache.epoch(s.key_id.as_str()));
+        cache.tracking_lost();
+        assert!(cache.get(s.key_id.as_str()).is_none());
+        cache.fill(&s, cache.epoch(s.key_id.as_str()));
+        cache.tracking_on();
+        assert!(cache.get(s.key_id.as_str()).is_none());
+    }
+}

@@ -1,0 +1,261 @@
+//! Building a [`RedisStore`]: topology, timeouts, prefix, replica acknowledgements, cache.
+
+use std::time::Duration;
+
+use fred::prelude::{Builder, Config, ReconnectPolicy, ServerConfig};
+use fred::types::RespVersion;
+use fred::types::config::UnresponsiveConfig;
+use keycard_core::store::DEFAULT_EXPIRY_GRACE;
+
+use crate::cache::CacheConfig;
+use crate::store::RedisStore;
+
+/// The default command timeout: a hung Redis turns into [`StoreError::Unavailable`] after this.
+///
+/// [`StoreError::Unavailable`]: keycard_core::store::StoreError::Unavailable
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+/// The default timeout to open a connection (TCP and TLS handshake, `HELLO`, `AUTH`).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The default key prefix.
+pub const DEFAULT_PREFIX: &str = "keycard";
+
+/// Why a [`RedisStore`] could not be built or connected.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The configuration is invalid (URL, prefix, TLS without the `tls` feature...).
+    #[error("invalid Redis store configuration: {0}")]
+    Config(String),
+    /// Redis could not be reached or set up within the connect timeout.
+    #[error("could not connect to Redis")]
+    Connect(#[source] fred::error::Error),
+}
+
+/// Builds a [`RedisStore`]; start from [`RedisStore::url`], [`RedisStore::config`],
+/// [`RedisStore::fred_builder`], [`RedisStore::sentinel`] or [`RedisStore::cluster`].
+///
+/// The store always runs with a reconnect policy, a connect timeout, a command timeout and
+/// unresponsive-connection detection; those fred settings are owned by this builder (values set
+/// on a fred [`Builder`] for them are replaced, except a reconnect policy, which is kept).
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct RedisStoreBuilder {
+    pub(crate) fred: Builder,
+    pub(crate) prefix: String,
+    pub(crate) command_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) expiry_grace: Duration,
+    pub(crate) min_replicas_ack: u32,
+    pub(crate) cache: Option<CacheConfig>,
+}
+
+impl RedisStoreBuilder {
+    pub(crate) fn new(fred: Builder) -> Self {
+        Self {
+            fred,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            expiry_grace: DEFAULT_EXPIRY_GRACE,
+            min_replicas_ack: 0,
+            cache: None,
+        }
+    }
+
+    /// The prefix of every key the store writes (default `keycard`). It must not contain `{` or
+    /// `}`: the layout puts hash tags after it.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long one command may take before it fails with `Unavailable` (default 1 s). This
+    /// includes time spent queued while the client reconnects.
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// How long opening a connection may take (default 2 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long an expired session is kept (and loadable, so requests get 401 "expired" rather than
+    /// 403) before Redis drops it: its TTL ends at `expires + grace` (default
+    /// [`DEFAULT_EXPIRY_GRACE`], as `MemoryStore`).
+    pub fn expiry_grace(mut self, grace: Duration) -> Self {
+        self.expiry_grace = grace;
+        self
+    }
+
+    /// The reconnect policy (default: exponential backoff from 50 ms to 500 ms, forever).
+    pub fn reconnect_policy(mut self, policy: ReconnectPolicy) -> Self {
+        self.fred.set_policy(policy);
+        self
+    }
+
+    /// Every write waits until `replicas` replicas acknowledged it (`WAIT`) before it reports
+    /// success, so a write that returned `Ok` survives a failover. Default 0 (no wait). The wait
+    /// is bounded by the command timeout; too few acknowledgements make the write fail with
+    /// `Unavailable` (the write itself may still have happened on the primary).
+    pub fn min_replicas_ack(mut self, replicas: u32) -> Self {
+        self.min_replicas_ack = replicas;
+        self
+    }
+
+    /// Puts a local cache in front of Redis (off by default). Uses RESP3 client tracking.
+    pub fn cache(mut self, cache: CacheConfig) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// Connects, loads the scripts and (with a cache) starts client tracking.
+    ///
+    /// # Errors
+    /// [`ConnectError::Config`] for an invalid configuration, [`ConnectError::Connect`] when Redis
+    /// cannot be reached within the connect timeout.
+    pub async fn connect(self) -> Result<RedisStore, ConnectError> {
+        RedisStore::connect_with(self.finish()?).await
+    }
+
+    /// Validates the settings and applies them to the fred builder.
+    fn finish(mut self) -> Result<Self, ConnectError> {
+        if self.prefix.is_empty() || self.prefix.contains(['{', '}']) {
+            return Err(ConnectError::Config(format!(
+                "the key prefix {:?} must be non-empty and contain no braces",
+                self.prefix
+            )));
+        }
+        if self.command_timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(ConnectError::Config(
+                "command and connect timeouts must be non-zero".into(),
+            ));
+        }
+        let mut config = self.fred.get_config().cloned().unwrap_or_default();
+        if self.cache.is_some() {
+            // Client tracking pushes invalidations on the data connection: RESP3 only.
+            config.version = RespVersion::RESP3;
+        }
+        // Errors at the first connection are returned from `connect`; later ones reconnect.
+        config.fail_fast = true;
+        self.fred.set_config(config);
+        if self.fred.get_policy().is_none() {
+            self.fred
+                .set_policy(ReconnectPolicy::new_exponential(0, 50, 500, 2));
+        }
+        let (command, connect) = (self.command_timeout, self.connect_timeout);
+        self.fred.with_performance_config(|perf| {
+            perf.default_command_timeout = command;
+        });
+        self.fred.with_connection_config(|conn| {
+            conn.connection_timeout = connect;
+            conn.internal_command_timeout = connect.max(command);
+            // A hung server (alive TCP, no replies) is dropped and reconnected, so a failover
+            // (sentinel, cluster) is followed even when the old primary never closes the socket.
+            let max = (command * 3).max(Duration::from_millis(500));
+            conn.unresponsive = UnresponsiveConfig {
+                max_timeout: Some(max),
+                interval: (max / 4).max(Duration::from_millis(50)),
+            };
+        });
+        Ok(self)
+    }
+}
+
+impl RedisStore {
+    /// A store for a Redis URL: `redis://` or `rediss://` (standalone, TLS needs the `tls`
+    /// feature), `redis-cluster://host:port?node=host:port`, `redis-sentinel://...`
+    /// (see fred's `Config::from_url`).
+    ///
+    /// # Errors
+    /// [`ConnectError::Config`] if the URL cannot be parsed.
+    pub fn url(url: &str) -> Result<RedisStoreBuilder, ConnectError> {
+        // Without a TLS feature fred would connect to a `rediss://` URL in plain text.
+        if cfg!(not(feature = "tls")) && (url.starts_with("rediss") || url.starts_with("valkeys")) {
+            return Err(ConnectError::Config(
+                "TLS (rediss://) needs the `tls` feature of keycard-redis".into(),
+            ));
+        }
+        let config = Config::from_url(url).map_err(|e| ConnectError::Config(e.to_string()))?;
+        Ok(Self::config(config))
+    }
+
+    /// A store for a fred [`Config`] (any topology, credentials, TLS, database...).
+    pub fn config(config: Config) -> RedisStoreBuilder {
+        Self::fred_builder(Builder::from_config(config))
+    }
+
+    /// A store for a fred [`Builder`], for settings this builder does not cover (TCP options,
+    /// sentinel credentials...).
+    pub fn fred_builder(builder: Builder) -> RedisStoreBuilder {
+        RedisStoreBuilder::new(builder)
+    }
+
+    /// A store behind Redis Sentinel: the sentinels' addresses and the monitored service name.
+    pub fn sentinel<H: Into<String>>(
+        sentinels: impl IntoIterator<Item = (H, u16)>,
+        service_name: impl Into<String>,
+    ) -> RedisStoreBuilder {
+        let hosts: Vec<(String, u16)> = sentinels.into_iter().map(|(h, p)| (h.into(), p)).collect();
+        Self::config(Config {
+            server: ServerConfig::new_sentinel(hosts, service_name.into()),
+            ..Config::default()
+        })
+    }
+
+    /// A store on a Redis Cluster, given some of its nodes (the rest are discovered).
+    pub fn cluster<H: Into<String>>(
+        nodes: impl IntoIterator<Item = (H, u16)>,
+    ) -> RedisStoreBuilder {
+        let hosts: Vec<(String, u16)> = nodes.into_iter().map(|(h, p)| (h.into(), p)).collect();
+        Self::config(Config {
+            server: ServerConfig::new_clustered(hosts),
+            ..Config::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn rediss_without_tls_is_refused_rather_than_sent_in_plain_text() {
+        assert!(matches!(
+            RedisStore::url("rediss://127.0.0.1:6379"),
+            Err(ConnectError::Config(_))
+        ));
+    }
+
+    #[test]
+    fn prefixes_with_braces_are_refused() {
+        let builder = RedisStore::url("redis://127.0.0.1:6379").unwrap();
+        assert!(builder.clone().prefix("a{b").finish().is_err());
+        assert!(builder.clone().prefix("").finish().is_err());
+        assert!(builder.prefix("ok:prefix").finish().is_ok());
+    }
+
+    #[test]
+    fn timeouts_and_a_reconnect_policy_are_always_set() {
+        let builder = RedisStore::url("redis://127.0.0.1:6379")
+            .unwrap()
+            .command_timeout(Duration::from_millis(300))
+            .finish()
+            .unwrap();
+        assert!(builder.fred.get_policy().is_some());
+        assert_eq!(
+            builder
+                .fred
+                .get_performance_config()
+                .default_command_timeout,
+            Duration::from_millis(300)
+        );
+        assert_eq!(
+            builder.fred.get_connection_config().connection_timeout,
+            DEFAULT_CONNECT_TIMEOUT
+        );
+    }
+}

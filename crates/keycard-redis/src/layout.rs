@@ -1,0 +1,278 @@
+//! Key names and the session's hash encoding (see the crate docs for the layout).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use fred::types::Value;
+use keycard_core::key::KeyId;
+use keycard_core::metadata::{MetadataChange, MetadataDelta};
+use keycard_core::session::Session;
+use keycard_core::store::StoreError;
+
+/// Expiry deadlines past this (year ~36 800) are treated as "never": `EXPIREAT` would overflow.
+const MAX_DEADLINE: i64 = 1 << 40;
+
+/// The names of the keys under one prefix.
+#[derive(Clone, Debug)]
+pub(crate) struct Layout {
+    prefix: String,
+    grace_secs: i64,
+}
+
+/// The three keys of one index (all in one hash slot): members in key-id order (`lex`), their
+/// deadlines (`exp`) and the token of the write that added each (`tok`).
+#[derive(Clone, Debug)]
+pub(crate) struct IndexKeys {
+    pub(crate) lex: String,
+    pub(crate) exp: String,
+    pub(crate) tok: String,
+}
+
+impl IndexKeys {
+    fn new(base: String) -> Self {
+        Self {
+            lex: format!("{base}:lex"),
+            exp: format!("{base}:exp"),
+            tok: format!("{base}:tok"),
+        }
+    }
+
+    pub(crate) fn all(&self) -> Vec<String> {
+        vec![self.lex.clone(), self.exp.clone(), self.tok.clone()]
+    }
+}
+
+impl Layout {
+    pub(crate) fn new(prefix: String, grace: Duration) -> Self {
+        Self {
+            prefix,
+            grace_secs: i64::try_from(grace.as_secs()).unwrap_or(i64::MAX),
+        }
+    }
+
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `<prefix>:{s:<key_id>}`: the session hash.
+    pub(crate) fn session(&self, key_id: &KeyId) -> String {
+        format!("{}:{{s:{}}}", self.prefix, key_id.as_str())
+    }
+
+    /// The key id of a session key of this prefix (for invalidation messages).
+    pub(crate) fn key_id_of<'k>(&self, key: &'k str) -> Option<&'k str> {
+        key.strip_prefix(self.prefix.as_str())?
+            .strip_prefix(":{s:")?
+            .strip_suffix('}')
+    }
+
+    /// `<prefix>:{a:<alias>}:{lex,exp,tok}`: the index of one alias.
+    pub(crate) fn alias_index(&self, alias: &str) -> IndexKeys {
+        IndexKeys::new(format!("{}:{{a:{alias}}}", self.prefix))
+    }
+
+    /// `<prefix>:{k:<prefix>}:{lex,exp,tok}`: the index of every key id.
+    pub(crate) fn key_index(&self) -> IndexKeys {
+        IndexKeys::new(format!("{0}:{{k:{0}}}", self.prefix))
+    }
+
+    /// The unix second at which Redis drops the session: one second after the last second of the
+    /// grace period, so Redis and `MemoryStore` agree on when a session stops being visible.
+    pub(crate) fn deadline(&self, session: &Session) -> Option<i64> {
+        (session.expires >= 1)
+            .then(|| {
+                session
+                    .expires
+                    .saturating_add(self.grace_secs)
+                    .saturating_add(1)
+            })
+            .filter(|at| *at < MAX_DEADLINE)
+    }
+
+    /// The deadline as an `EXPIREAT` argument (`0` = none).
+    pub(crate) fn expire_at_arg(&self, session: &Session) -> String {
+        self.deadline(session).unwrap_or(0).to_string()
+    }
+
+    /// The deadline as an index score (`+inf` = none).
+    pub(crate) fn index_score(&self, session: &Session) -> String {
+        self.deadline(session)
+            .map_or_else(|| "+inf".to_owned(), |at| at.to_string())
+    }
+}
+
+/// The session without the parts kept in their own fields.
+pub(crate) fn base_json(session: &Session) -> Result<String, StoreError> {
+    let mut base = session.clone();
+    base.meta_data = Default::default();
+    base.version = 0;
+    base.last_updated = 0;
+    base.date_created = 0;
+    serde_json::to_string(&base).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// `key, raw-json` pairs of the session's metadata.
+pub(crate) fn meta_args(session: &Session, out: &mut Vec<String>) {
+    for (key, value) in &session.meta_data {
+        out.push(key.clone());
+        out.push(value.to_string());
+    }
+}
+
+/// The delta as flat `ARGV` ops for the apply script.
+pub(crate) fn delta_args(delta: &MetadataDelta) -> Vec<String> {
+    let mut args = Vec::with_capacity(delta.len() * 3);
+    for change in delta.changes() {
+        match change {
+            MetadataChange::Set { key, value } => {
+                args.extend(["s".to_owned(), key.clone(), value.to_string()]);
+            }
+            MetadataChange::Delete { key } => args.extend(["d".to_owned(), key.clone()]),
+            MetadataChange::Evict => args.push("e".to_owned()),
+        }
+    }
+    args
+}
+
+/// A reply field as text.
+pub(crate) fn text(value: Value) -> Result<String, StoreError> {
+    match value {
+        Value::String(s) => Ok(s.to_string()),
+        Value::Bytes(b) => String::from_utf8(b.to_vec())
+            .map_err(|_| StoreError::Corrupt("a stored field is not UTF-8".into())),
+        Value::Integer(i) => Ok(i.to_string()),
+        Value::Double(d) => Ok(d.to_string()),
+        other => Err(StoreError::Corrupt(format!(
+            "unexpected reply {:?}",
+            other.kind()
+        ))),
+    }
+}
+
+/// A reply field as an integer.
+pub(crate) fn int(value: Value) -> Result<i64, StoreError> {
+    let text = text(value)?;
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("{text:?} is not an integer")))
+}
+
+/// A hash reply (RESP3 map or RESP2/Lua flat array) as field → value.
+pub(crate) fn hash(value: Value) -> Result<HashMap<String, String>, StoreError> {
+    let mut out = HashMap::new();
+    match value {
+        Value::Null => {}
+        Value::Map(map) => {
+            for (k, v) in map.inner() {
+                let k = k
+                    .into_string()
+                    .ok_or_else(|| StoreError::Corrupt("a hash field is not UTF-8".into()))?;
+                out.insert(k, text(v)?);
+            }
+        }
+        Value::Array(items) => {
+            let mut items = items.into_iter();
+            while let (Some(k), Some(v)) = (items.next(), items.next()) {
+                out.insert(text(k)?, text(v)?);
+            }
+        }
+        other => {
+            return Err(StoreError::Corrupt(format!(
+                "unexpected reply {:?}",
+                other.kind()
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// Rebuilds a session from its hash; `None` for an empty hash (no such key).
+pub(crate) fn decode(fields: HashMap<String, String>) -> Result<Option<Session>, StoreError> {
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    let corrupt = |what: &str| StoreError::Corrupt(format!("session hash: {what}"));
+    let base = fields.get("b").ok_or_else(|| corrupt("no base field"))?;
+    let mut session: Session = serde_json::from_str(base)
+        .map_err(|e| StoreError::Corrupt(format!("session JSON: {e}")))?;
+    let number = |name: &str| -> Result<i64, StoreError> {
+        fields
+            .get(name)
+            .ok_or_else(|| corrupt("missing field"))?
+            .parse()
+            .map_err(|_| corrupt("a number field is not a number"))
+    };
+    session.date_created = number("c")?;
+    session.last_updated = number("u")?;
+    session.version = u64::try_from(number("v")?).map_err(|_| corrupt("negative version"))?;
+    for (field, raw) in &fields {
+        if let Some(key) = field.strip_prefix("m:") {
+            let value = serde_json::from_str(raw)
+                .map_err(|e| StoreError::Corrupt(format!("metadata value of {key:?}: {e}")))?;
+            session.meta_data.insert(key.to_owned(), value);
+        }
+    }
+    Ok(Some(session))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keycard_core::key::ApiKey;
+    use serde_json::json;
+
+    #[test]
+    fn keys_of_one_index_share_a_hash_slot() {
+        let layout = Layout::new("kc".into(), Duration::from_secs(60));
+        for alias in ["", "alice", "a}b", "{x}", "}"] {
+            let index = layout.alias_index(alias);
+            let slots: Vec<u16> = index
+                .all()
+                .iter()
+                .map(|k| fred::util::redis_keyslot(k.as_bytes()))
+                .collect();
+            assert!(slots.windows(2).all(|w| w[0] == w[1]), "{alias:?}");
+        }
+        let id = KeyId::of(&ApiKey::new("k"));
+        let key = layout.session(&id);
+        assert_eq!(layout.key_id_of(&key), Some(id.as_str()));
+        assert_eq!(layout.key_id_of("other:{s:x}"), None);
+    }
+
+    #[test]
+    fn deadline_is_expiry_plus_grace_plus_one() {
+        let layout = Layout::new("kc".into(), Duration::from_secs(60));
+        let session = Session::default().with_expires(1_000);
+        assert_eq!(layout.deadline(&session), Some(1_061));
+        assert_eq!(layout.expire_at_arg(&Session::default()), "0");
+        assert_eq!(layout.index_score(&Session::default()), "+inf");
+        assert_eq!(
+            layout.deadline(&Session::default().with_expires(i64::MAX)),
+            None
+        );
+    }
+
+    #[test]
+    fn session_round_trips_through_fields() {
+        let mut session = Session::default().with_alias("a").with_policies(["p"]);
+        session.meta_data.insert("big".into(), json!(u64::MAX));
+        session.meta_data.insert("empty".into(), json!({}));
+        let mut fields = HashMap::from([
+            ("b".to_owned(), base_json(&session).unwrap()),
+            ("c".to_owned(), "5".to_owned()),
+            ("u".to_owned(), "6".to_owned()),
+            ("v".to_owned(), "7".to_owned()),
+        ]);
+        let mut args = Vec::new();
+        meta_args(&session, &mut args);
+        for pair in args.chunks(2) {
+            fields.insert(format!("m:{}", pair[0]), pair[1].clone());
+        }
+        let back = decode(fields).unwrap().unwrap();
+        assert_eq!(back.meta_data, session.meta_data);
+        assert_eq!(
+            (back.date_created, back.last_updated, back.version),
+            (5, 6, 7)
+        );
+        assert_eq!(back.apply_policies, ["p"]);
+    }
+}

@@ -1,0 +1,727 @@
+//! [`RedisStore`]: the [`SessionStore`] implementation.
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use fred::clients::Client;
+use fred::error::Error as FredError;
+use fred::interfaces::TrackingInterface;
+use fred::interfaces::{ClientLike, EventInterface, HashesInterface, KeysInterface};
+use fred::types::{ClusterHash, CustomCommand, Value};
+use keycard_core::key::KeyId;
+use keycard_core::metadata::MetadataDelta;
+use keycard_core::session::{Session, unix_now};
+use keycard_core::store::{Page, SessionStore, StoreError, StoreFuture};
+use tokio::task::JoinHandle;
+
+use crate::cache::LocalCache;
+use crate::config::{ConnectError, RedisStoreBuilder};
+use crate::layout::{self, IndexKeys, Layout};
+use crate::scripts::Scripts;
+
+/// Index entries pointing at no (or another) session are removed by a listing only when their
+/// token is older than this, so an entry a concurrent create/replace just wrote (and whose session
+/// write has not landed yet) is never removed. Generous to cover clock skew between nodes.
+const CLEAN_AFTER_SECS: i64 = 60;
+/// Index entries read per round of a listing at most.
+const LIST_BATCH: usize = 500;
+/// Rounds of a listing at most (a page ends early, with a cursor, after this many).
+const LIST_ROUNDS: usize = 32;
+
+/// A [`SessionStore`] on Redis (standalone, sentinel or cluster) through fred.
+///
+/// Cheap to clone; clones share the connection and the cache. See the [crate docs](crate) for
+/// the key layout, the round trips of each operation and the cache.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    layout: Layout,
+    scripts: Scripts,
+    cache: Option<Arc<LocalCache>>,
+    command_timeout: Duration,
+    min_replicas_ack: u32,
+    tasks: Vec<JoinHandle<Result<(), FredError>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let client = self.client.clone();
+            runtime.spawn(async move {
+                let _ = client.quit().await;
+            });
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.inner.layout.prefix())
+            .field("cache", &self.inner.cache.is_some())
+            .field("command_timeout", &self.inner.command_timeout)
+            .field("min_replicas_ack", &self.inner.min_replicas_ack)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Transport, timeout and server errors are `Unavailable` (clients see 503); a key of the wrong
+/// type under our prefix is corrupt data.
+fn store_error(error: FredError) -> StoreError {
+    if error.details().starts_with("WRONGTYPE") {
+        StoreError::Corrupt(error.details().to_owned())
+    } else {
+        StoreError::unavailable(error)
+    }
+}
+
+/// A fresh index token: `<unix seconds>.<64 random bits>`. The time lets a listing tell a stale
+/// entry from one being written right now.
+fn new_token() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let random = RandomState::new().hash_one((n, std::time::SystemTime::now()));
+    format!("{}.{random:016x}", unix_now())
+}
+
+fn token_is_old(token: &str) -> bool {
+    token
+        .split_once('.')
+        .and_then(|(secs, _)| secs.parse::<i64>().ok())
+        .is_none_or(|secs| secs + CLEAN_AFTER_SECS < unix_now())
+}
+
+fn key_id_from(member: String) -> KeyId {
+    KeyId::from_hash(&member).unwrap_or_else(|| {
+        serde_json::from_value(serde_json::Value::String(member)).unwrap_or_default()
+    })
+}
+
+fn array(value: Value) -> Result<Vec<Value>, StoreError> {
+    match value {
+        Value::Array(items) => Ok(items),
+        other => Err(StoreError::Corrupt(format!(
+            "unexpected script reply {:?}",
+            other.kind()
+        ))),
+    }
+}
+
+impl RedisStore {
+    pub(crate) async fn connect_with(builder: RedisStoreBuilder) -> Result<Self, ConnectError> {
+        let client = builder.fred.build().map_err(ConnectError::Connect)?;
+        let scripts = Scripts::new();
+        let budget = builder.connect_timeout + builder.command_timeout * 2;
+        let setup = async {
+            client.init().await?;
+            for script in scripts.all() {
+                script.load(&client).await?;
+            }
+            Ok::<_, FredError>(())
+        };
+        match tokio::time::timeout(budget, setup).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                let _ = client.quit().await;
+                return Err(ConnectError::Connect(error));
+            }
+            Err(_) => {
+                let _ = client.quit().await;
+                return Err(ConnectError::Connect(FredError::new(
+                    fred::error::ErrorKind::Timeout,
+                    "connecting to Redis timed out",
+                )));
+            }
+        }
+        let layout = Layout::new(builder.prefix, builder.expiry_grace);
+        let mut tasks = Vec::new();
+        let cache = match builder.cache {
+            Some(config) => {
+                let cache = Arc::new(LocalCache::new(config, builder.expiry_grace));
+                tasks = track(&client, &cache, &layout);
+                enable_tracking(&client, &cache)
+                    .await
+                    .map_err(ConnectError::Connect)?;
+                Some(cache)
+            }
+            None => None,
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                layout,
+                scripts,
+                cache,
+                command_timeout: builder.command_timeout,
+                min_replicas_ack: builder.min_replicas_ack,
+                tasks,
+            }),
+        })
+    }
+
+    /// Connects to a Redis URL with the default settings (see [`RedisStore::url`]).
+    ///
+    /// # Errors
+    /// As [`RedisStoreBuilder::connect`].
+    pub async fn connect(url: &str) -> Result<Self, ConnectError> {
+        Self::url(url)?.connect().await
+    }
+
+    /// The fred client, for operations outside the store (health checks, tests).
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// The Redis key a session is stored under (a hash; see the crate docs).
+    pub fn session_key(&self, key_id: &KeyId) -> String {
+        self.inner.layout.session(key_id)
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        self.inner.layout.prefix()
+    }
+
+    /// Whether the local cache is on.
+    pub fn has_cache(&self) -> bool {
+        self.inner.cache.is_some()
+    }
+
+    /// Whether the local cache holds a servable entry for `key_id` (diagnostics and tests).
+    pub fn is_cached(&self, key_id: &KeyId) -> bool {
+        self.inner
+            .cache
+            .as_ref()
+            .is_some_and(|cache| cache.get(key_id.as_str()).is_some())
+    }
+
+    /// Drops every entry of the local cache (no-op without a cache).
+    pub fn clear_cache(&self) {
+        if let Some(cache) = &self.inner.cache {
+            cache.clear();
+        }
+    }
+}
+
+/// Listens for invalidations and connection events. Tracking state lives on each connection, so
+/// any error, reconnection or topology change stops the cache until tracking is on again.
+fn track(
+    client: &Client,
+    cache: &Arc<LocalCache>,
+    layout: &Layout,
+) -> Vec<JoinHandle<Result<(), FredError>>> {
+    let on_invalidation = {
+        let (cache, layout) = (cache.clone(), layout.clone());
+        client.on_invalidation(move |invalidation| {
+            if invalidation.keys.is_empty() {
+                // A flush (or the server's tracking table overflowed): everything may be stale.
+                cache.clear();
+            }
+            for key in &invalidation.keys {
+                match key.as_str().map(|k| layout.key_id_of(k)) {
+                    Some(Some(id)) => cache.invalidate(id),
+                    Some(None) => {}
+                    None => cache.clear(),
+                }
+            }
+            Ok(())
+        })
+    };
+    let on_error = {
+        let cache = cache.clone();
+        client.on_error(move |(error, server)| {
+            tracing::debug!(%error, ?server, "redis connection error: local cache off until tracking resumes");
+            cache.tracking_lost();
+            async { Ok(()) }
+        })
+    };
+    let on_unresponsive = {
+        let cache = cache.clone();
+        client.on_unresponsive(move |_| {
+            cache.tracking_lost();
+            async { Ok(()) }
+        })
+    };
+    let retrack = |cache: Arc<LocalCache>, client: Client| async move {
+        cache.tracking_lost();
+        for attempt in 0..5u32 {
+            match enable_tracking(&client, &cache).await {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    tracing::warn!(%error, attempt, "could not re-enable redis client tracking");
+                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                }
+            }
+        }
+        Ok(())
+    };
+    let on_reconnect = {
+        let (cache, tracked) = (cache.clone(), client.clone());
+        client.on_reconnect(move |_| retrack(cache.clone(), tracked.clone()))
+    };
+    let on_cluster_change = {
+        let (cache, tracked) = (cache.clone(), client.clone());
+        client.on_cluster_change(move |_| retrack(cache.clone(), tracked.clone()))
+    };
+    vec![
+        on_invalidation,
+        on_error,
+        on_unresponsive,
+        on_reconnect,
+        on_cluster_change,
+    ]
+}
+
+async fn enable_tracking(client: &Client, cache: &LocalCache) -> Result<(), FredError> {
+    client
+        .start_tracking(Vec::<String>::new(), false, false, false, false)
+        .await?;
+    cache.tracking_on();
+    Ok(())
+}
+
+impl Inner {
+    async fn eval(
+        &self,
+        script: &fred::types::scripts::Script,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> Result<Value, StoreError> {
+        script
+            .evalsha_with_reload::<Value, _, _>(&self.client, keys, args)
+            .await
+            .map_err(store_error)
+    }
+
+    /// With `min_replicas_ack`, waits until that many replicas have the write (`WAIT` on the
+    /// connection to the node that took the write).
+    async fn replicated(&self, key: &str) -> Result<(), StoreError> {
+        let wanted = self.min_replicas_ack;
+        if wanted == 0 {
+            return Ok(());
+        }
+        let slot = fred::util::redis_keyslot(key.as_bytes());
+        let wait_ms = (self.command_timeout * 3 / 4).as_millis().max(1);
+        let wait = CustomCommand::new("WAIT", ClusterHash::Custom(slot), false);
+        let acked: i64 = self
+            .client
+            .custom(
+                wait,
+                vec![i64::from(wanted).to_string(), wait_ms.to_string()],
+            )
+            .await
+            .map_err(store_error)?;
+        if acked < i64::from(wanted) {
+            return Err(StoreError::unavailable(format!(
+                "write acknowledged by {acked} of {wanted} replicas"
+            )));
+        }
+        Ok(())
+    }
+
+    fn invalidate(&self, key_id: &KeyId) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate(key_id.as_str());
+        }
+    }
+
+    async fn index_add(
+        &self,
+        index: IndexKeys,
+        key_id: &KeyId,
+        score: &str,
+        token: &str,
+    ) -> Result<(), StoreError> {
+        let args = vec![
+            key_id.as_str().to_owned(),
+            score.to_owned(),
+            token.to_owned(),
+        ];
+        self.eval(&self.scripts.index_add, index.all(), args)
+            .await
+            .map(drop)
+    }
+
+    /// Adds (or touches) the session's entries in its alias index and the key index, with a fresh
+    /// token, and returns the token. Called *before* the session write, so a stored session is
+    /// never missing from its indexes; an entry whose write then fails is skipped by listings and
+    /// cleaned later.
+    async fn index(&self, session: &Session) -> Result<String, StoreError> {
+        let token = new_token();
+        let score = self.layout.index_score(session);
+        tokio::try_join!(
+            self.index_add(
+                self.layout.alias_index(&session.alias),
+                &session.key_id,
+                &score,
+                &token
+            ),
+            self.index_add(self.layout.key_index(), &session.key_id, &score, &token),
+        )?;
+        Ok(token)
+    }
+
+    /// Compare-and-delete of index entries (`member, token` pairs).
+    async fn index_drop(&self, index: IndexKeys, entries: Vec<String>) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.eval(&self.scripts.index_drop, index.all(), entries)
+            .await
+            .map(drop)
+    }
+
+    /// One page of an index: `(member, token)` after `after`, in key-id order.
+    async fn index_page(
+        &self,
+        index: &IndexKeys,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        let from = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
+        let reply = self
+            .eval(
+                &self.scripts.index_page,
+                index.all(),
+                vec![from, count.to_string()],
+            )
+            .await?;
+        let mut parts = array(reply)?.into_iter();
+        let (Some(members), Some(tokens)) = (parts.next(), parts.next()) else {
+            return Err(StoreError::Corrupt("unexpected index page reply".into()));
+        };
+        let members = array(members)?;
+        let tokens = array(tokens)?;
+        members
+            .into_iter()
+            .zip(tokens.into_iter().map(Some).chain(std::iter::repeat(None)))
+            .map(|(member, token)| {
+                let token = match token {
+                    Some(Value::Null) | None => None,
+                    Some(t) => Some(layout::text(t)?),
+                };
+                Ok((layout::text(member)?, token))
+            })
+            .collect()
+    }
+
+    async fn load_many(&self, ids: &[String]) -> Result<Vec<Option<Session>>, StoreError> {
+        let pipeline = self.client.pipeline();
+        for id in ids {
+            let key = self.layout.session(&key_id_from(id.clone()));
+            pipeline.hgetall::<(), _>(key).await.map_err(store_error)?;
+        }
+        let replies = pipeline.try_all::<Value>().await;
+        replies
+            .into_iter()
+            .zip(ids)
+            .map(|(reply, id)| {
+                let session = layout::decode(layout::hash(reply.map_err(store_error)?)?)?;
+                Ok(session.map(|s| s.with_key_id(key_id_from(id.clone()))))
+            })
+            .collect()
+    }
+
+    async fn exist_many(&self, ids: &[String]) -> Result<Vec<bool>, StoreError> {
+        let pipeline = self.client.pipeline();
+        for id in ids {
+            let key = self.layout.session(&key_id_from(id.clone()));
+            pipeline.exists::<(), _>(key).await.map_err(store_error)?;
+        }
+        let replies = pipeline.try_all::<i64>().await;
+        replies
+            .into_iter()
+            .map(|r| r.map(|n| n > 0).map_err(store_error))
+            .collect()
+    }
+
+    /// Walks an index from `after`, keeping the entries `verify` accepts, until `limit + 1` are
+    /// found (to know whether there is a next page) or the index ends. Entries that point
+    /// nowhere are removed on the way (when old enough, see [`CLEAN_AFTER_SECS`]).
+    async fn list<T, F, Fut>(
+        &self,
+        index: &IndexKeys,
+        after: Option<&str>,
+        limit: usize,
+        verify: F,
+    ) -> Result<Page<T>, StoreError>
+    where
+        F: Fn(Vec<String>) -> Fut,
+        Fut: Future<Output = Result<Vec<Option<T>>, StoreError>>,
+        T: Send,
+    {
+        let mut items: Vec<(String, T)> = Vec::new();
+        if limit == 0 {
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
+        }
+        let wanted = limit.saturating_add(1);
+        let mut cursor = after.map(str::to_owned);
+        let mut stale = Vec::new();
+        let mut exhausted = false;
+        for _ in 0..LIST_ROUNDS {
+            let count = (wanted - items.len()).min(LIST_BATCH);
+            let batch = self.index_page(index, cursor.as_deref(), count).await?;
+            exhausted = batch.len() < count;
+            let Some((last, _)) = batch.last() else { break };
+            cursor = Some(last.clone());
+            let ids: Vec<String> = batch.iter().map(|(m, _)| m.clone()).collect();
+            for ((member, token), found) in batch.into_iter().zip(verify(ids).await?) {
+                match found {
+                    Some(item) => items.push((member, item)),
+                    None => {
+                        if let Some(token) = token.filter(|t| token_is_old(t)) {
+                            stale.extend([member, token]);
+                        }
+                    }
+                }
+            }
+            if exhausted || items.len() >= wanted {
+                break;
+            }
+        }
+        if let Err(error) = self.index_drop(index.clone(), stale).await {
+            tracing::debug!(%error, "could not clean stale index entries");
+        }
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|(m, _)| m.clone())
+        } else if exhausted {
+            None
+        } else {
+            cursor
+        };
+        Ok(Page {
+            items: items.into_iter().map(|(_, item)| item).collect(),
+            next,
+        })
+    }
+}
+
+impl SessionStore for RedisStore {
+    fn load<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
+        Box::pin(async move {
+            let inner = &*self.inner;
+            let epoch = match &inner.cache {
+                Some(cache) => {
+                    if let Some(session) = cache.get(key_id.as_str()) {
+                        return Ok(Some(session));
+                    }
+                    Some(cache.epoch(key_id.as_str()))
+                }
+                None => None,
+            };
+            let reply: Value = inner
+                .client
+                .hgetall(inner.layout.session(key_id))
+                .await
+                .map_err(store_error)?;
+            let session =
+                layout::decode(layout::hash(reply)?)?.map(|s| s.with_key_id(key_id.clone()));
+            if let (Some(cache), Some(epoch), Some(session)) = (&inner.cache, epoch, &session) {
+                cache.fill(session, epoch);
+            }
+            Ok(session)
+        })
+    }
+
+    fn create(&self, mut session: Session) -> StoreFuture<'_, Session> {
+        Box::pin(async move {
+            let inner = &*self.inner;
+            let token = inner.index(&session).await?;
+            let key = inner.layout.session(&session.key_id);
+            let mut args = vec![
+                layout::base_json(&session)?,
+                session.date_created.to_string(),
+                inner.layout.expire_at_arg(&session),
+                token,
+            ];
+            layout::meta_args(&session, &mut args);
+            let reply = inner
+                .eval(&inner.scripts.create, vec![key.clone()], args)
+                .await;
+            inner.invalidate(&session.key_id);
+            let reply = reply?;
+            if matches!(reply, Value::Null) {
+                return Err(StoreError::AlreadyExists);
+            }
+            let mut parts = array(reply)?.into_iter();
+            let (Some(created), Some(now)) = (parts.next(), parts.next()) else {
+                return Err(StoreError::Corrupt("unexpected create reply".into()));
+            };
+            session.date_created = layout::int(created)?;
+            session.last_updated = layout::int(now)?;
+            session.version = 1;
+            inner.replicated(&key).await?;
+            Ok(session)
+        })
+    }
+
+    fn replace(&self, mut session: Session) -> StoreFuture<'_, Session> {
+        Box::pin(async move {
+            let inner = &*self.inner;
+            let token = inner.index(&session).await?;
+            let key = inner.layout.session(&session.key_id);
+            let mut args = vec![
+                session.version.to_string(),
+                layout::base_json(&session)?,
+                inner.layout.expire_at_arg(&session),
+                token,
+            ];
+            layout::meta_args(&session, &mut args);
+            let reply = inner
+                .eval(&inner.scripts.replace, vec![key.clone()], args)
+                .await;
+            inner.invalidate(&session.key_id);
+            let mut parts = array(reply?)?.into_iter();
+            match parts.next().map(layout::int).transpose()? {
+                Some(0) => return Err(StoreError::NotFound),
+                Some(1) => {
+                    let found = parts.next().map(layout::int).transpose()?.unwrap_or(0);
+                    return Err(StoreError::Conflict {
+                        expected: session.version,
+                        found: u64::try_from(found).unwrap_or(0),
+                    });
+                }
+                Some(2) => {}
+                _ => return Err(StoreError::Corrupt("unexpected replace reply".into())),
+            }
+            let mut field = || {
+                parts
+                    .next()
+                    .ok_or_else(|| StoreError::Corrupt("short replace reply".into()))
+            };
+            let version = layout::int(field()?)?;
+            session.version = u64::try_from(version)
+                .map_err(|_| StoreError::Corrupt("negative version".into()))?;
+            session.date_created = layout::int(field()?)?;
+            session.last_updated = layout::int(field()?)?;
+            let old_base = layout::text(field()?)?;
+            let old_token = layout::text(field()?)?;
+            let old_alias = serde_json::from_str::<Session>(&old_base)
+                .map(|s| s.alias)
+                .ok();
+            if let Some(old_alias) = old_alias.filter(|a| *a != session.alias) {
+                let entry = vec![session.key_id.as_str().to_owned(), old_token];
+                if let Err(error) = inner
+                    .index_drop(inner.layout.alias_index(&old_alias), entry)
+                    .await
+                {
+                    // Harmless: listings skip and later clean the entry.
+                    tracing::debug!(%error, "could not drop the old alias index entry");
+                }
+            }
+            inner.replicated(&key).await?;
+            Ok(session)
+        })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        key_id: &'a KeyId,
+        delta: &'a MetadataDelta,
+    ) -> StoreFuture<'a, Option<Session>> {
+        Box::pin(async move {
+            let inner = &*self.inner;
+            let key = inner.layout.session(key_id);
+            let reply = inner
+                .eval(
+                    &inner.scripts.apply,
+                    vec![key.clone()],
+                    layout::delta_args(delta),
+                )
+                .await;
+            inner.invalidate(key_id);
+            let reply = reply?;
+            if matches!(reply, Value::Null) {
+                return Ok(None);
+            }
+            let session =
+                layout::decode(layout::hash(reply)?)?.map(|s| s.with_key_id(key_id.clone()));
+            inner.replicated(&key).await?;
+            Ok(session)
+        })
+    }
+
+    fn delete<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
+        Box::pin(async move {
+            let inner = &*self.inner;
+            let key = inner.layout.session(key_id);
+            let reply = inner
+                .eval(&inner.scripts.delete, vec![key.clone()], Vec::new())
+                .await;
+            inner.invalidate(key_id);
+            let fields = layout::hash(reply?)?;
+            let token = fields.get("i").cloned().unwrap_or_default();
+            let Some(session) = layout::decode(fields)? else {
+                return Ok(None);
+            };
+            let entry = vec![key_id.as_str().to_owned(), token];
+            let dropped = tokio::try_join!(
+                inner.index_drop(inner.layout.alias_index(&session.alias), entry.clone()),
+                inner.index_drop(inner.layout.key_index(), entry),
+            );
+            if let Err(error) = dropped {
+                tracing::debug!(%error, "could not drop index entries of a deleted session");
+            }
+            inner.replicated(&key).await?;
+            Ok(Some(session.with_key_id(key_id.clone())))
+        })
+    }
+
+    fn list_by_alias<'a>(
+        &'a self,
+        alias: &'a str,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> StoreFuture<'a, Page<Session>> {
+        Box::pin(async move {
+            let inner = &*self.inner;
+            inner
+                .list(
+                    &inner.layout.alias_index(alias),
+                    after,
+                    limit,
+                    |ids| async move {
+                        let sessions = inner.load_many(&ids).await?;
+                        Ok(sessions
+                            .into_iter()
+                            .map(|s| s.filter(|s| s.alias == alias))
+                            .collect())
+                    },
+                )
+                .await
+        })
+    }
+
+    fn list_keys<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> StoreFuture<'a, Page<KeyId>> {
+        Box::pin(async move {
+            let inner = &*self.inner;
+            inner
+                .list(&inner.layout.key_index(), after, limit, |ids| async move {
+                    let exist = inner.exist_many(&ids).await?;
+                    Ok(ids
+                        .into_iter()
+                        .zip(exist)
+                        .map(|(id, found)| found.then(|| key_id_from(id)))
+                        .collect())
+                })
+                .await
+        })
+    }
+}

@@ -1,0 +1,359 @@
+//! Redis for tests: the shared server (`REDIS_URL`), unique key prefixes, and throwaway
+//! `redis-server` processes (single servers and clusters) on free loopback ports that are killed
+//! and cleaned up when their guard drops.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use keycard_redis::{RedisStore, RedisStoreBuilder};
+
+/// The URL of the shared Redis: `REDIS_URL`, default `redis://127.0.0.1:6379`.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A key prefix no other test (or earlier run) uses.
+pub fn unique_prefix(test: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "kc-test-{test}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A builder for the shared Redis with a unique prefix and short timeouts.
+///
+/// # Panics
+/// If `REDIS_URL` is not a valid URL.
+pub fn shared_store(test: &str) -> RedisStoreBuilder {
+    RedisStore::url(&redis_url())
+        .expect("REDIS_URL is a valid redis:// URL")
+        .prefix(unique_prefix(test))
+}
+
+/// Connects a builder, failing with instructions when Redis is not there.
+///
+/// # Panics
+/// If the store cannot connect.
+pub async fn connect(builder: RedisStoreBuilder) -> RedisStore {
+    match builder.connect().await {
+        Ok(store) => store,
+        Err(error) => panic!(
+            "cannot connect to Redis ({error:?}). Start it with `redis-server --daemonize yes \
+             --bind 127.0.0.1 -::1 --port 6379 --save \"\" --appendonly no` (install: \
+             `apt-get install -y redis-server`) or set REDIS_URL"
+        ),
+    }
+}
+
+/// Fails the test, with the install command, when `redis-server` or `redis-cli` is missing.
+///
+/// # Panics
+/// When a binary is missing.
+pub fn require_redis_binaries() {
+    for binary in ["redis-server", "redis-cli"] {
+        let found = Command::new(binary)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            found,
+            "`{binary}` is not on PATH: install it with `apt-get install -y redis-server`"
+        );
+    }
+}
+
+/// A loopback port that is free now, whose cluster bus port (+10000) is free too.
+///
+/// # Panics
+/// If no such port is found in 200 tries.
+pub fn free_port() -> u16 {
+    for _ in 0..200 {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let port = listener.local_addr().expect("local address").port();
+        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port pair found");
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "keycard-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("create a temp dir");
+    dir
+}
+
+/// Runs `redis-cli` against a loopback port.
+///
+/// # Panics
+/// If `redis-cli` cannot be started.
+pub fn redis_cli(port: u16, args: &[&str]) -> Output {
+    Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run redis-cli (apt-get install -y redis-server)")
+}
+
+fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < limit, "{what}: not ready after {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One `redis-server` process on a loopback port; killed (and its directory removed) on drop.
+#[derive(Debug)]
+pub struct RedisServer {
+    /// The port it listens on.
+    pub port: u16,
+    dir: PathBuf,
+    extra: Vec<String>,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a server without persistence on a free port.
+    ///
+    /// # Panics
+    /// If `redis-server` is missing or does not answer within 10 s.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server on a free port with extra `redis-server` arguments (e.g. `--appendonly
+    /// yes`); its working directory is a fresh temp dir.
+    ///
+    /// # Panics
+    /// If `redis-server` is missing or does not answer within 10 s.
+    pub fn start_with(extra: &[&str]) -> Self {
+        require_redis_binaries();
+        let mut server = Self {
+            port: free_port(),
+            dir: temp_dir("redis"),
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    /// (Re)starts the process on the same port and directory, waiting until it answers `PING`.
+    ///
+    /// # Panics
+    /// If it does not answer within 10 s.
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--dir", self.dir.to_str().expect("utf-8 temp dir")])
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server (apt-get install -y redis-server)");
+        self.child = Some(child);
+        let port = self.port;
+        wait_until(
+            &format!("redis-server on {port}"),
+            Duration::from_secs(10),
+            || redis_cli(port, &["ping"]).stdout.starts_with(b"PONG"),
+        );
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Freezes the process (`SIGSTOP`): connections stay open, nothing answers.
+    ///
+    /// # Panics
+    /// If the process is not running.
+    pub fn pause(&self) {
+        signal(self.pid().expect("server running"), "STOP");
+    }
+
+    /// Thaws a paused process (`SIGCONT`).
+    ///
+    /// # Panics
+    /// If the process is not running.
+    pub fn resume(&self) {
+        signal(self.pid().expect("server running"), "CONT");
+    }
+
+    /// Kills the process (`SIGKILL`, also when paused) and waits for it to exit.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+/// A local Redis Cluster of `primaries` primaries with `replicas` replicas each, on free loopback
+/// ports, with `cluster-node-timeout 2000`. Every process is killed and every directory removed
+/// when it drops.
+#[derive(Debug)]
+pub struct RedisCluster {
+    /// Its nodes, primaries first (as created; roles change on failover).
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts the processes, creates the cluster and waits until every node reports it healthy.
+    ///
+    /// # Panics
+    /// If `redis-server`/`redis-cli` are missing or the cluster is not up within 30 s.
+    pub fn start(primaries: usize, replicas: usize) -> Self {
+        let count = primaries * (1 + replicas);
+        let nodes: Vec<RedisServer> = (0..count)
+            .map(|_| {
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                ])
+            })
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let mut args: Vec<&str> = vec!["--cluster", "create"];
+        args.extend(addrs.iter().map(String::as_str));
+        let replicas_arg = replicas.to_string();
+        args.extend(["--cluster-replicas", &replicas_arg, "--cluster-yes"]);
+        let out = redis_cli(nodes[0].port, &args);
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cluster = Self { nodes };
+        for node in &cluster.nodes {
+            let port = node.port;
+            wait_until(
+                &format!("cluster node {port}"),
+                Duration::from_secs(30),
+                || {
+                    let info = redis_cli(port, &["cluster", "info"]).stdout;
+                    let info = String::from_utf8_lossy(&info);
+                    info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384")
+                },
+            );
+        }
+        // Replicas must have synced before a failover can promote them.
+        if replicas > 0 {
+            for node in &cluster.nodes {
+                let port = node.port;
+                wait_until(
+                    &format!("replication on {port}"),
+                    Duration::from_secs(30),
+                    || {
+                        let info = redis_cli(port, &["info", "replication"]).stdout;
+                        let info = String::from_utf8_lossy(&info);
+                        info.contains("role:master") || info.contains("master_link_status:up")
+                    },
+                );
+            }
+        }
+        cluster
+    }
+
+    /// `(host, port)` of every node, for [`RedisStore::cluster`].
+    pub fn hosts(&self) -> Vec<(String, u16)> {
+        self.nodes
+            .iter()
+            .map(|n| ("127.0.0.1".to_owned(), n.port))
+            .collect()
+    }
+
+    /// The index in `nodes` of the current primary serving `slot`.
+    ///
+    /// # Panics
+    /// If no node reports a primary for the slot.
+    pub fn primary_of_slot(&self, slot: u16) -> usize {
+        for node in &self.nodes {
+            let out = redis_cli(node.port, &["cluster", "nodes"]);
+            if !out.status.success() {
+                continue;
+            }
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
+                    continue;
+                }
+                let owns = fields[8..].iter().any(|range| {
+                    let mut ends = range.split('-').map(|n| n.parse::<u16>().ok());
+                    match (ends.next().flatten(), ends.next()) {
+                        (Some(a), Some(Some(b))) => (a..=b).contains(&slot),
+                        (Some(a), None) => a == slot,
+                        _ => false,
+                    }
+                });
+                let port = fields[1]
+                    .split(['@', ':'])
+                    .nth(1)
+                    .and_then(|p| p.parse::<u16>().ok());
+                if let (true, Some(port)) = (owns, port) {
+                    if let Some(i) = self.nodes.iter().position(|n| n.port == port) {
+                        return i;
+                    }
+                }
+            }
+        }
+        panic!("no primary found for slot {slot}");
+    }
+}
+
+/// Whether something listens on a loopback port.
+pub fn is_listening(port: u16) -> bool {
+    TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    )
+    .is_ok()
+}

@@ -1,0 +1,465 @@
+//! The behaviour every [`SessionStore`] must have, as one async fn run against each store.
+//!
+//! The store must be empty (for Redis: a fresh prefix) and built with an expiry grace of
+//! [`GRACE`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keycard_core::key::{ApiKey, KeyId};
+use keycard_core::metadata::MetadataDelta;
+use keycard_core::session::{Session, unix_now};
+use keycard_core::store::{SessionStore, StoreError};
+use serde_json::json;
+
+/// The expiry grace period the store under test must be built with.
+pub const GRACE: Duration = Duration::from_secs(2);
+
+fn id(name: &str) -> KeyId {
+    KeyId::of(&ApiKey::new(format!("conformance-{name}")))
+}
+
+fn delta(f: impl FnOnce(&mut MetadataDelta)) -> MetadataDelta {
+    let mut d = MetadataDelta::new();
+    f(&mut d);
+    d
+}
+
+/// Runs every conformance check against `store`.
+///
+/// # Panics
+/// On the first behaviour that differs from the contract.
+pub async fn conformance<S: SessionStore>(store: Arc<S>) {
+    create_is_exclusive(&*store).await;
+    load_returns_what_was_stored(&*store).await;
+    replace_checks_existence_and_version(&*store).await;
+    apply_is_ordered_set_if_exists_and_keeps_expiry(&*store).await;
+    delete_returns_the_session(&*store).await;
+    list_by_alias_pages(&*store).await;
+    list_keys_pages(&*store).await;
+    concurrent_applies_all_survive(store.clone()).await;
+    expired_sessions_are_visible_inside_grace_only(&*store).await;
+}
+
+/// `apply` on a missing session returns `None` and does not create it.
+async fn assert_apply_is_a_no_op(store: &impl SessionStore, key_id: &KeyId) {
+    let set = delta(|d| {
+        d.set("a", json!(1));
+    });
+    assert_eq!(store.apply(key_id, &set).await.unwrap(), None);
+    assert_eq!(store.load(key_id).await.unwrap(), None);
+}
+
+async fn create_is_exclusive(store: &impl SessionStore) {
+    let before = unix_now();
+    let created = store
+        .create(Session::default().with_key_id(id("create")))
+        .await
+        .unwrap();
+    assert_eq!(created.version, 1);
+    assert!(created.date_created >= before - 1 && created.last_updated >= before - 1);
+    assert!(matches!(
+        store
+            .create(Session::default().with_key_id(id("create")))
+            .await,
+        Err(StoreError::AlreadyExists)
+    ));
+    // A given creation time is kept.
+    let mut dated = Session::default().with_key_id(id("create-dated"));
+    dated.date_created = 1_600_000_000;
+    assert_eq!(
+        store.create(dated).await.unwrap().date_created,
+        1_600_000_000
+    );
+}
+
+async fn load_returns_what_was_stored(store: &impl SessionStore) {
+    assert_eq!(store.load(&id("missing")).await.unwrap(), None);
+    let mut session = Session::default()
+        .with_key_id(id("load"))
+        .with_alias("loader")
+        .with_policies(["gold", "silver"]);
+    session.tags = vec!["a".into(), "b".into()];
+    session.rate = 12.5;
+    session.quota_max = -1;
+    session.meta_data.insert("user_id".into(), json!("u-1"));
+    session.meta_data.insert("empty_object".into(), json!({}));
+    session.meta_data.insert("empty_array".into(), json!([]));
+    session
+        .meta_data
+        .insert("big".into(), json!(9_007_199_254_740_993_u64));
+    session.meta_data.insert("max".into(), json!(u64::MAX));
+    session.meta_data.insert("min".into(), json!(i64::MIN));
+    session.meta_data.insert("float".into(), json!(0.1 + 0.2));
+    session.meta_data.insert("tiny".into(), json!(5e-324));
+    session.meta_data.insert(
+        "nested".into(),
+        json!({"a": {}, "b": [1, {"c": null}], "d": "é\u{0}"}),
+    );
+    let created = store.create(session.clone()).await.unwrap();
+    let loaded = store.load(&id("load")).await.unwrap().unwrap();
+    assert_eq!(loaded, created);
+    assert_eq!(loaded.meta_data, session.meta_data);
+    assert_eq!(loaded.apply_policies, ["gold", "silver"]);
+    assert_eq!(loaded.tags, ["a", "b"]);
+
+    // An empty metadata map stays an (empty) object.
+    store
+        .create(Session::default().with_key_id(id("load-empty")))
+        .await
+        .unwrap();
+    let empty = store.load(&id("load-empty")).await.unwrap().unwrap();
+    assert_eq!(
+        serde_json::to_value(&empty).unwrap()["meta_data"],
+        json!({})
+    );
+    // ... also after an evict.
+    let evicted = store
+        .apply(
+            &id("load"),
+            &delta(|d| {
+                d.evict();
+            }),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&evicted).unwrap()["meta_data"],
+        json!({})
+    );
+}
+
+async fn replace_checks_existence_and_version(store: &impl SessionStore) {
+    assert!(matches!(
+        store
+            .replace(Session::default().with_key_id(id("replace")))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    let mut created = store
+        .create(
+            Session::default()
+                .with_key_id(id("replace"))
+                .with_alias("r1"),
+        )
+        .await
+        .unwrap();
+    created.date_created = 1; // ignored: replace keeps the stored creation time
+    let mut stale = created.clone();
+    stale.version = 7;
+    assert!(matches!(
+        store.replace(stale).await,
+        Err(StoreError::Conflict {
+            expected: 7,
+            found: 1
+        })
+    ));
+    let mut next = created.clone().with_alias("r2");
+    next.meta_data.insert("k".into(), json!("v"));
+    let replaced = store.replace(next).await.unwrap();
+    assert_eq!(replaced.version, 2);
+    assert_ne!(replaced.date_created, 1);
+    let loaded = store.load(&id("replace")).await.unwrap().unwrap();
+    assert_eq!(loaded, replaced);
+    // Version 0 replaces unconditionally.
+    let mut any = loaded.clone();
+    any.version = 0;
+    any.meta_data.clear();
+    assert_eq!(store.replace(any).await.unwrap().version, 3);
+    assert!(
+        store
+            .load(&id("replace"))
+            .await
+            .unwrap()
+            .unwrap()
+            .meta_data
+            .is_empty()
+    );
+    // The alias index follows the alias.
+    assert!(
+        store
+            .list_by_alias("r1", None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert_eq!(
+        store.list_by_alias("r2", None, 10).await.unwrap().items[0].key_id,
+        id("replace")
+    );
+}
+
+async fn apply_is_ordered_set_if_exists_and_keeps_expiry(store: &impl SessionStore) {
+    let far = unix_now() + 100_000;
+    let mut session = Session::default()
+        .with_key_id(id("apply"))
+        .with_expires(far);
+    session.meta_data.insert("keep".into(), json!(1));
+    session.meta_data.insert("gone".into(), json!(2));
+    session
+        .meta_data
+        .insert("big".into(), json!(18_446_744_073_709_551_615_u64));
+    store.create(session).await.unwrap();
+
+    let applied = store
+        .apply(
+            &id("apply"),
+            &delta(|d| {
+                d.set("a", json!("1"))
+                    .delete("gone")
+                    .set("a", json!({"x": 1}))
+                    .set("b", json!(9_007_199_254_740_993_i64))
+                    .delete("never-there");
+            }),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(applied.version, 2);
+    assert_eq!(applied.expires, far);
+    assert_eq!(
+        serde_json::Value::Object(applied.meta_data.clone()),
+        json!({"keep": 1, "a": {"x": 1}, "b": 9_007_199_254_740_993_i64, "big": 18_446_744_073_709_551_615_u64})
+    );
+    assert_eq!(store.load(&id("apply")).await.unwrap().unwrap(), applied);
+
+    // Evict then set: only the later set survives.
+    let evicted = store
+        .apply(
+            &id("apply"),
+            &delta(|d| {
+                d.evict().set("after", json!(true));
+            }),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        serde_json::Value::Object(evicted.meta_data),
+        json!({"after": true})
+    );
+    assert_eq!(evicted.version, 3);
+    assert_eq!(evicted.expires, far);
+
+    // Never recreates a deleted (or never created) session.
+    assert_apply_is_a_no_op(store, &id("apply-none")).await;
+    store.delete(&id("apply")).await.unwrap().unwrap();
+    assert_apply_is_a_no_op(store, &id("apply")).await;
+    assert_eq!(store.load(&id("apply")).await.unwrap(), None);
+}
+
+async fn delete_returns_the_session(store: &impl SessionStore) {
+    assert_eq!(store.delete(&id("delete")).await.unwrap(), None);
+    let created = store
+        .create(
+            Session::default()
+                .with_key_id(id("delete"))
+                .with_alias("del"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.delete(&id("delete")).await.unwrap(), Some(created));
+    assert_eq!(store.delete(&id("delete")).await.unwrap(), None);
+    assert_eq!(store.load(&id("delete")).await.unwrap(), None);
+    assert!(
+        store
+            .list_by_alias("del", None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    // Created again after a delete: a new session, listed once.
+    store
+        .create(
+            Session::default()
+                .with_key_id(id("delete"))
+                .with_alias("del"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .list_by_alias("del", None, 10)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    store.delete(&id("delete")).await.unwrap().unwrap();
+}
+
+async fn list_by_alias_pages(store: &impl SessionStore) {
+    let mut expected: Vec<KeyId> = (0..7).map(|n| id(&format!("alias-{n}"))).collect();
+    for key_id in &expected {
+        store
+            .create(
+                Session::default()
+                    .with_key_id(key_id.clone())
+                    .with_alias("pager"),
+            )
+            .await
+            .unwrap();
+    }
+    store
+        .create(
+            Session::default()
+                .with_key_id(id("alias-other"))
+                .with_alias("pager-2"),
+        )
+        .await
+        .unwrap();
+    // One of them deleted, one moved to another alias: neither is listed.
+    store.delete(&expected.remove(3)).await.unwrap().unwrap();
+    let moved = expected.remove(0);
+    let mut session = store.load(&moved).await.unwrap().unwrap();
+    session.alias = "pager-3".into();
+    store.replace(session).await.unwrap();
+    expected.sort();
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10 {
+        let page = store
+            .list_by_alias("pager", cursor.as_deref(), 2)
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 2);
+        assert!(page.items.iter().all(|s| s.alias == "pager"));
+        seen.extend(page.items.into_iter().map(|s| s.key_id));
+        cursor = page.next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(cursor, None, "paging did not end");
+    assert_eq!(seen, expected);
+
+    let all = store.list_by_alias("pager", None, 100).await.unwrap();
+    assert_eq!(all.items.len(), 5);
+    assert_eq!(all.next, None);
+    let exact = store.list_by_alias("pager", None, 5).await.unwrap();
+    assert_eq!((exact.items.len(), exact.next), (5, None));
+    assert!(
+        store
+            .list_by_alias("nobody", None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
+async fn list_keys_pages(store: &impl SessionStore) {
+    let mut expected = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let page = store.list_keys(cursor.as_deref(), 3).await.unwrap();
+        assert!(page.items.len() <= 3);
+        expected.extend(page.items);
+        cursor = page.next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(cursor, None, "paging did not end");
+    let mut sorted = expected.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(expected, sorted, "listed in key-id order, each once");
+    assert!(expected.contains(&id("load")));
+    assert!(
+        !expected.contains(&id("apply")),
+        "a deleted session is not listed"
+    );
+    let whole = store.list_keys(None, 1000).await.unwrap();
+    assert_eq!(whole.items, expected);
+    assert_eq!(whole.next, None);
+}
+
+async fn concurrent_applies_all_survive<S: SessionStore>(store: Arc<S>) {
+    const N: usize = 1000;
+    store
+        .create(Session::default().with_key_id(id("concurrent")))
+        .await
+        .unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..N {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let d = delta(|d| {
+                d.set(format!("k{n}"), json!(n));
+            });
+            store.apply(&id("concurrent"), &d).await
+        });
+    }
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(60);
+    while let Some(result) = tokio::time::timeout_at(deadline.into(), tasks.join_next())
+        .await
+        .expect("1000 applies finish within 60 s")
+    {
+        assert!(result.unwrap().unwrap().is_some());
+    }
+    eprintln!("{N} concurrent applies took {:?}", started.elapsed());
+    let session = store.load(&id("concurrent")).await.unwrap().unwrap();
+    assert_eq!(session.meta_data.len(), N);
+    assert_eq!(session.version, 1 + N as u64);
+    for n in 0..N {
+        assert_eq!(session.meta_data[&format!("k{n}")], json!(n));
+    }
+}
+
+async fn expired_sessions_are_visible_inside_grace_only(store: &impl SessionStore) {
+    let now = unix_now();
+    // Expired a second ago: inside the grace period, loadable and reported expired.
+    store
+        .create(
+            Session::default()
+                .with_key_id(id("expired"))
+                .with_expires(now - 1),
+        )
+        .await
+        .unwrap();
+    // Expired long ago: past the grace period already.
+    store
+        .create(
+            Session::default()
+                .with_key_id(id("long-expired"))
+                .with_expires(now - 100),
+        )
+        .await
+        .unwrap();
+    let session = store.load(&id("expired")).await.unwrap().unwrap();
+    assert!(session.is_expired());
+    assert_eq!(store.load(&id("long-expired")).await.unwrap(), None);
+    assert!(
+        !store
+            .list_keys(None, 1000)
+            .await
+            .unwrap()
+            .items
+            .contains(&id("long-expired"))
+    );
+
+    // Gone once the grace period is over (bounded wait).
+    let gone_by = Instant::now() + GRACE + Duration::from_secs(3);
+    loop {
+        if store.load(&id("expired")).await.unwrap().is_none() {
+            break;
+        }
+        assert!(
+            Instant::now() < gone_by,
+            "expired session still loadable after its grace period"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        unix_now() > now - 1 + i64::try_from(GRACE.as_secs()).unwrap(),
+        "gone before the grace period ended"
+    );
+    assert_apply_is_a_no_op(store, &id("expired")).await;
+}

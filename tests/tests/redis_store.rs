@@ -1,0 +1,396 @@
+//! RedisStore beyond the conformance suite: cache staleness across nodes, corrupt data, a dead
+//! or hung server, and a cluster failover.
+
+use std::time::{Duration, Instant};
+
+use keycard_core::key::{ApiKey, KeyId};
+use keycard_core::metadata::MetadataDelta;
+use keycard_core::session::Session;
+use keycard_core::store::{SessionStore, StoreError};
+use keycard_redis::fred::interfaces::HashesInterface;
+use keycard_redis::{CacheConfig, RedisStore};
+use keycard_tests::redis_support::{
+    RedisCluster, RedisServer, connect, shared_store, unique_prefix,
+};
+use serde_json::json;
+
+fn id(name: &str) -> KeyId {
+    KeyId::of(&ApiKey::new(name))
+}
+
+fn set(key: &str, value: serde_json::Value) -> MetadataDelta {
+    let mut delta = MetadataDelta::new();
+    delta.set(key, value);
+    delta
+}
+
+#[tokio::test]
+async fn cached_node_sees_another_nodes_write_within_50ms() {
+    let prefix = unique_prefix("staleness");
+    let node = |prefix: &str| {
+        connect(
+            RedisStore::url(&keycard_tests::redis_support::redis_url())
+                .unwrap()
+                .prefix(prefix)
+                .cache(CacheConfig::default()),
+        )
+    };
+    let (a, b) = (node(&prefix).await, node(&prefix).await);
+    let key = id("staleness");
+    a.create(Session::default().with_key_id(key.clone()))
+        .await
+        .unwrap();
+
+    let mut worst = Duration::ZERO;
+    let mut figures = Vec::new();
+    for round in 0..20_i64 {
+        // Warm B's cache and check it serves from it.
+        assert!(b.load(&key).await.unwrap().is_some());
+        assert!(b.is_cached(&key), "B did not cache the session");
+        let written = a.apply(&key, &set("round", json!(round))).await.unwrap();
+        assert!(written.is_some());
+        let start = Instant::now();
+        loop {
+            let seen = b.load(&key).await.unwrap().unwrap();
+            if seen.meta_data.get("round") == Some(&json!(round)) {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "B still stale after 2 s"
+            );
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        let stale_for = start.elapsed();
+        figures.push(stale_for);
+        worst = worst.max(stale_for);
+    }
+    figures.sort();
+    eprintln!(
+        "staleness window over {} writes: median {:?}, worst {:?}",
+        figures.len(),
+        figures[figures.len() / 2],
+        worst
+    );
+    assert!(worst <= Duration::from_millis(50), "stale for {worst:?}");
+
+    // Delete through A: B stops serving the session too.
+    a.delete(&key).await.unwrap().unwrap();
+    let start = Instant::now();
+    while b.load(&key).await.unwrap().is_some() {
+        assert!(
+            start.elapsed() < Duration::from_millis(50),
+            "deleted session still served by B"
+        );
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn own_writes_invalidate_the_cache_at_once() {
+    let store = connect(shared_store("own-writes").cache(CacheConfig::default())).await;
+    let key = id("own-writes");
+    store
+        .create(Session::default().with_key_id(key.clone()))
+        .await
+        .unwrap();
+    store.load(&key).await.unwrap().unwrap();
+    assert!(store.is_cached(&key));
+    store.apply(&key, &set("a", json!(1))).await.unwrap();
+    assert!(!store.is_cached(&key));
+    assert_eq!(store.load(&key).await.unwrap().unwrap().meta_data["a"], 1);
+    let mut session = store.load(&key).await.unwrap().unwrap();
+    session.alias = "x".into();
+    store.replace(session).await.unwrap();
+    assert_eq!(store.load(&key).await.unwrap().unwrap().alias, "x");
+    store.delete(&key).await.unwrap();
+    assert_eq!(store.load(&key).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn cache_is_bounded() {
+    let store =
+        connect(shared_store("bounded").cache(CacheConfig::new(5, Duration::from_secs(10)))).await;
+    for n in 0..20 {
+        let key = id(&format!("bounded-{n}"));
+        store
+            .create(Session::default().with_key_id(key.clone()))
+            .await
+            .unwrap();
+        store.load(&key).await.unwrap().unwrap();
+    }
+    let cached = (0..20)
+        .filter(|n| store.is_cached(&id(&format!("bounded-{n}"))))
+        .count();
+    assert_eq!(cached, 5);
+}
+
+#[tokio::test]
+async fn corrupt_session_json_is_reported_as_corrupt() {
+    let store = connect(shared_store("corrupt")).await;
+    let key = id("corrupt");
+    store
+        .create(Session::default().with_key_id(key.clone()))
+        .await
+        .unwrap();
+    let redis_key = store.session_key(&key);
+    let _: () = store
+        .client()
+        .hset(&redis_key, ("b", "{not json"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.load(&key).await,
+        Err(StoreError::Corrupt(_))
+    ));
+    let _: () = store
+        .client()
+        .hset(&redis_key, [("b", "{}"), ("m:bad", "[1,")])
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.load(&key).await,
+        Err(StoreError::Corrupt(_))
+    ));
+    assert!(matches!(
+        store.apply(&key, &set("a", json!(1))).await,
+        Err(StoreError::Corrupt(_))
+    ));
+}
+
+#[test]
+fn invalid_configuration_is_refused_at_build_time() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let braces = RedisStore::url("redis://127.0.0.1:6379")
+            .unwrap()
+            .prefix("a{b}")
+            .connect()
+            .await;
+        assert!(matches!(
+            braces,
+            Err(keycard_redis::ConnectError::Config(_))
+        ));
+        assert!(RedisStore::url("not a url").is_err());
+    });
+}
+
+const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
+/// Scheduling slack on a loaded 2-core machine.
+const MARGIN: Duration = Duration::from_millis(400);
+
+async fn assert_unavailable_in_time(store: &RedisStore, key: &KeyId, what: &str) {
+    let start = Instant::now();
+    let result = store.load(key).await;
+    let took = start.elapsed();
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{what}: load gave {result:?}"
+    );
+    assert!(took <= COMMAND_TIMEOUT + MARGIN, "{what}: took {took:?}");
+    eprintln!("{what}: Unavailable after {took:?}");
+}
+
+async fn assert_recovers_within_2s(store: &RedisStore, key: &KeyId, what: &str) {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(_)) = store.load(key).await {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{what}: no successful load 2 s after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("{what}: loads again after {:?}", start.elapsed());
+}
+
+#[tokio::test]
+async fn hung_or_dead_redis_is_unavailable_within_the_timeout_and_recovers() {
+    // AOF with fsync on every write keeps the session across the kill and restart.
+    let mut server = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let store = connect(
+        RedisStore::url(&server.url())
+            .unwrap()
+            .prefix(unique_prefix("fault"))
+            .command_timeout(COMMAND_TIMEOUT),
+    )
+    .await;
+    let key = id("fault");
+    store
+        .create(Session::default().with_key_id(key.clone()))
+        .await
+        .unwrap();
+
+    // Hung: the process is frozen, the socket stays open.
+    server.pause();
+    assert_unavailable_in_time(&store, &key, "hung").await;
+    let start = Instant::now();
+    let applied = store.apply(&key, &set("a", json!(1))).await;
+    assert!(
+        matches!(applied, Err(StoreError::Unavailable(_))),
+        "{applied:?}"
+    );
+    assert!(start.elapsed() <= COMMAND_TIMEOUT + MARGIN);
+    server.resume();
+    assert_recovers_within_2s(&store, &key, "resumed").await;
+
+    // Dead: killed (connection refused while it is down).
+    server.kill();
+    assert_unavailable_in_time(&store, &key, "dead").await;
+    assert_unavailable_in_time(&store, &key, "still dead").await;
+    server.restart();
+    assert_recovers_within_2s(&store, &key, "restarted").await;
+
+    // Hung, then killed while hung, then restarted.
+    server.pause();
+    assert_unavailable_in_time(&store, &key, "hung again").await;
+    server.kill();
+    server.restart();
+    assert_recovers_within_2s(&store, &key, "restarted after hang").await;
+    let applied = store
+        .apply(&key, &set("b", json!(2)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(applied.meta_data["b"], 2);
+}
+
+/// Sets `during = round` on every session; records the round in `acked` for the writes that
+/// returned `Ok`. Returns how many failed and the last error.
+async fn write_round(
+    store: &RedisStore,
+    keys: &[KeyId],
+    round: i64,
+    acked: &mut [i64],
+) -> (usize, Option<String>) {
+    let mut failed = 0;
+    let mut last_error = None;
+    for (n, key) in keys.iter().enumerate() {
+        match store.apply(key, &set("during", json!(round))).await {
+            Ok(Some(_)) => acked[n] = round,
+            Ok(None) => panic!("session {n} vanished"),
+            Err(StoreError::Unavailable(e)) => {
+                failed += 1;
+                last_error = Some(e.to_string());
+            }
+            Err(other) => panic!("unexpected error {other:?}"),
+        }
+    }
+    (failed, last_error)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_failover_keeps_acknowledged_writes() {
+    let mut cluster = RedisCluster::start(3, 1);
+    let store = connect(
+        RedisStore::cluster(cluster.hosts())
+            .prefix(unique_prefix("failover"))
+            .min_replicas_ack(1),
+    )
+    .await;
+    let keys: Vec<KeyId> = (0..30).map(|n| id(&format!("failover-{n}"))).collect();
+    for key in &keys {
+        store
+            .create(Session::default().with_key_id(key.clone()))
+            .await
+            .unwrap();
+        store
+            .apply(key, &set("before", json!(key.short())))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    // Kill the primary of the first session's slot.
+    let slot = keycard_redis::fred::util::redis_keyslot(store.session_key(&keys[0]).as_bytes());
+    let victim = cluster.primary_of_slot(slot);
+    let victim_port = cluster.nodes[victim].port;
+    let on_victim: Vec<usize> = (0..keys.len())
+        .filter(|&n| {
+            let slot =
+                keycard_redis::fred::util::redis_keyslot(store.session_key(&keys[n]).as_bytes());
+            cluster.primary_of_slot(slot) == victim
+        })
+        .collect();
+    cluster.nodes[victim].kill();
+    eprintln!(
+        "killed primary on port {victim_port}; {} of {} sessions on its slots",
+        on_victim.len(),
+        keys.len()
+    );
+
+    // Keep writing through the failover; remember which writes were acknowledged. Until the
+    // replica is promoted the victim's sessions are unavailable; after it, they load again, but
+    // writes there cannot be acknowledged by a replica (the promoted node has none) until the old
+    // primary rejoins as its replica.
+    let start = Instant::now();
+    let mut acked = vec![0_i64; keys.len()];
+    let mut round = 0_i64;
+    let mut loads_back = None;
+    while loads_back.is_none() {
+        round += 1;
+        let (failed, error) = write_round(&store, &keys, round, &mut acked).await;
+        let mut all_load = true;
+        for n in &on_victim {
+            all_load &= store.load(&keys[*n]).await.is_ok();
+        }
+        if all_load {
+            loads_back = Some(start.elapsed());
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "sessions on the dead primary's slots still unavailable after 30 s \
+             ({failed} writes failing, last error {error:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "sessions on the dead primary's slots load again {:?} after the kill",
+        loads_back.unwrap()
+    );
+
+    cluster.nodes[victim].restart();
+    let rejoined = Instant::now();
+    loop {
+        round += 1;
+        let (failed, error) = write_round(&store, &keys, round, &mut acked).await;
+        if failed == 0 {
+            break;
+        }
+        assert!(
+            rejoined.elapsed() < Duration::from_secs(30),
+            "writes not acknowledged 30 s after the old primary came back \
+             ({failed} failing, last error {error:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "every write acknowledged again {:?} after the old primary restarted",
+        rejoined.elapsed()
+    );
+
+    for (n, key) in keys.iter().enumerate() {
+        let session = store.load(key).await.unwrap().expect("session survived");
+        assert_eq!(
+            session.meta_data["before"],
+            json!(key.short()),
+            "session {n}"
+        );
+        // Rounds only grow: a later (perhaps unacknowledged) write may have overwritten an
+        // acknowledged one, but never an older value.
+        let during = session.meta_data["during"].as_i64().unwrap();
+        assert!(
+            during >= acked[n],
+            "acknowledged write {} lost on session {n}",
+            acked[n]
+        );
+    }
+    let listed = store.list_keys(None, 100).await.unwrap();
+    assert_eq!(listed.items.len(), keys.len());
+    drop(cluster);
+}
