@@ -121,19 +121,19 @@ pub(super) fn rewrite<B>(
     let rule = &config.rules[matched.rule];
     let mut apply = |metadata: Option<&Metadata>| {
         let mut values = Vec::new();
-        let template = {
+        let mut template = &rule.target;
+        {
             let vars = RequestVars::new(request, metadata, config.forwarded_for);
             let body = body.map(String::from_utf8_lossy);
-            rule.triggers
-                .iter()
-                .enumerate()
-                .find_map(|(n, trigger)| {
-                    values.clear();
-                    fires(trigger, n, &vars, body.as_deref(), &mut values)
-                        .then_some(&trigger.target)
-                })
-                .unwrap_or(&rule.target)
-        };
+            for (n, trigger) in rule.triggers.iter().enumerate() {
+                if fires(trigger, n, &vars, body.as_deref(), &mut values) {
+                    template = &trigger.target;
+                    break;
+                }
+                // Only the trigger that fires publishes its matches.
+                values.clear();
+            }
+        }
         // Published before rendering, so the trigger's own target can read them.
         for (name, value) in values {
             ContextValues::insert_into(request.extensions_mut(), name, value);
