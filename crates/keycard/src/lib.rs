@@ -7,6 +7,7 @@
 //! | [`auth`] | `SessionLoadLayer`: key → session → [`handle::SessionHandle`] in the request |
 //! | [`persist`] | `PersistLayer`: saves the request's metadata changes once, atomically |
 //! | [`headers`] | `InjectHeaders`: request/response headers from `$tyk_meta` / `$tyk_context` templates |
+//! | [`rewrite`] | `UrlRewrite`: rewrite the URL from regex rules, `$tyk_meta` / `$tyk_context` and triggers (wrap the whole `Router`) |
 //! | [`extract`] | the axum `Session` extractor (feature `axum`) |
 //! | [`context`] | `$tyk_context` values and the API to add your own |
 //! | [`session`], [`metadata`], [`store`], [`policy`], [`key`], [`vars`] | the core model (crate `keycard-core`) |
@@ -16,7 +17,7 @@
 pub use keycard_core::{key, metadata, policy, session, store, vars};
 #[cfg(feature = "axum")]
 pub use keycard_layers::extract;
-pub use keycard_layers::{auth, context, handle, headers, persist};
+pub use keycard_layers::{auth, context, handle, headers, persist, rewrite};
 
 /// The types most stacks need.
 pub mod prelude {
@@ -29,5 +30,6 @@ pub mod prelude {
     pub use crate::metadata::{Metadata, MetadataLimits};
     pub use crate::persist::PersistLayer;
     pub use crate::policy::{MemoryPolicies, Policy};
+    pub use crate::rewrite::{RewriteRule, Trigger, UrlRewrite};
     pub use crate::store::{MemoryStore, SessionStore};
 }
