@@ -36,7 +36,7 @@ use serde::{Deserialize, Deserializer};
 /// assert_eq!(from_tyk.match_pattern(), rule.match_pattern());
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[must_use = "a rule does nothing until it is added to UrlRewrite::rules()"]
 pub struct RewriteRule {
     match_pattern: String,
@@ -57,7 +57,9 @@ impl RewriteRule {
         Self {
             match_pattern: match_pattern.into(),
             rewrite_to: rewrite_to.into(),
-            ..Self::default()
+            triggers: Vec::new(),
+            method: String::new(),
+            disabled: false,
         }
     }
 
@@ -135,8 +137,8 @@ struct TriggerOptions {
     #[serde(default, deserialize_with = "nullable")]
     request_context_matches: BTreeMap<String, RegexMatch>,
     /// Tyk exports `{"match_rx": ""}` for "no payload match"; an empty regex means none here too.
-    #[serde(default, deserialize_with = "nullable")]
-    payload_matches: RegexMatch,
+    #[serde(default)]
+    payload_matches: Option<RegexMatch>,
 }
 
 impl Trigger {
@@ -211,7 +213,7 @@ impl Trigger {
     /// body limit, and passed on unchanged). Context values `trigger-<n>-payload` (the first
     /// match) and `trigger-<n>-payload-<i>[-<g>]` for every match `i`.
     pub fn payload(mut self, matches: impl Into<RegexMatch>) -> Self {
-        self.options.payload_matches = matches.into();
+        self.options.payload_matches = Some(matches.into());
         self
     }
 }
@@ -221,7 +223,7 @@ impl Trigger {
 /// `RegexMatch::from(r"hello-(\w+)")` matches values the regex finds a match in (unanchored:
 /// use `^...$` for whole values). [`reverse`](Self::reverse) inverts it: a value that is present
 /// but does *not* match fires, and publishes no context values (nothing was captured).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct RegexMatch {
     match_rx: String,
     #[serde(default)]
@@ -442,12 +444,11 @@ impl CompiledTrigger {
                 Ok((header, canonical_header_name(&name), matcher))
             })
             .collect::<Result<Vec<_>, RewriteConfigError>>()?;
-        let payload = match options.payload_matches.match_rx.as_str() {
-            "" => None,
-            _ => Some(Matcher::compile(
-                &format!("{at} payload_matches"),
-                &options.payload_matches,
-            )?),
+        let payload = match &options.payload_matches {
+            Some(rule) if !rule.match_rx.is_empty() => {
+                Some(Matcher::compile(&format!("{at} payload_matches"), rule)?)
+            }
+            _ => None,
         };
         let compiled = Self {
             all: trigger.on == TriggerOn::All,
