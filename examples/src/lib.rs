@@ -5,12 +5,15 @@
 //! - [`admin`]: the quickstart plus the management API on a second port.
 //! - [`identity_propagation`]: the same layers in front of a reverse proxy, so a backend receives
 //!   `X-User-Id` / `X-Tenant-Id` it can trust.
+//! - [`tenant_routing`]: a URL rewrite around the whole router sends each tenant's `/orders/*` to
+//!   its shard from session metadata.
 
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod identity_propagation;
 pub mod quickstart;
+pub mod tenant_routing;
 
 use std::net::SocketAddr;
 

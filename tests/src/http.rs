@@ -1,5 +1,6 @@
 //! Serve a router on a free loopback port and talk to it over real HTTP/1.1.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use axum::Router;
@@ -10,21 +11,36 @@ use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
+use tower::Service;
 
 /// Serves `router` on `127.0.0.1:0` in a background task (with `ConnectInfo`), returning its
 /// address. The server lives as long as the test's runtime.
 pub async fn spawn(router: Router) -> SocketAddr {
+    spawn_service(router).await
+}
+
+/// Like [`spawn`], for any tower service of axum requests: a stack that wraps the router from
+/// outside, such as a URL rewrite (axum routes before `Router::layer` middleware runs).
+pub async fn spawn_service<S>(service: S) -> SocketAddr
+where
+    S: Service<axum::extract::Request, Response = axum::response::Response, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind a loopback port");
     let addr = listener.local_addr().expect("local address");
+    let make_service =
+        axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(
+            service,
+        );
     tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .expect("test server failed");
+        axum::serve(listener, make_service)
+            .await
+            .expect("test server failed");
     });
     addr
 }

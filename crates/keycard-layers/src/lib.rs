@@ -23,3 +23,4 @@ pub mod handle;
 pub mod headers;
 pub mod persist;
 mod response;
+pub mod rewrite;

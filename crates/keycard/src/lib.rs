@@ -7,6 +7,7 @@
 //! | [`auth`] | `SessionLoadLayer`: key → session → [`handle::SessionHandle`] in the request |
 //! | [`persist`] | `PersistLayer`: saves the request's metadata changes once, atomically |
 //! | [`headers`] | `InjectHeaders`: request/response headers from `$tyk_meta` / `$tyk_context` templates |
+//! | [`rewrite`] | `UrlRewrite`: rewrite the URL from regex rules, `$tyk_meta` / `$tyk_context` and triggers (wrap the whole `Router`) |
 //! | [`extract`] | the axum `Session` extractor (feature `axum`) |
 //! | `admin` | the management API router (feature `admin`, crate `keycard-admin`) |
 //! | `redis` | `RedisStore`: sessions in Redis with a local cache (feature `redis`, crate `keycard-redis`) |
@@ -20,7 +21,7 @@ pub use keycard_admin as admin;
 pub use keycard_core::{key, metadata, policy, session, store, vars};
 #[cfg(feature = "axum")]
 pub use keycard_layers::extract;
-pub use keycard_layers::{auth, context, handle, headers, persist};
+pub use keycard_layers::{auth, context, handle, headers, persist, rewrite};
 #[cfg(feature = "redis")]
 pub use keycard_redis as redis;
 
@@ -35,5 +36,6 @@ pub mod prelude {
     pub use crate::metadata::{Metadata, MetadataLimits};
     pub use crate::persist::PersistLayer;
     pub use crate::policy::{MemoryPolicies, Policy};
+    pub use crate::rewrite::{RewriteRule, Trigger, UrlRewrite};
     pub use crate::store::{MemoryStore, SessionStore};
 }

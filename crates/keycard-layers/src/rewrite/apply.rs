@@ -1,0 +1,372 @@
+//! Per request: find the rule, evaluate its triggers, publish their context values, render the
+//! target and swap the URI.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use bytes::Bytes;
+use http::uri::PathAndQuery;
+use http::{Method, Request, Response, StatusCode, Uri};
+use keycard_core::metadata::Metadata;
+use keycard_core::vars::{Template, Vars};
+use regex::Captures;
+use serde_json::Value;
+
+use super::RewrittenFrom;
+use super::layer::Config;
+use super::rule::{CompiledTrigger, Matcher};
+use crate::context::{ContextValues, RequestVars};
+use crate::handle::SessionHandle;
+use crate::response::json_error;
+
+/// At most this many payload matches publish context values: a regex that matches everywhere
+/// (`a*`) must not turn a 1 MiB body into a million context entries.
+pub(super) const MAX_PAYLOAD_MATCHES: usize = 64;
+
+/// The rule that matched a request, and where its groups are in the matched text.
+#[derive(Debug)]
+pub(super) struct Matched {
+    pub(super) rule: usize,
+    text: String,
+    groups: Vec<Option<Range<usize>>>,
+}
+
+impl Matched {
+    /// The first rule (in the order added) whose method fits and whose pattern matches the
+    /// request's path and query as the request has them. One pass of the rule set finds the
+    /// candidates; only the winner runs again for its groups.
+    pub(super) fn find(config: &Config, method: &Method, uri: &Uri) -> Option<Self> {
+        let text = uri
+            .path_and_query()
+            .map_or(uri.path(), PathAndQuery::as_str);
+        let candidates = config.set.matches(text);
+        let rule = candidates.iter().find(|&index| {
+            config.rules[index]
+                .method
+                .as_ref()
+                .is_none_or(|wanted| wanted == method)
+        })?;
+        let captures = config.rules[rule].regex.captures(text)?;
+        Some(Self {
+            rule,
+            groups: captures.iter().map(|m| m.map(|m| m.range())).collect(),
+            text: text.to_owned(),
+        })
+    }
+
+    fn group(&self, index: usize) -> Option<&str> {
+        let range = self.groups.get(index)?.clone()?;
+        Some(&self.text[range])
+    }
+}
+
+/// Why a matched request is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// The body a payload trigger must read is over the limit.
+    BodyTooLarge,
+    /// The body a payload trigger must read failed mid-way (client gone, bad framing).
+    BodyUnreadable,
+    /// The target renders to something that is not a URL, or a variable made a `.`/`..` segment.
+    InvalidTarget,
+    /// An absolute target whose host is not in the allow-list.
+    TargetNotAllowed,
+}
+
+impl Refusal {
+    pub(super) fn response<B: From<Bytes>>(self) -> Response<B> {
+        let (status, message) = match self {
+            Self::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"),
+            Self::BodyUnreadable => (StatusCode::BAD_REQUEST, "Failed to read request body"),
+            Self::InvalidTarget => (StatusCode::INTERNAL_SERVER_ERROR, "Invalid rewrite target"),
+            Self::TargetNotAllowed => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Rewrite target not allowed",
+            ),
+        };
+        json_error(status, message)
+    }
+}
+
+/// The variables of a rewrite: the request's, plus the matched groups as `$N`.
+struct RewriteVars<'a> {
+    request: RequestVars<'a>,
+    matched: &'a Matched,
+}
+
+impl Vars for RewriteVars<'_> {
+    fn metadata(&self) -> Option<&Metadata> {
+        self.request.metadata()
+    }
+
+    fn context(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.request.context(name)
+    }
+
+    fn capture(&self, index: usize) -> Option<&str> {
+        self.matched.group(index)
+    }
+}
+
+/// Rewrites `request` by the matched rule: the first trigger that fires (publishing its
+/// context values) or the rule itself supplies the target. `body` is the buffered body when
+/// the rule has payload triggers.
+pub(super) fn rewrite<B>(
+    config: &Config,
+    matched: &Matched,
+    request: &mut Request<B>,
+    handle: Option<&SessionHandle>,
+    body: Option<&[u8]>,
+) -> Result<(), Refusal> {
+    let rule = &config.rules[matched.rule];
+    let mut apply = |metadata: Option<&Metadata>| {
+        let mut values = Vec::new();
+        let mut template = &rule.target;
+        {
+            let vars = RequestVars::new(request, metadata, config.forwarded_for);
+            let body = body.map(String::from_utf8_lossy);
+            for (n, trigger) in rule.triggers.iter().enumerate() {
+                if fires(trigger, n, &vars, body.as_deref(), &mut values) {
+                    template = &trigger.target;
+                    break;
+                }
+                // Only the trigger that fires publishes its matches.
+                values.clear();
+            }
+        }
+        // Published before rendering, so the trigger's own target can read them.
+        for (name, value) in values {
+            ContextValues::insert_into(request.extensions_mut(), name, value);
+        }
+        render(config, template, matched, request, metadata)
+    };
+    let uri = match handle {
+        Some(handle) => handle.with_metadata(|metadata| apply(Some(metadata))),
+        None => apply(None),
+    }?;
+    let original = std::mem::replace(request.uri_mut(), uri);
+    request.extensions_mut().insert(RewrittenFrom(original));
+    Ok(())
+}
+
+fn render<B>(
+    config: &Config,
+    template: &Template,
+    matched: &Matched,
+    request: &Request<B>,
+    metadata: Option<&Metadata>,
+) -> Result<Uri, Refusal> {
+    let vars = RewriteVars {
+        request: RequestVars::new(request, metadata, config.forwarded_for),
+        matched,
+    };
+    let rendered = template.render_url(&vars).map_err(|error| {
+        tracing::warn!(%error, "keycard: URL rewrite target refused");
+        Refusal::InvalidTarget
+    })?;
+    config.target_uri(request.uri(), &rendered.value)
+}
+
+impl Config {
+    /// The URI a rendered target stands for: absolute (`http(s)://host/...`, checked against the
+    /// allow-list), or a path (a leading `/` added if missing) on the request's own
+    /// scheme and authority.
+    fn target_uri(&self, original: &Uri, rendered: &str) -> Result<Uri, Refusal> {
+        let invalid = |_| {
+            tracing::warn!(
+                target_len = rendered.len(),
+                "keycard: URL rewrite target is not a valid URL"
+            );
+            Refusal::InvalidTarget
+        };
+        if is_absolute(rendered) {
+            let uri: Uri = rendered.parse().map_err(|_| invalid(()))?;
+            let Some(host) = uri.host() else {
+                return Err(invalid(()));
+            };
+            if !self.host_allowed(host, uri.port_u16()) {
+                tracing::warn!(
+                    host,
+                    "keycard: URL rewrite target host not in the allow-list"
+                );
+                return Err(Refusal::TargetNotAllowed);
+            }
+            return Ok(uri);
+        }
+        let path = match rendered.starts_with('/') {
+            true => Cow::Borrowed(rendered),
+            false => Cow::Owned(format!("/{rendered}")),
+        };
+        let path = PathAndQuery::try_from(path.as_ref()).map_err(|_| invalid(()))?;
+        let mut parts = original.clone().into_parts();
+        parts.path_and_query = Some(path);
+        Uri::from_parts(parts).map_err(|_| invalid(()))
+    }
+
+    fn host_allowed(&self, host: &str, port: Option<u16>) -> bool {
+        let Some(allowed) = &self.allowed_hosts else {
+            return true;
+        };
+        let host = host.to_ascii_lowercase();
+        let with_port = port.map(|port| format!("{host}:{port}"));
+        allowed
+            .iter()
+            .any(|entry| *entry == host || Some(entry) == with_port.as_ref())
+    }
+}
+
+fn is_absolute(target: &str) -> bool {
+    let starts = |prefix: &str| {
+        target
+            .get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+    };
+    starts("http://") || starts("https://")
+}
+
+/// Whether `trigger` (number `n`) fires, pushing its context values into `out`. Groups are
+/// evaluated in Tyk's order (headers, query, path parts, session meta, context, payload); `any`
+/// stops at the first group that fires, `all` at the first that does not.
+fn fires(
+    trigger: &CompiledTrigger,
+    n: usize,
+    vars: &RequestVars<'_>,
+    body: Option<&str>,
+    out: &mut Vec<(String, String)>,
+) -> bool {
+    let all = trigger.all;
+    for group in 0..6 {
+        let fired = match group {
+            0 => entries(
+                all,
+                &trigger.headers,
+                out,
+                |(name, canonical, matcher), out| {
+                    let mut fired = false;
+                    for (i, value) in vars.headers.get_all(name).iter().enumerate() {
+                        if let Ok(value) = value.to_str() {
+                            let key = format!("trigger-{n}-{canonical}-{i}");
+                            fired |= match_value(matcher, value, &key, out);
+                        }
+                    }
+                    fired
+                },
+            ),
+            1 => entries(all, &trigger.query, out, |(name, matcher), out| {
+                let query = vars.uri.query().unwrap_or_default();
+                let mut fired = false;
+                let values = form_urlencoded::parse(query.as_bytes())
+                    .filter(|(param, _)| param == name)
+                    .enumerate();
+                for (i, (_, value)) in values {
+                    let key = format!("trigger-{n}-{name}-{i}");
+                    fired |= match_value(matcher, &value, &key, out);
+                }
+                fired
+            }),
+            2 => entries(all, &trigger.path_parts, out, |(name, matcher), out| {
+                // `i` counts matching segments, as in Tyk.
+                let mut i = 0;
+                for part in vars.uri.path().split('/').filter(|p| !p.is_empty()) {
+                    if match_value(matcher, part, &format!("trigger-{n}-{name}-{i}"), out) {
+                        i += 1;
+                    }
+                }
+                i > 0
+            }),
+            3 => entries(all, &trigger.session_meta, out, |(key, matcher), out| {
+                // String values only, as in Tyk.
+                let value = match vars.metadata.and_then(|meta| meta.get(key)) {
+                    Some(Value::String(text)) => text,
+                    _ => return false,
+                };
+                match_value(matcher, value, &format!("trigger-{n}-{key}"), out)
+            }),
+            4 => entries(all, &trigger.context, out, |(name, matcher), out| {
+                vars.context(name).is_some_and(|value| {
+                    match_value(matcher, &value, &format!("trigger-{n}-{name}"), out)
+                })
+            }),
+            _ => trigger
+                .payload
+                .as_ref()
+                .map(|matcher| payload_fires(matcher, n, body.unwrap_or_default(), out)),
+        };
+        match fired {
+            Some(true) if !all => return true,
+            Some(false) if all => return false,
+            _ => {}
+        }
+    }
+    all
+}
+
+/// A group's result: `None` when it has no entries; otherwise whether any (`all`: every) entry
+/// matched. Every entry is evaluated, so every match publishes its values.
+fn entries<T>(
+    all: bool,
+    items: &[T],
+    out: &mut Vec<(String, String)>,
+    mut each: impl FnMut(&T, &mut Vec<(String, String)>) -> bool,
+) -> Option<bool> {
+    if items.is_empty() {
+        return None;
+    }
+    let mut fired = all;
+    for item in items {
+        let matched = each(item, out);
+        fired = if all {
+            fired && matched
+        } else {
+            fired || matched
+        };
+    }
+    Some(fired)
+}
+
+/// `trigger-<n>-payload` is the first match; `trigger-<n>-payload-<i>[-<g>]` every match `i`
+/// (at most [`MAX_PAYLOAD_MATCHES`]).
+fn payload_fires(matcher: &Matcher, n: usize, body: &str, out: &mut Vec<(String, String)>) -> bool {
+    if matcher.reverse {
+        return !matcher.regex.is_match(body);
+    }
+    let mut fired = false;
+    for (i, captures) in matcher
+        .regex
+        .captures_iter(body)
+        .take(MAX_PAYLOAD_MATCHES)
+        .enumerate()
+    {
+        if i == 0 {
+            out.push((format!("trigger-{n}-payload"), captures[0].to_owned()));
+        }
+        push_captures(&format!("trigger-{n}-payload-{i}"), &captures, out);
+        fired = true;
+    }
+    fired
+}
+
+/// Matches one value; on a (non-reversed) match pushes `key` = the whole match and `key-<g>` =
+/// group `g + 1` (unmatched groups empty, as in Tyk).
+fn match_value(matcher: &Matcher, value: &str, key: &str, out: &mut Vec<(String, String)>) -> bool {
+    if matcher.reverse {
+        return !matcher.regex.is_match(value);
+    }
+    match matcher.regex.captures(value) {
+        Some(captures) => {
+            push_captures(key, &captures, out);
+            true
+        }
+        None => false,
+    }
+}
+
+fn push_captures(key: &str, captures: &Captures<'_>, out: &mut Vec<(String, String)>) {
+    for (index, group) in captures.iter().enumerate() {
+        let text = group.map_or("", |m| m.as_str()).to_owned();
+        match index {
+            0 => out.push((key.to_owned(), text)),
+            g => out.push((format!("{key}-{}", g - 1), text)),
+        }
+    }
+}

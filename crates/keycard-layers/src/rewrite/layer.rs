@@ -1,0 +1,252 @@
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response, header};
+use http_body::Body;
+use http_body_util::{BodyExt, Limited};
+use keycard_core::vars::Variable;
+use regex::RegexSet;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::apply::{Matched, Refusal, rewrite};
+use super::future::{Pending, ResponseFuture};
+use super::rule::{CompiledRule, RewriteConfigError, RewriteRule};
+use crate::context::{ForwardedFor, RequestId};
+use crate::handle::{NoSession, SessionHandle};
+use crate::response::missing_session_layer;
+
+/// The default limit on a body buffered for a payload trigger: 1 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
+
+/// Builds a [`UrlRewriteLayer`] from [`RewriteRule`]s. The first rule whose `match_pattern`
+/// matches wins; later rules are not consulted.
+#[derive(Clone, Debug)]
+#[must_use = "call .build() to get the layer"]
+pub struct UrlRewrite {
+    rules: Vec<RewriteRule>,
+    body_limit: usize,
+    allowed_hosts: Option<Vec<String>>,
+    forwarded_for: ForwardedFor,
+}
+
+impl Default for UrlRewrite {
+    fn default() -> Self {
+        Self::rules()
+    }
+}
+
+impl UrlRewrite {
+    /// An empty rule list, a 1 MiB body limit, and any host allowed in absolute targets.
+    pub fn rules() -> Self {
+        Self {
+            rules: Vec::new(),
+            body_limit: DEFAULT_BODY_LIMIT,
+            allowed_hosts: None,
+            forwarded_for: ForwardedFor::Ignore,
+        }
+    }
+
+    /// Adds a rule after the ones already added.
+    pub fn rule(mut self, rule: RewriteRule) -> Self {
+        self.rules.push(rule);
+        self
+    }
+
+    /// Adds rules in order, e.g. the `url_rewrites` of a Tyk API definition read with serde.
+    pub fn extend_rules(mut self, rules: impl IntoIterator<Item = RewriteRule>) -> Self {
+        self.rules.extend(rules);
+        self
+    }
+
+    /// The most bytes of body a payload trigger buffers; a larger body is refused with 413
+    /// `{"error":"Request body too large"}`. Only requests matched by a rule with a payload
+    /// trigger are buffered.
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// Restricts absolute targets (`http://host/...`) to these hosts (`host` or `host:port`,
+    /// case-insensitive). A target outside the list is refused with 500
+    /// `{"error":"Rewrite target not allowed"}`. Without this call every host is allowed: set it
+    /// whenever a host comes from a variable.
+    pub fn allow_hosts<I>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        let hosts = hosts
+            .into_iter()
+            .map(|host| host.into().to_ascii_lowercase());
+        self.allowed_hosts
+            .get_or_insert_with(Vec::new)
+            .extend(hosts);
+        self
+    }
+
+    /// Whether `$tyk_context.remote_addr` may come from `X-Forwarded-For`.
+    pub fn forwarded_for(mut self, forwarded_for: ForwardedFor) -> Self {
+        self.forwarded_for = forwarded_for;
+        self
+    }
+
+    /// Compiles every regex and template; disabled rules are left out.
+    pub fn build(self) -> Result<UrlRewriteLayer, RewriteConfigError> {
+        let enabled: Vec<(usize, &RewriteRule)> = self
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, rule)| !rule.is_disabled())
+            .collect();
+        let rules = enabled
+            .iter()
+            .map(|(index, rule)| CompiledRule::compile(*index, rule))
+            .collect::<Result<Vec<_>, _>>()?;
+        let set = RegexSet::new(enabled.iter().map(|(_, rule)| rule.match_pattern())).map_err(
+            |error| RewriteConfigError::Regex {
+                at: "the rule set".to_owned(),
+                message: error.to_string(),
+            },
+        )?;
+        let uses_request_id = rules.iter().any(|rule| {
+            let context_names = std::iter::once(&rule.target)
+                .chain(rule.triggers.iter().map(|trigger| &trigger.target))
+                .flat_map(|template| template.variables())
+                .filter_map(|variable| match variable {
+                    Variable::Context(name) => Some(name),
+                    _ => None,
+                });
+            let trigger_names = rule
+                .triggers
+                .iter()
+                .flat_map(|trigger| trigger.context.iter().map(|(name, _)| name.as_str()));
+            context_names
+                .chain(trigger_names)
+                .any(|name| name == "request_id")
+        });
+        Ok(UrlRewriteLayer {
+            config: Arc::new(Config {
+                set,
+                rules,
+                body_limit: self.body_limit,
+                allowed_hosts: self.allowed_hosts,
+                forwarded_for: self.forwarded_for,
+                uses_request_id,
+            }),
+        })
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct Config {
+    /// Every rule's `match_pattern`, in rule order: one pass finds the candidates.
+    pub(super) set: RegexSet,
+    pub(super) rules: Vec<CompiledRule>,
+    pub(super) body_limit: usize,
+    pub(super) allowed_hosts: Option<Vec<String>>,
+    pub(super) forwarded_for: ForwardedFor,
+    uses_request_id: bool,
+}
+
+/// Rewrites request URLs; built by [`UrlRewrite`]. Wrap it around the whole `Router` (see the
+/// [module docs](super)).
+#[derive(Clone, Debug)]
+pub struct UrlRewriteLayer {
+    config: Arc<Config>,
+}
+
+impl<S> Layer<S> for UrlRewriteLayer {
+    type Service = UrlRewriteService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        UrlRewriteService {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service of [`UrlRewriteLayer`].
+#[derive(Clone, Debug)]
+pub struct UrlRewriteService<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> UrlRewriteService<S> {
+    /// A reference to the inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// A mutable reference to the inner service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for UrlRewriteService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ReqBody: Body<Data = Bytes> + From<Bytes>,
+    ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    ResBody: From<Bytes>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let handle = request.extensions().get::<SessionHandle>().cloned();
+        if handle.is_none() && request.extensions().get::<NoSession>().is_none() {
+            return ResponseFuture::done(missing_session_layer("UrlRewriteLayer"));
+        }
+        let config = &self.config;
+        let Some(matched) = Matched::find(config, request.method(), request.uri()) else {
+            return ResponseFuture::inner(self.inner.call(request));
+        };
+        if config.uses_request_id {
+            RequestId::get_or_create(&mut request);
+        }
+        if config.rules[matched.rule].reads_payload() {
+            let declared = request
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|length| length > config.body_limit as u64) {
+                return ResponseFuture::done(Refusal::BodyTooLarge.response());
+            }
+            let (parts, body) = request.into_parts();
+            // The clone that was driven to readiness is the one that gets the call.
+            let clone = self.inner.clone();
+            let inner = std::mem::replace(&mut self.inner, clone);
+            let collect = Limited::new(body, config.body_limit).collect();
+            return ResponseFuture::buffering(
+                collect,
+                Pending {
+                    inner,
+                    parts,
+                    matched,
+                    handle,
+                    config: config.clone(),
+                },
+            );
+        }
+        match rewrite(config, &matched, &mut request, handle.as_ref(), None) {
+            Ok(()) => ResponseFuture::inner(self.inner.call(request)),
+            Err(refusal) => ResponseFuture::done(refusal.response()),
+        }
+    }
+}

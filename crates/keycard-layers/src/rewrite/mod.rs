@@ -1,0 +1,159 @@
+//! URL rewrite from session metadata, request context and trigger conditions (Tyk's URL rewrite
+//! middleware; spec `rewrite.md`).
+//!
+//! A [`RewriteRule`] has a regex, `match_pattern`, matched against the request's path and query
+//! as the request has them (`/orders/7?x=1`, percent-encoding kept), and a target template,
+//! `rewrite_to`: `$N` is capture group `N` (`$0` the whole match, an unknown group renders
+//! empty), plus `$tyk_meta.KEY` and `$tyk_context.NAME` (see [`keycard_core::vars`]).
+//!
+//! - **The first rule that matches wins**, in the order added; the others are not consulted.
+//!   All patterns are compiled once into one regex set, so many rules cost one pass. A rule may
+//!   be limited to a method ([`RewriteRule::method`]).
+//! - **No match: the request is untouched**, even if one of the rule's triggers would fire
+//!   (triggers are evaluated only for a matched rule, so they publish nothing either).
+//! - The rendered target replaces path and query; the original query survives only if the
+//!   target captures it (`(.*)` → `$1&new=1`), as in Tyk. A target without a leading `/` gets
+//!   one. The original URI is kept in the [`RewrittenFrom`] extension.
+//! - **Absolute targets** (`http://host/...`, `https://...`) replace scheme and authority too,
+//!   for a proxy handler downstream to send the request there; the `Host` header is left for
+//!   that handler to set. [`UrlRewrite::allow_hosts`] restricts the hosts (no open SSRF through
+//!   metadata). Other schemes are a build error.
+//! - **[`Trigger`]s** are tried in order; the first that fires supplies its own `rewrite_to`.
+//!   Its matches become context values (below), published in the request's
+//!   [`ContextValues`](crate::context::ContextValues) before the target renders, so the
+//!   trigger's `rewrite_to` and every later layer (header injection, the handler) read them.
+//!
+//! # Encoding and safety
+//! Captured text is inserted as the request had it and is never expanded again: a client who
+//! sends `/p/$tyk_meta.secret` gets that literal text, not the secret (**fix**: Tyk expands it).
+//! `$tyk_meta` / `$tyk_context` values are percent-encoded as one path segment before the
+//! target's first `?` and form-encoded after it, so metadata `shard = "../admin"` renders
+//! `/shards/..%2Fadmin/...` and stays under `/shards/`; a value that would be a whole `.` or
+//! `..` segment is refused.
+//!
+//! # Responses
+//! | case | status | body |
+//! | --- | --- | --- |
+//! | a variable renders a `.` / `..` path segment, or the target is not a valid URL | 500 | `{"error":"Invalid rewrite target"}` |
+//! | absolute target whose host is not in the allow-list | 500 | `{"error":"Rewrite target not allowed"}` |
+//! | payload trigger: body over the limit (default 1 MiB, [`UrlRewrite::body_limit`]) | 413 | `{"error":"Request body too large"}` |
+//! | payload trigger: the body fails mid-read | 400 | `{"error":"Failed to read request body"}` |
+//! | stacked outside `SessionLoadLayer` (no session, no [`NoSession`](crate::handle::NoSession)) | 500 | `{"error":"Server misconfigured: session layer missing"}` |
+//!
+//! Behind a session-load layer in optional mode, a request without a session renders
+//! `$tyk_meta` variables empty and fires no `session_meta_matches`.
+//!
+//! # Trigger context values
+//! Group indices `g` start at 0 for the first capture group; `i` indexes a header's or query
+//! parameter's values, or counts matching path segments or payload matches. The whole match is
+//! stored without `-<g>`; an optional group that did not take part is empty (Tyk).
+//!
+//! | option group | context keys |
+//! | --- | --- |
+//! | `header_matches` | `trigger-<n>-<Header-Name>-<i>[-<g>]` (canonical case: `X-Test`) |
+//! | `query_val_matches` | `trigger-<n>-<param>-<i>[-<g>]` |
+//! | `path_part_matches` | `trigger-<n>-<name>-<i>[-<g>]` |
+//! | `session_meta_matches` | `trigger-<n>-<key>[-<g>]` (string values only) |
+//! | `request_context_matches` | `trigger-<n>-<name>[-<g>]` (string values only) |
+//! | `payload_matches` | `trigger-<n>-payload` (first match), `trigger-<n>-payload-<i>[-<g>]` (first 64 matches) |
+//!
+//! `on: any` fires at the first group that fires (later groups are not evaluated); `on: all`
+//! needs every group to fire, and within a group every entry. Only the trigger that fires
+//! publishes values (**differs from Tyk**, which also leaves the partial matches of triggers
+//! that did not fire). A `reverse` entry fires for a present value that does not match and
+//! publishes nothing. A rule with a payload trigger buffers the body of every request it
+//! matches (within the limit) and passes it on byte for byte.
+//!
+//! # Where it goes: around the whole `Router`
+//! axum picks a route *before* middleware added with `Router::layer` runs, so a rewrite in
+//! there would change the URI after the routing decision and the handler for the new path
+//! would never run. Wrap the router from outside instead, with `SessionLoadLayer` outside the
+//! rewrite (it needs the session for `$tyk_meta`):
+//! `ServiceBuilder::new().layer(session_load).layer(rewrite).service(router)`, served with
+//! `axum::serve(listener, axum::ServiceExt::into_make_service(service))`. Request bodies must
+//! implement `From<Bytes>` (axum's `Body` does; map hyper's `Incoming` into it first).
+//!
+//! # Example
+//!
+//! ```
+//! use axum::body::Body;
+//! use axum::extract::Path;
+//! use axum::{Router, routing::get};
+//! use http::Request;
+//! use keycard_core::key::{ApiKey, KeyId};
+//! use keycard_core::session::Session;
+//! use keycard_core::store::{MemoryStore, SessionStore};
+//! use keycard_layers::auth::SessionLoadLayer;
+//! use keycard_layers::rewrite::{RewriteRule, Trigger, UrlRewrite};
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = MemoryStore::new();
+//! let meta = serde_json::json!({"shard": "eu-2"});
+//! let id = KeyId::of(&ApiKey::new("secret-key"));
+//! store.create(Session::new(meta.as_object().unwrap().clone()).with_key_id(id)).await?;
+//!
+//! let rewrite = UrlRewrite::rules()
+//!     .rule(
+//!         RewriteRule::new(r"^/orders/(\d+)$", "/shards/$tyk_meta.shard/orders/$1").trigger(
+//!             Trigger::any()
+//!                 .header("X-Test", r"hello-(\w+)")
+//!                 .rewrite_to("/shards/test/orders/$1?who=$tyk_context.trigger-0-X-Test-0-0"),
+//!         ),
+//!     )
+//!     .build()?;
+//!
+//! let router = Router::new().route(
+//!     "/shards/{shard}/orders/{id}",
+//!     get(|Path((shard, id)): Path<(String, String)>, uri: http::Uri| async move {
+//!         format!("shard {shard}, order {id}, uri {uri}")
+//!     }),
+//! );
+//! // Outside the router: routing happens after the rewrite.
+//! let app = ServiceBuilder::new()
+//!     .layer(SessionLoadLayer::new(store))
+//!     .layer(rewrite)
+//!     .service(router);
+//!
+//! let text = |response: http::Response<Body>| async move {
+//!     let bytes = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+//!     String::from_utf8(bytes.to_vec()).unwrap()
+//! };
+//! let request = Request::get("/orders/7")
+//!     .header("authorization", "Bearer secret-key")
+//!     .body(Body::empty())?;
+//! let response = app.clone().oneshot(request).await?;
+//! assert_eq!(text(response).await, "shard eu-2, order 7, uri /shards/eu-2/orders/7");
+//!
+//! let request = Request::get("/orders/8")
+//!     .header("authorization", "Bearer secret-key")
+//!     .header("x-test", "hello-world")
+//!     .body(Body::empty())?;
+//! let response = app.oneshot(request).await?;
+//! assert_eq!(
+//!     text(response).await,
+//!     "shard test, order 8, uri /shards/test/orders/8?who=world"
+//! );
+//! # Ok(())
+//! # }
+//! ```
+
+mod apply;
+mod future;
+mod layer;
+mod rule;
+
+use http::Uri;
+
+pub use self::future::ResponseFuture;
+pub use self::layer::{DEFAULT_BODY_LIMIT, UrlRewrite, UrlRewriteLayer, UrlRewriteService};
+pub use self::rule::{RegexMatch, RewriteConfigError, RewriteRule, Trigger, TriggerOn};
+
+/// The URI a request had before [`UrlRewriteLayer`] rewrote it (a request extension, present
+/// only on rewritten requests).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RewrittenFrom(pub Uri);
+
+#[cfg(test)]
+mod tests;
