@@ -16,6 +16,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod auth;
+#[cfg(feature = "body")]
+#[cfg_attr(docsrs, doc(cfg(feature = "body")))]
+pub mod body;
 pub mod context;
 #[cfg(feature = "axum")]
 pub mod extract;
@@ -23,3 +26,4 @@ pub mod handle;
 pub mod headers;
 pub mod persist;
 mod response;
+mod scope;
