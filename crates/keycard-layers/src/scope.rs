@@ -1,5 +1,5 @@
 //! Where a rule applies: a path pattern and optionally a method. Shared by the layers whose rules
-//! are scoped ([`headers`](crate::headers), [`body`](crate::body)).
+//! are scoped (`headers`, `body`).
 
 use http::Method;
 

@@ -7,6 +7,7 @@
 //! | [`auth`] | `SessionLoadLayer`: key → session → [`handle::SessionHandle`] in the request |
 //! | [`persist`] | `PersistLayer`: saves the request's metadata changes once, atomically |
 //! | [`headers`] | `InjectHeaders`: request/response headers from `$tyk_meta` / `$tyk_context` templates |
+//! | [`body`] | `TransformBody`: request/response bodies from minijinja templates (feature `body`) |
 //! | [`extract`] | the axum `Session` extractor (feature `axum`) |
 //! | [`context`] | `$tyk_context` values and the API to add your own |
 //! | [`session`], [`metadata`], [`store`], [`policy`], [`key`], [`vars`] | the core model (crate `keycard-core`) |
@@ -14,6 +15,8 @@
 #![forbid(unsafe_code)]
 
 pub use keycard_core::{key, metadata, policy, session, store, vars};
+#[cfg(feature = "body")]
+pub use keycard_layers::body;
 #[cfg(feature = "axum")]
 pub use keycard_layers::extract;
 pub use keycard_layers::{auth, context, handle, headers, persist};
@@ -21,6 +24,8 @@ pub use keycard_layers::{auth, context, handle, headers, persist};
 /// The types most stacks need.
 pub mod prelude {
     pub use crate::auth::{KeySource, SessionLoadLayer};
+    #[cfg(feature = "body")]
+    pub use crate::body::{BodyRule, TransformBody};
     #[cfg(feature = "axum")]
     pub use crate::extract::Session;
     pub use crate::handle::SessionHandle;
