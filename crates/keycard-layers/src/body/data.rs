@@ -15,20 +15,24 @@ use crate::context::{ForwardedFor, RequestVars};
 pub(super) const META: &str = "_tyk_meta";
 /// The variable holding the request context.
 pub(super) const CONTEXT: &str = "_tyk_context";
+/// The variable holding the whole parsed body (Go templates' `{{ . }}`).
+pub(super) const BODY: &str = "_body";
 
 /// XML deeper than this is refused (the conversion recurses once per level; serde_json stops
 /// JSON at 128 levels too).
 const MAX_XML_DEPTH: usize = 128;
 
-/// The body's top-level template variables: a JSON object's entries, a JSON array as `array`,
-/// any other JSON value as `value`, an XML document as `{root: ...}`, an empty body as none.
-/// Keys named like the reserved variables are dropped, so a client cannot pose as the session.
+/// The body's template variables: a JSON object's entries, a JSON array as `array`, any other
+/// JSON value as `value`, an XML document as `{root: ...}`, an empty body as none; and the whole
+/// body as `_body` (`{}` when empty). Keys named like the reserved variables are dropped, so a
+/// client cannot pose as the session.
 pub(super) fn body_variables(
     format: BodyFormat,
     body: &[u8],
 ) -> Result<Vec<(Value, Value)>, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Vec::new());
+        let empty = Value::from_pairs(Vec::<(Value, Value)>::new());
+        return Ok(vec![(Value::from(BODY), empty)]);
     }
     let value = match format {
         BodyFormat::Json => serde_json::from_slice::<Value>(body).map_err(|e| e.to_string())?,
@@ -37,19 +41,21 @@ pub(super) fn body_variables(
             Value::from(Serde(xml_to_json(text)?))
         }
     };
-    Ok(match value.kind() {
+    let mut variables: Vec<(Value, Value)> = match value.kind() {
         ValueKind::Map => {
             let keys = value.try_iter().map_err(|e| e.to_string())?;
-            keys.filter(|key| !matches!(key.as_str(), Some(META | CONTEXT)))
+            keys.filter(|key| !matches!(key.as_str(), Some(META | CONTEXT | BODY)))
                 .map(|key| {
                     let item = value.get_item(&key).unwrap_or_default();
                     (key, item)
                 })
                 .collect()
         }
-        ValueKind::Seq => vec![(Value::from("array"), value)],
-        _ => vec![(Value::from("value"), value)],
-    })
+        ValueKind::Seq => vec![(Value::from("array"), value.clone())],
+        _ => vec![(Value::from("value"), value.clone())],
+    };
+    variables.push((Value::from(BODY), value));
+    Ok(variables)
 }
 
 /// An XML document as JSON, the way Tyk's `mxj` maps it: `{root: element}`, where an element
@@ -164,17 +170,23 @@ mod tests {
 
     #[test]
     fn json_shapes() {
-        assert_eq!(vars(BodyFormat::Json, r#"{"a":1}"#), "{'a': 1}");
-        assert_eq!(vars(BodyFormat::Json, "[1,2]"), "{'array': [1, 2]}");
-        assert_eq!(vars(BodyFormat::Json, "7"), "{'value': 7}");
-        assert_eq!(vars(BodyFormat::Json, ""), "{}");
         assert_eq!(
-            vars(
-                BodyFormat::Json,
-                r#"{"_tyk_meta":{"x":1},"_tyk_context":2,"k":3}"#
-            ),
-            "{'k': 3}"
+            vars(BodyFormat::Json, r#"{"a":1}"#),
+            "{'_body': {'a': 1}, 'a': 1}"
         );
+        assert_eq!(
+            vars(BodyFormat::Json, "[1,2]"),
+            "{'_body': [1, 2], 'array': [1, 2]}"
+        );
+        assert_eq!(vars(BodyFormat::Json, "7"), "{'_body': 7, 'value': 7}");
+        assert_eq!(vars(BodyFormat::Json, " "), "{'_body': {}}");
+        let spoof = br#"{"_tyk_meta":{"x":1},"_tyk_context":2,"_body":0,"k":3}"#;
+        let names: Vec<String> = body_variables(BodyFormat::Json, spoof)
+            .unwrap()
+            .into_iter()
+            .map(|(name, _)| name.to_string())
+            .collect();
+        assert_eq!(names, ["k", "_body"]);
         assert!(body_variables(BodyFormat::Json, b"{nope").is_err());
     }
 

@@ -19,12 +19,13 @@
 //! | the body's keys | a JSON object body's entries, at the top level (`{{ id }}`) |
 //! | `array` | a JSON array body |
 //! | `value` | any other JSON value (a string, a number...) |
+//! | `_body` | the whole parsed body, whatever its shape (`{}` when empty): what Go templates call `{{ . }}`, for wrapping or merging a body (`{% for k, v in _body\|items %}`) |
 //! | `<root>` | an XML body ([`BodyRule::xml`]): a map keyed by the root element; attributes are `-name`, text next to attributes or children is `#text`, repeated elements are a list |
 //! | `_tyk_meta` | the session metadata, only with [`BodyRule::session_data`] (`{}` on a request without a session) |
 //! | `_tyk_context` | the context variables of [`crate::context`], by name: `path`, `path_parts`, `request_id`, `remote_addr`, `headers_<Name>`, `request_data_<k>`, `cookies_<name>`, `token`, and every [`ContextValues`](crate::context::ContextValues) entry |
 //!
-//! An empty body renders with no body variables (`{}`). A body key named `_tyk_meta` or
-//! `_tyk_context` is dropped: a client cannot pose as the session. `_tyk_context` is looked up by
+//! An empty body renders with no body variables (`{}`). A body key named `_tyk_meta`,
+//! `_tyk_context` or `_body` is dropped: a client cannot pose as the session. `_tyk_context` is looked up by
 //! name and cannot be iterated, so no template dumps every header by accident.
 //!
 //! # What happens to the message

@@ -578,3 +578,40 @@ fn bad_rules_fail_at_build_time() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn whole_body_can_be_wrapped_or_merged() {
+    let merge = r#"{"tenant_id":{{ _tyk_meta.tenant_id|tojson }}{% for k, v in _body|items if k != "tenant_id" %},{{ k|tojson }}:{{ v|tojson }}{% endfor %}}"#;
+    let transform = request_rule(BodyRule::json(merge).session_data())
+        .build()
+        .unwrap();
+    let (app, _) = echo_app(json!({"tenant_id": "acme"}), transform).await;
+    let body = r#"{"item":"book","tenant_id":"evil","n":[1,{"a":null}]}"#;
+    let (_, _, out) = send(&app, post_req("/t/x", body, &[])).await;
+    assert_eq!(
+        json_body(&out),
+        json!({"tenant_id": "acme", "item": "book", "n": [1, {"a": null}]})
+    );
+    let (_, _, out) = send(&app, post_req("/t/x", "", &[])).await;
+    assert_eq!(json_body(&out), json!({"tenant_id": "acme"}));
+}
+
+#[tokio::test]
+async fn missing_values_render_empty_or_null_and_attributes_of_nothing_fail() {
+    let transform = TransformBody::request()
+        .rule(Scope::path("/t/print"), BodyRule::json("[{{ missing }}]"))
+        .rule(
+            Scope::path("/t/json"),
+            BodyRule::json("{{ missing|tojson }}"),
+        )
+        .rule(Scope::path("/t/attr"), BodyRule::json("{{ missing.attr }}"))
+        .build()
+        .unwrap();
+    let (app, _) = echo_app(json!({}), transform).await;
+    let (status, _, out) = send(&app, post_req("/t/print", "{}", &[])).await;
+    assert_eq!((status, &out[..]), (StatusCode::OK, &b"[]"[..]));
+    let (status, _, out) = send(&app, post_req("/t/json", "{}", &[])).await;
+    assert_eq!((status, &out[..]), (StatusCode::OK, &b"null"[..]));
+    let (status, _, _) = send(&app, post_req("/t/attr", "{}", &[])).await;
+    assert_eq!(status, 500);
+}
