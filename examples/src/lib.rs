@@ -2,11 +2,14 @@
 //! what a user runs.
 //!
 //! - [`quickstart`]: an axum app on the in-memory store (`cargo quickstart`).
+//! - [`body_enrichment`]: request bodies enriched with `tenant_id` from metadata, responses
+//!   wrapped with `served_to`.
 //! - [`identity_propagation`]: the same layers in front of a reverse proxy, so a backend receives
 //!   `X-User-Id` / `X-Tenant-Id` it can trust.
 
 #![forbid(unsafe_code)]
 
+pub mod body_enrichment;
 pub mod identity_propagation;
 pub mod quickstart;
 
