@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
@@ -16,9 +17,8 @@ use super::service::TransformedBody;
 use super::{Config, Failure, has_no_body, set_body_headers};
 use crate::handle::SessionHandle;
 use crate::response::json_error;
-use std::sync::Arc;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pin_project! {
     /// Reads a whole body into memory, failing past `limit` bytes. (Trailers are dropped: the
@@ -326,11 +326,10 @@ where
                 }
                 StateProj::Inner { future, plan } => {
                     let response = ready!(future.poll(cx))?;
-                    let Some((plan, rule)) = plan
+                    let selected = plan
                         .take()
-                        .and_then(|plan| Some((plan.select(&response)?, plan)))
-                        .map(|(rule, plan)| (plan, rule))
-                    else {
+                        .and_then(|plan| plan.select(&response).map(|rule| (plan, rule)));
+                    let Some((plan, rule)) = selected else {
                         return Poll::Ready(Ok(response.map(TransformedBody::original)));
                     };
                     let limit = plan.config.limit;

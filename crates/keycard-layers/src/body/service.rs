@@ -12,7 +12,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::data::ContextObject;
-use super::future::{ReadBody, ReadRequest, ResponseFuture, ResponsePlan, request_too_large};
+use super::future::{
+    BoxError, ReadBody, ReadRequest, ResponseFuture, ResponsePlan, request_too_large,
+};
 use super::{Config, Side};
 use crate::context::RequestId;
 use crate::handle::{NoSession, SessionHandle};
@@ -163,8 +165,6 @@ fn session<B>(request: &Request<B>, needed: bool) -> Result<Option<SessionHandle
     }
     Ok(handle)
 }
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for TransformBodyService<S>
 where
