@@ -3,6 +3,8 @@
 //!
 //! - [`quickstart`]: an axum app on the in-memory store (`cargo quickstart`).
 //! - [`admin`]: the quickstart plus the management API on a second port.
+//! - [`body_enrichment`]: request bodies enriched with `tenant_id` from metadata, responses
+//!   wrapped with `served_to`.
 //! - [`identity_propagation`]: the same layers in front of a reverse proxy, so a backend receives
 //!   `X-User-Id` / `X-Tenant-Id` it can trust.
 //! - [`tenant_routing`]: a URL rewrite around the whole router sends each tenant's `/orders/*` to
@@ -11,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod body_enrichment;
 pub mod identity_propagation;
 pub mod quickstart;
 pub mod tenant_routing;

@@ -16,6 +16,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod auth;
+#[cfg(feature = "body")]
+#[cfg_attr(docsrs, doc(cfg(feature = "body")))]
+pub mod body;
 pub mod context;
 #[cfg(feature = "axum")]
 pub mod extract;
@@ -24,3 +27,4 @@ pub mod headers;
 pub mod persist;
 mod response;
 pub mod rewrite;
+mod scope;

@@ -8,6 +8,7 @@
 //! | [`persist`] | `PersistLayer`: saves the request's metadata changes once, atomically |
 //! | [`headers`] | `InjectHeaders`: request/response headers from `$tyk_meta` / `$tyk_context` templates |
 //! | [`rewrite`] | `UrlRewrite`: rewrite the URL from regex rules, `$tyk_meta` / `$tyk_context` and triggers (wrap the whole `Router`) |
+//! | [`body`] | `TransformBody`: request/response bodies from minijinja templates (feature `body`) |
 //! | [`extract`] | the axum `Session` extractor (feature `axum`) |
 //! | `admin` | the management API router (feature `admin`, crate `keycard-admin`) |
 //! | `redis` | `RedisStore`: sessions in Redis with a local cache (feature `redis`, crate `keycard-redis`) |
@@ -19,6 +20,8 @@
 #[cfg(feature = "admin")]
 pub use keycard_admin as admin;
 pub use keycard_core::{key, metadata, policy, session, store, vars};
+#[cfg(feature = "body")]
+pub use keycard_layers::body;
 #[cfg(feature = "axum")]
 pub use keycard_layers::extract;
 pub use keycard_layers::{auth, context, handle, headers, persist, rewrite};
@@ -28,6 +31,8 @@ pub use keycard_redis as redis;
 /// The types most stacks need.
 pub mod prelude {
     pub use crate::auth::{KeySource, SessionLoadLayer};
+    #[cfg(feature = "body")]
+    pub use crate::body::{BodyRule, TransformBody};
     #[cfg(feature = "axum")]
     pub use crate::extract::Session;
     pub use crate::handle::SessionHandle;

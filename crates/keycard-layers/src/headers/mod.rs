@@ -80,6 +80,7 @@ use tower_service::Service;
 use crate::context::{ForwardedFor, RequestId, RequestVars};
 use crate::handle::{NoSession, SessionHandle};
 use crate::response::{json_error, missing_session_layer};
+pub use crate::scope::Scope;
 
 /// Which message the rules change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,54 +162,6 @@ impl HeaderRules {
 fn header_name(name: &str) -> Result<HeaderName, HeaderConfigError> {
     HeaderName::from_bytes(name.as_bytes())
         .map_err(|_| HeaderConfigError::InvalidName(name.to_owned()))
-}
-
-/// Where scoped rules apply: a path pattern (`*` matches any run of characters, so `/orders/*`
-/// matches everything under `/orders/`) and optionally a method.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Scope {
-    pattern: String,
-    method: Option<Method>,
-}
-
-impl Scope {
-    /// Requests whose path matches `pattern`, any method.
-    pub fn path(pattern: impl Into<String>) -> Self {
-        Self {
-            pattern: pattern.into(),
-            method: None,
-        }
-    }
-
-    /// Only requests with this method.
-    pub fn method(mut self, method: Method) -> Self {
-        self.method = Some(method);
-        self
-    }
-
-    fn matches(&self, method: &Method, path: &str) -> bool {
-        self.method.as_ref().is_none_or(|m| m == method) && glob(&self.pattern, path)
-    }
-}
-
-/// `*` matches any run of characters; everything else literally.
-fn glob(pattern: &str, text: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let first = parts.next().unwrap_or_default();
-    let Some(mut rest) = text.strip_prefix(first) else {
-        return false;
-    };
-    let parts: Vec<&str> = parts.collect();
-    let Some((last, middle)) = parts.split_last() else {
-        return rest.is_empty();
-    };
-    for part in middle {
-        match rest.find(part) {
-            Some(at) => rest = &rest[at + part.len()..],
-            None => return false,
-        }
-    }
-    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// A header rule that cannot be built.

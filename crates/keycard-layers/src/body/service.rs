@@ -1,0 +1,260 @@
+//! The layer, its service and the body type it hands on.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::data::ContextObject;
+use super::future::{
+    BoxError, ReadBody, ReadRequest, ResponseFuture, ResponsePlan, request_too_large,
+};
+use super::{Config, Side};
+use crate::context::RequestId;
+use crate::handle::{NoSession, SessionHandle};
+use crate::response::missing_session_layer;
+
+pin_project! {
+    /// A body that went through a [`TransformBodyLayer`]: the original body, streamed untouched,
+    /// or the bytes a rule rendered (or a rejection).
+    pub struct TransformedBody<B> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B> {
+        Original {
+            #[pin]
+            body: B,
+        },
+        Bytes {
+            bytes: Option<Bytes>,
+        },
+    }
+}
+
+impl<B> TransformedBody<B> {
+    /// `body`, passed on as it is.
+    pub fn original(body: B) -> Self {
+        Self {
+            kind: Kind::Original { body },
+        }
+    }
+
+    /// A body of `bytes`.
+    pub fn bytes(bytes: Bytes) -> Self {
+        Self {
+            kind: Kind::Bytes {
+                bytes: Some(bytes).filter(|b| !b.is_empty()),
+            },
+        }
+    }
+}
+
+impl<B> From<Bytes> for TransformedBody<B> {
+    fn from(bytes: Bytes) -> Self {
+        Self::bytes(bytes)
+    }
+}
+
+impl<B> std::fmt::Debug for TransformedBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            Kind::Original { .. } => f.write_str("TransformedBody::Original"),
+            Kind::Bytes { bytes } => f
+                .debug_tuple("TransformedBody::Bytes")
+                .field(&bytes.as_ref().map_or(0, Bytes::len))
+                .finish(),
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for TransformedBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.project().kind.project() {
+            KindProj::Original { body } => body.poll_frame(cx),
+            KindProj::Bytes { bytes } => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Original { body } => body.is_end_stream(),
+            Kind::Bytes { bytes } => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Original { body } => body.size_hint(),
+            Kind::Bytes { bytes } => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}
+
+/// Transforms bodies; built by [`TransformBody`](super::TransformBody).
+#[derive(Clone, Debug)]
+pub struct TransformBodyLayer {
+    config: Arc<Config>,
+}
+
+impl TransformBodyLayer {
+    pub(super) fn new(config: Arc<Config>) -> Self {
+        Self { config }
+    }
+}
+
+impl<S> Layer<S> for TransformBodyLayer {
+    type Service = TransformBodyService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TransformBodyService {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service of [`TransformBodyLayer`].
+#[derive(Clone, Debug)]
+pub struct TransformBodyService<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> TransformBodyService<S> {
+    /// A reference to the inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// A mutable reference to the inner service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// The request's session handle; `Err` when a rule needs the session and the request went through
+/// no session-load layer at all.
+fn session<B>(request: &Request<B>, needed: bool) -> Result<Option<SessionHandle>, ()> {
+    let handle = request.extensions().get::<SessionHandle>().cloned();
+    if needed && handle.is_none() && request.extensions().get::<NoSession>().is_none() {
+        return Err(());
+    }
+    Ok(handle)
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for TransformBodyService<S>
+where
+    S: Service<Request<TransformedBody<ReqBody>>, Response = Response<ResBody>> + Clone,
+    ReqBody: Body<Data = Bytes>,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes>,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = Response<TransformedBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let config = &self.config;
+        let (method, path) = (request.method(), request.uri().path());
+        match config.side {
+            Side::Request => {
+                let selected = config.rules.iter().position(|rule| {
+                    rule.scope.matches(method, path) && rule.accepts(request.headers())
+                });
+                let Some(index) = selected else {
+                    return ResponseFuture::inner(
+                        self.inner.call(request.map(TransformedBody::original)),
+                        None,
+                    );
+                };
+                let rule = &config.rules[index];
+                let Ok(handle) = session(&request, rule.session_data) else {
+                    return ResponseFuture::done(missing_session_layer("TransformBodyLayer"));
+                };
+                if rule.uses_context {
+                    RequestId::get_or_create(&mut request);
+                }
+                if request.body().size_hint().lower() > config.limit as u64 {
+                    return ResponseFuture::done(request_too_large());
+                }
+                let (parts, body) = request.into_parts();
+                // The service polled ready is the one that will be called, once the body is in.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::read_request(
+                    ReadBody::new(body, config.limit),
+                    ReadRequest {
+                        config: config.clone(),
+                        rule: index,
+                        parts,
+                        inner,
+                        handle,
+                    },
+                )
+            }
+            Side::Response => {
+                let candidates: Vec<usize> = (0..config.rules.len())
+                    .filter(|&i| config.rules[i].scope.matches(method, path))
+                    .collect();
+                if candidates.is_empty() || method == Method::HEAD {
+                    return ResponseFuture::inner(
+                        self.inner.call(request.map(TransformedBody::original)),
+                        None,
+                    );
+                }
+                let rules = || candidates.iter().map(|&i| &config.rules[i]);
+                let Ok(handle) = session(&request, rules().any(|rule| rule.session_data)) else {
+                    return ResponseFuture::done(missing_session_layer("TransformBodyLayer"));
+                };
+                let context = rules().any(|rule| rule.uses_context).then(|| {
+                    RequestId::get_or_create(&mut request);
+                    ContextObject::capture(
+                        request.uri(),
+                        request.headers(),
+                        request.extensions(),
+                        config.forwarded_for,
+                    )
+                });
+                let plan = ResponsePlan {
+                    config: config.clone(),
+                    candidates,
+                    handle,
+                    context,
+                };
+                ResponseFuture::inner(
+                    self.inner.call(request.map(TransformedBody::original)),
+                    Some(plan),
+                )
+            }
+        }
+    }
+}

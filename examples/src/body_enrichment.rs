@@ -1,0 +1,97 @@
+//! Body enrichment: request bodies gain the caller's `tenant_id` from session metadata, and
+//! response bodies are wrapped with who they were served to.
+//!
+//! ```text
+//! request ─► SessionLoadLayer ─► TransformBody::request ─► TransformBody::response ─► /orders
+//!            (key → session)     POST /orders: body + tenant_id    GET|POST /orders: JSON wrapped
+//!                                from _tyk_meta (the client's      as {"data": ..., "served_to":
+//!                                tenant_id is overwritten)         user_id}
+//! ```
+//!
+//! - `POST /orders` — the handler answers with the order it received, so you see the injected
+//!   `tenant_id`; the response transform wraps it;
+//! - `GET /orders` — a list of orders, wrapped the same way;
+//! - `GET /health` — no rule selects it: body and headers stream through untouched.
+
+use axum::routing::get;
+use axum::{Json, Router};
+use http::Method;
+use keycard::body::{BodyConfigError, BodyRule, Scope, TransformBody, TransformBodyLayer};
+use keycard::prelude::{SessionLoadLayer, SessionStore};
+use serde_json::{Value, json};
+use tower::ServiceBuilder;
+
+/// The most bytes of a request or response body the layers buffer (both sides).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The request template: the client's JSON object with `tenant_id` set from the session; any
+/// `tenant_id` the client sent is dropped.
+pub const ENRICH_TEMPLATE: &str = r#"{"tenant_id":{{ _tyk_meta.tenant_id|tojson }}{% for key, value in _body|items if key != "tenant_id" %},{{ key|tojson }}:{{ value|tojson }}{% endfor %}}"#;
+
+/// The response template: `{"data": <the upstream JSON>, "served_to": <user_id>}`.
+pub const WRAP_TEMPLATE: &str =
+    r#"{"data":{{ _body|tojson }},"served_to":{{ _tyk_meta.user_id|tojson }}}"#;
+
+/// `POST /orders`: the request body, enriched with `tenant_id`.
+///
+/// # Errors
+/// Never for these literal rules; the signature mirrors [`TransformBody::build`].
+pub fn enrich_requests() -> Result<TransformBodyLayer, BodyConfigError> {
+    TransformBody::request()
+        .rule(
+            Scope::path("/orders").method(Method::POST),
+            BodyRule::json(ENRICH_TEMPLATE)
+                .session_data()
+                .output_content_type("application/json"),
+        )
+        .limit(BODY_LIMIT)
+        .build()
+}
+
+/// `/orders` (any method): JSON responses wrapped with `served_to`.
+///
+/// # Errors
+/// Never for these literal rules; the signature mirrors [`TransformBody::build`].
+pub fn wrap_responses() -> Result<TransformBodyLayer, BodyConfigError> {
+    TransformBody::response()
+        .rule(
+            Scope::path("/orders"),
+            BodyRule::json(WRAP_TEMPLATE)
+                .session_data()
+                .when_content_type("application/json"),
+        )
+        .limit(BODY_LIMIT)
+        .build()
+}
+
+/// The example's routes, without keycard's layers.
+pub fn routes() -> Router {
+    Router::new()
+        .route(
+            "/orders",
+            get(|| async { Json(json!([{"id": 1, "item": "book"}, {"id": 2, "item": "pen"}])) })
+                .post(|Json(order): Json<Value>| async move { Json(order) }),
+        )
+        .route("/health", get(|| async { "ok" }))
+}
+
+/// The example app: [`routes`] wrapped by [`wrap`].
+///
+/// # Errors
+/// If the body rules do not build (they are literals, so never in practice).
+pub fn app(store: impl SessionStore) -> Result<Router, BodyConfigError> {
+    wrap(routes(), store)
+}
+
+/// Wraps any routes in the example's layers: SessionLoad → request transform → response transform.
+///
+/// # Errors
+/// If the body rules do not build (they are literals, so never in practice).
+pub fn wrap(routes: Router, store: impl SessionStore) -> Result<Router, BodyConfigError> {
+    Ok(routes.layer(
+        ServiceBuilder::new()
+            .layer(SessionLoadLayer::new(store))
+            .layer(enrich_requests()?)
+            .layer(wrap_responses()?),
+    ))
+}

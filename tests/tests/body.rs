@@ -1,0 +1,160 @@
+//! Body transforms (spec body.md) over real HTTP, through the `body_enrichment` example stack.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::http::{HeaderMap, header};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use http::Method;
+use keycard::prelude::MemoryStore;
+use keycard_examples::body_enrichment::{self, BODY_LIMIT};
+use keycard_examples::quickstart::{DEFAULT_DEMO_KEY, demo_store};
+use keycard_tests::http::{Client, TestResponse, spawn};
+use serde_json::{Value, json};
+
+const AUTH: (&str, &str) = ("authorization", "Bearer demo-key");
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+async fn store() -> MemoryStore {
+    demo_store(DEFAULT_DEMO_KEY).await.unwrap()
+}
+
+async fn example_client() -> Client {
+    Client::new(spawn(body_enrichment::app(store().await).unwrap()).await)
+}
+
+/// The example's layers around `routes`.
+async fn client_around(routes: Router) -> Client {
+    Client::new(spawn(body_enrichment::wrap(routes, store().await).unwrap()).await)
+}
+
+async fn post_orders(client: &Client, body: impl Into<Bytes>) -> TestResponse {
+    client
+        .send(Method::POST, "/orders", &[AUTH, JSON], Some(body.into()))
+        .await
+}
+
+#[tokio::test]
+async fn posted_order_gets_the_session_tenant_and_the_response_is_wrapped() {
+    let client = example_client().await;
+    let response = post_orders(&client, r#"{"item":"book","tenant_id":"evil","qty":2}"#).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.json(),
+        json!({
+            "data": {"item": "book", "qty": 2, "tenant_id": "acme"},
+            "served_to": "u-demo"
+        })
+    );
+    assert_eq!(
+        response.headers[header::CONTENT_LENGTH],
+        response.body.len().to_string()
+    );
+}
+
+#[tokio::test]
+async fn listed_orders_are_wrapped_with_served_to() {
+    let response = example_client().await.get("/orders", &[AUTH]).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.json(),
+        json!({
+            "data": [{"id": 1, "item": "book"}, {"id": 2, "item": "pen"}],
+            "served_to": "u-demo"
+        })
+    );
+}
+
+#[tokio::test]
+async fn invalid_json_is_400_with_the_spec_message() {
+    let response = post_orders(&example_client().await, "{oops").await;
+    assert_eq!(response.status, 400);
+    assert_eq!(
+        response.json(),
+        json!({"error": "Request body is not valid JSON"})
+    );
+}
+
+/// `POST /orders` answering with what it received: the byte count and the tenant.
+fn counting_orders() -> Router {
+    Router::new().route(
+        "/orders",
+        post(|body: Bytes| async move {
+            let order: Value = serde_json::from_slice(&body).unwrap();
+            axum::Json(json!({"bytes": body.len(), "tenant_id": order["tenant_id"]}))
+        }),
+    )
+}
+
+/// A JSON object of exactly `len` bytes.
+fn order_of_len(len: usize) -> String {
+    let frame = r#"{"item":""}"#.len();
+    format!(r#"{{"item":"{}"}}"#, "x".repeat(len - frame))
+}
+
+#[tokio::test]
+async fn request_body_at_the_limit_passes_and_one_byte_over_is_413() {
+    let client = client_around(counting_orders()).await;
+    let at_limit = order_of_len(BODY_LIMIT);
+    assert_eq!(at_limit.len(), BODY_LIMIT);
+    let response = post_orders(&client, at_limit).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.json()["data"]["tenant_id"], "acme");
+
+    let response = post_orders(&client, order_of_len(BODY_LIMIT + 1)).await;
+    assert_eq!(response.status, 413);
+    assert_eq!(response.json(), json!({"error": "Request body too large"}));
+}
+
+#[tokio::test]
+async fn gzip_upstream_response_is_transformed_and_sent_uncompressed() {
+    let routes = Router::new().route(
+        "/orders",
+        get(|| async {
+            let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gzip.write_all(br#"[{"id":7}]"#).unwrap();
+            (
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::CONTENT_ENCODING, "gzip"),
+                ],
+                gzip.finish().unwrap(),
+            )
+        }),
+    );
+    let response = client_around(routes).await.get("/orders", &[AUTH]).await;
+    assert_eq!(response.status, 200);
+    assert!(response.headers.get(header::CONTENT_ENCODING).is_none());
+    assert_eq!(
+        response.json(),
+        json!({"data": [{"id": 7}], "served_to": "u-demo"})
+    );
+}
+
+#[tokio::test]
+async fn unselected_routes_pass_through_byte_identical() {
+    let seen: Arc<Mutex<Option<(HeaderMap, Bytes)>>> = Arc::default();
+    let record = seen.clone();
+    let routes = body_enrichment::routes().route(
+        "/raw",
+        post(move |headers: HeaderMap, body: Bytes| async move {
+            *record.lock().unwrap() = Some((headers, body.clone()));
+            ([(header::CONTENT_TYPE, "application/json")], body)
+        }),
+    );
+    let client = client_around(routes).await;
+    let original = Bytes::from_static(b"{not json, \x00\xff and never parsed");
+    let response = client
+        .send(Method::POST, "/raw", &[AUTH, JSON], Some(original.clone()))
+        .await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, original);
+    let (headers, body) = seen.lock().unwrap().take().expect("handler ran");
+    assert_eq!(body, original);
+    assert_eq!(headers[header::CONTENT_LENGTH], original.len().to_string());
+
+    let health = client.get("/health", &[AUTH]).await;
+    assert_eq!((health.status.as_u16(), health.text()), (200, "ok".into()));
+}
