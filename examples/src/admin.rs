@@ -26,7 +26,7 @@ pub struct AdminDemo {
 /// # Errors
 /// If the quickstart's header rules do not build (never in practice).
 pub fn build(
-    store: MemoryStore,
+    store: impl SessionStore + Clone,
     tyk_secret: &str,
     admin_token: &str,
 ) -> Result<AdminDemo, HeaderConfigError> {

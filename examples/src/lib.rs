@@ -5,6 +5,7 @@
 //! - [`admin`]: the quickstart plus the management API on a second port.
 //! - [`body_enrichment`]: request bodies enriched with `tenant_id` from metadata, responses
 //!   wrapped with `served_to`.
+//! - [`redis_store`]: the quickstart stack on `RedisStore` with its local cache.
 //! - [`identity_propagation`]: the same layers in front of a reverse proxy, so a backend receives
 //!   `X-User-Id` / `X-Tenant-Id` it can trust.
 //! - [`tenant_routing`]: a URL rewrite around the whole router sends each tenant's `/orders/*` to
@@ -16,6 +17,7 @@ pub mod admin;
 pub mod body_enrichment;
 pub mod identity_propagation;
 pub mod quickstart;
+pub mod redis_store;
 pub mod tenant_routing;
 
 use std::net::SocketAddr;

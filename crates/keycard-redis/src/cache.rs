@@ -166,6 +166,16 @@ impl LocalCache {
         state.order.clear();
     }
 
+    /// Whether the cache is serving (tracking confirmed).
+    pub(crate) fn is_tracking(&self) -> bool {
+        self.tracking.load(Ordering::Acquire)
+    }
+
+    /// The configured TTL backstop.
+    pub(crate) fn ttl(&self) -> Duration {
+        self.config.ttl
+    }
+
     /// Tracking was lost (connection error, reconnect, topology change): stop serving.
     pub(crate) fn tracking_lost(&self) {
         self.tracking.store(false, Ordering::Release);

@@ -108,9 +108,13 @@
 //! its cache immediately. Guards against stale entries:
 //! - a load fills the cache only if no invalidation of that key arrived while it was in flight;
 //! - a connection error, reconnection or cluster topology change empties the cache and stops it
-//!   until tracking is confirmed again on every connection.
-//!
-//! Without tracking delivered (a hung server), the TTL bounds staleness.
+//!   until tracking is confirmed again on every connection;
+//! - a heartbeat `PING` (every quarter of the TTL, at most every second) catches a hung or
+//!   unreachable Redis that cache hits alone would never notice: when it fails the cache stops
+//!   serving (requests then meet the command timeout and answer 503), so a node cut off from Redis
+//!   serves sessions other nodes may have revoked for about one interval plus the command timeout
+//!   at most, not for the whole TTL. When Redis answers again, tracking is re-enabled and the
+//!   cache starts empty. (In cluster mode the PING reaches one node.)
 
 #![forbid(unsafe_code)]
 

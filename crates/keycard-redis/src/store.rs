@@ -147,7 +147,7 @@ impl RedisStore {
         let cache = match builder.cache {
             Some(config) => {
                 let cache = Arc::new(LocalCache::new(config, builder.expiry_grace));
-                tasks = track(&client, &cache, &layout);
+                tasks = track(&client, &cache, &layout, builder.command_timeout);
                 enable_tracking(&client, &cache)
                     .await
                     .map_err(ConnectError::Connect)?;
@@ -218,6 +218,7 @@ fn track(
     client: &Client,
     cache: &Arc<LocalCache>,
     layout: &Layout,
+    command_timeout: Duration,
 ) -> Vec<JoinHandle<Result<(), FredError>>> {
     let on_invalidation = {
         let (cache, layout) = (cache.clone(), layout.clone());
@@ -278,7 +279,47 @@ fn track(
         on_unresponsive,
         on_reconnect,
         on_cluster_change,
+        heartbeat(client.clone(), cache.clone(), command_timeout),
     ]
+}
+
+/// How often the heartbeat checks the connection while the cache is on.
+fn heartbeat_interval(ttl: Duration) -> Duration {
+    (ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))
+}
+
+/// Cache hits send no command, so a hung or partitioned Redis would go unnoticed — and a node
+/// cut off from Redis would keep serving sessions other nodes have changed or revoked until the
+/// TTL. A PING on an interval bounds that window to about one interval plus the command timeout:
+/// when it fails the cache stops serving, and when it answers again tracking is re-enabled (which
+/// also clears the cache, so nothing from before the gap is served).
+fn heartbeat(
+    client: Client,
+    cache: Arc<LocalCache>,
+    command_timeout: Duration,
+) -> JoinHandle<Result<(), FredError>> {
+    let interval = heartbeat_interval(cache.ttl());
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let alive = matches!(
+                tokio::time::timeout(command_timeout, client.ping::<()>(None)).await,
+                Ok(Ok(()))
+            );
+            if !alive {
+                if cache.is_tracking() {
+                    tracing::debug!("redis heartbeat failed: local cache off until Redis answers");
+                }
+                cache.tracking_lost();
+            } else if !cache.is_tracking()
+                && let Err(error) = enable_tracking(&client, &cache).await
+            {
+                tracing::debug!(%error, "redis heartbeat: client tracking not re-enabled yet");
+            }
+        }
+    })
 }
 
 async fn enable_tracking(client: &Client, cache: &LocalCache) -> Result<(), FredError> {
