@@ -8,6 +8,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use keycard::extract::{MetadataRejection, Session};
 use keycard::prelude::*;
+use keycard::redis::{CacheConfig, RedisStore};
+use keycard::rewrite::{RewriteRule, UrlRewrite};
 use keycard::session::Session as StoredSession;
 use serde_json::{Value, json};
 use tower::ServiceBuilder;
@@ -22,21 +24,36 @@ pub(crate) enum Config {
     Bare,
     /// keycard's full stack on the in-memory store.
     KeycardMemory,
+    /// keycard's full stack on RedisStore, no local cache.
+    KeycardRedis,
+    /// keycard's full stack on RedisStore with the local cache.
+    KeycardRedisCached,
     /// tower-sessions with its in-memory store: the peer.
     TowerSessionsMemory,
+    /// tower-sessions with tower-sessions-redis-store: the Redis peer.
+    TowerSessionsRedis,
 }
 
 impl Config {
     /// Every configuration, in table order.
-    pub(crate) const ALL: [Config; 3] =
-        [Self::Bare, Self::KeycardMemory, Self::TowerSessionsMemory];
+    pub(crate) const ALL: [Config; 6] = [
+        Self::Bare,
+        Self::KeycardMemory,
+        Self::KeycardRedis,
+        Self::KeycardRedisCached,
+        Self::TowerSessionsMemory,
+        Self::TowerSessionsRedis,
+    ];
 
     /// The name used on the command line and in the table.
     pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Bare => "bare-axum",
             Self::KeycardMemory => "keycard-memory",
+            Self::KeycardRedis => "keycard-redis",
+            Self::KeycardRedisCached => "keycard-redis-cached",
             Self::TowerSessionsMemory => "tower-sessions-memory",
+            Self::TowerSessionsRedis => "tower-sessions-redis",
         }
     }
 
@@ -47,8 +64,15 @@ impl Config {
             Self::KeycardMemory => {
                 "SessionLoad + Persist + 3 injected headers + 1 rewrite, MemoryStore"
             }
+            Self::KeycardRedis => "the same stack on RedisStore (fred, no local cache)",
+            Self::KeycardRedisCached => {
+                "the same stack on RedisStore with the local cache (client tracking)"
+            }
             Self::TowerSessionsMemory => {
                 "tower-sessions 0.14 MemoryStore; handler reads 3 values, sets 3 headers"
+            }
+            Self::TowerSessionsRedis => {
+                "tower-sessions 0.14 + tower-sessions-redis-store 0.16 (fred); same handler"
             }
         }
     }
@@ -56,7 +80,7 @@ impl Config {
     /// Whether requests authenticate with a cookie from `POST /login` (tower-sessions) rather
     /// than the bench key.
     pub(crate) fn uses_login_cookie(self) -> bool {
-        matches!(self, Self::TowerSessionsMemory)
+        matches!(self, Self::TowerSessionsMemory | Self::TowerSessionsRedis)
     }
 }
 
@@ -82,7 +106,10 @@ pub(crate) async fn router(config: Config) -> Result<Router, Box<dyn std::error:
             .route("/hello", get(|| async { hello_body() }))
             .route("/visit", post(|| async { hello_body() })),
         Config::KeycardMemory => keycard_router(seeded_memory_store().await?)?,
+        Config::KeycardRedis => keycard_router(seeded_redis_store(false).await?)?,
+        Config::KeycardRedisCached => keycard_router(seeded_redis_store(true).await?)?,
         Config::TowerSessionsMemory => tower_sessions_router(),
+        Config::TowerSessionsRedis => tower_sessions_redis_router().await?,
     })
 }
 
@@ -104,7 +131,30 @@ async fn seeded_memory_store() -> Result<MemoryStore, Box<dyn std::error::Error>
     Ok(store)
 }
 
-/// keycard's full stack: SessionLoad → Persist → InjectHeaders (3 sets, 1 removal) → handler.
+/// The Redis the keycard and tower-sessions Redis configurations use.
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A RedisStore under a prefix of this server process, seeded with the bench session. The
+/// session expires in an hour (plus the grace period), so an interrupted run leaves nothing
+/// behind for long; `POST /__cleanup` deletes it at the end of a normal run.
+async fn seeded_redis_store(cache: bool) -> Result<RedisStore, Box<dyn std::error::Error>> {
+    let mut builder =
+        RedisStore::url(&redis_url())?.prefix(format!("keycard-bench-{}", std::process::id()));
+    if cache {
+        builder = builder.cache(CacheConfig::default());
+    }
+    let store = builder.connect().await?;
+    let session = StoredSession::new(bench_metadata())
+        .with_key_id(KeyId::of(&ApiKey::new(BENCH_KEY)))
+        .with_expires(keycard::session::unix_now() + 3600);
+    store.create(session).await?;
+    Ok(store)
+}
+
+/// keycard's full stack around the whole router: SessionLoad → Persist → InjectHeaders (3 sets,
+/// 1 removal) → UrlRewrite (`/hello` → `/v1/hello/$tyk_meta.shard`) → handler.
 /// `GET /__stats` answers the stored session's `version`, which every save bumps once: the
 /// harness compares it with the number of writing requests.
 fn keycard_router<St: SessionStore + Clone>(
@@ -116,16 +166,29 @@ fn keycard_router<St: SessionStore + Clone>(
         .set("x-tenant-id", "$tyk_meta.tenant_id")
         .set("x-plan", "$tyk_meta.plan")
         .build()?;
+    let rewrite = UrlRewrite::rules()
+        .rule(RewriteRule::new("^/hello$", "/v1/hello/$tyk_meta.shard"))
+        .build()?;
+    let routes = Router::new()
+        .route("/v1/hello/{shard}", get(|| async { hello_body() }))
+        .route("/visit", post(keycard_visit));
+    let stack = ServiceBuilder::new()
+        .layer(SessionLoadLayer::new(store.clone()))
+        .layer(PersistLayer::new(store.clone()))
+        .layer(inject)
+        .layer(rewrite)
+        .service(routes);
     let stats_store = store.clone();
     let app = Router::new()
-        .route("/hello", get(|| async { hello_body() }))
-        .route("/visit", post(keycard_visit))
-        .layer(
-            ServiceBuilder::new()
-                .layer(SessionLoadLayer::new(store.clone()))
-                .layer(PersistLayer::new(store))
-                .layer(inject),
+        .route(
+            "/__cleanup",
+            post(move || async move {
+                let id = KeyId::of(&ApiKey::new(BENCH_KEY));
+                let deleted = store.delete(&id).await.is_ok();
+                Json(json!({ "deleted": deleted }))
+            }),
         )
+        .fallback_service(stack)
         .route(
             "/__stats",
             get(move || async move {
@@ -155,6 +218,17 @@ fn tower_sessions_router() -> Router {
     use tower_sessions::{MemoryStore as TsMemoryStore, SessionManagerLayer};
     let layer = SessionManagerLayer::new(TsMemoryStore::default()).with_secure(false);
     tower_sessions_routes().layer(layer)
+}
+
+/// The Redis peer: tower-sessions-redis-store over a fred pool.
+async fn tower_sessions_redis_router() -> Result<Router, Box<dyn std::error::Error>> {
+    use tower_sessions::SessionManagerLayer;
+    use tower_sessions_redis_store::RedisStore as TsRedisStore;
+    use tower_sessions_redis_store::fred::prelude::{ClientLike, Config as FredConfig, Pool};
+    let pool = Pool::new(FredConfig::from_url(&redis_url())?, None, None, None, 1)?;
+    pool.init().await?;
+    let layer = SessionManagerLayer::new(TsRedisStore::new(pool)).with_secure(false);
+    Ok(tower_sessions_routes().layer(layer))
 }
 
 fn tower_sessions_routes() -> Router {

@@ -258,7 +258,11 @@ impl Config {
             tracing::debug!(key, "keycard: expired key");
             return Err(Rejection::Expired);
         }
-        session.key_id = key_id.clone();
+        // Stores return the session under the id it was loaded by; only a store that leaves the
+        // field empty pays for a copy.
+        if session.key_id != *key_id {
+            session.key_id = key_id.clone();
+        }
         Ok(SessionHandle::new(session, self.limits.clone()))
     }
 }

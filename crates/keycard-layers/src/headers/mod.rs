@@ -329,14 +329,14 @@ impl Config {
         }
     }
 
-    /// Renders every applicable rule, then (only if all rendered) changes `headers`.
-    fn apply(
+    /// Renders every applicable rule; nothing is changed yet, so a failure leaves no partial
+    /// result behind.
+    fn render(
         &self,
         sets: &[usize],
         vars: &(impl Vars + ?Sized),
-        headers: &mut HeaderMap,
-    ) -> Result<(), RenderError> {
-        let mut rendered: Vec<(&HeaderName, HeaderValue)> = Vec::new();
+    ) -> Result<Vec<(&HeaderName, HeaderValue)>, RenderError> {
+        let mut rendered = Vec::new();
         for &index in sets {
             for rule in &self.rules(index).set {
                 let value = rule.template.render_header(vars)?;
@@ -345,6 +345,16 @@ impl Config {
                 }
             }
         }
+        Ok(rendered)
+    }
+
+    /// Applies the removals of `sets`, then the rendered values (later ones replace earlier).
+    fn write(
+        &self,
+        sets: &[usize],
+        rendered: Vec<(&HeaderName, HeaderValue)>,
+        headers: &mut HeaderMap,
+    ) {
         for &index in sets {
             for name in &self.rules(index).remove {
                 headers.remove(name);
@@ -353,7 +363,6 @@ impl Config {
         for (name, value) in rendered {
             headers.insert(name.clone(), value);
         }
-        Ok(())
     }
 }
 
@@ -428,14 +437,13 @@ where
         let sets = config.applicable(request.method(), request.uri().path());
         match config.side {
             Side::Request => {
-                let result = with_metadata(handle.as_ref(), |metadata| {
+                let rendered = with_metadata(handle.as_ref(), |metadata| {
                     let vars = RequestVars::new(&request, metadata, config.forwarded_for);
-                    let mut headers = request.headers().clone();
-                    config.apply(&sets, &vars, &mut headers).map(|()| headers)
+                    config.render(&sets, &vars)
                 });
-                match result {
-                    Ok(headers) => {
-                        *request.headers_mut() = headers;
+                match rendered {
+                    Ok(rendered) => {
+                        config.write(&sets, rendered, request.headers_mut());
                         ResponseFuture::inner(self.inner.call(request), None)
                     }
                     Err(_) => ResponseFuture::done(invalid_header_value()),
@@ -492,15 +500,19 @@ impl Vars for SnapshotVars<'_> {
 
 impl ResponsePlan {
     fn apply<B: From<Bytes>>(self, mut response: Response<B>) -> Response<B> {
-        let result = with_metadata(self.handle.as_ref(), |metadata| {
+        let rendered = with_metadata(self.handle.as_ref(), |metadata| {
             let vars = SnapshotVars {
                 metadata,
                 context: &self.context,
             };
-            self.config.apply(&self.sets, &vars, response.headers_mut())
+            self.config.render(&self.sets, &vars)
         });
-        match result {
-            Ok(()) => response,
+        match rendered {
+            Ok(rendered) => {
+                self.config
+                    .write(&self.sets, rendered, response.headers_mut());
+                response
+            }
             Err(_) => invalid_header_value(),
         }
     }
