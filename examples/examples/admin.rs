@@ -19,11 +19,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::env::var("ADMIN_TOKEN").unwrap_or_else(|_| "demo-admin-token".to_owned());
 
     let demo = admin::build(MemoryStore::new(), &tyk_secret, &admin_token)?;
-    let bind = |addr| async move {
-        tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))
-    };
+    let bind = |addr| async move { keycard_examples::bind(addr).await };
     let app_listener = bind(addr).await?;
     let admin_listener = bind(admin_addr).await?;
     let (addr, admin_addr) = (app_listener.local_addr()?, admin_listener.local_addr()?);

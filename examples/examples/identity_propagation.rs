@@ -17,8 +17,7 @@ use keycard_examples::{
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     init_tracing();
     let addr = addr_from_env("KEYCARD_ADDR", "127.0.0.1:8080")?;
-    let key = std::env::var("KEYCARD_DEMO_KEY")
-        .unwrap_or_else(|_| quickstart::DEFAULT_DEMO_KEY.to_owned());
+    let key = keycard_examples::demo_key();
 
     let upstream: Uri = match std::env::var("UPSTREAM_URL") {
         Ok(url) => url
@@ -41,9 +40,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let store = quickstart::demo_store(&key).await?;
     let app = identity_propagation::app(store, upstream.clone())?;
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        format!("cannot listen on {addr}: {e} (set KEYCARD_ADDR to another address)")
-    })?;
+    let listener = keycard_examples::bind(addr).await?;
     let addr = listener.local_addr()?;
     println!("keycard gateway on http://{addr} → {upstream}");
     println!("try:");

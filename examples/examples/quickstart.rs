@@ -12,14 +12,11 @@ use keycard_examples::{addr_from_env, init_tracing, quickstart, shutdown_signal}
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     init_tracing();
     let addr = addr_from_env("KEYCARD_ADDR", "127.0.0.1:8080")?;
-    let key = std::env::var("KEYCARD_DEMO_KEY")
-        .unwrap_or_else(|_| quickstart::DEFAULT_DEMO_KEY.to_owned());
+    let key = keycard_examples::demo_key();
 
     let store = quickstart::demo_store(&key).await?;
     let app = quickstart::app(store)?;
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        format!("cannot listen on {addr}: {e} (set KEYCARD_ADDR to another address)")
-    })?;
+    let listener = keycard_examples::bind(addr).await?;
     let addr = listener.local_addr()?;
 
     println!("keycard quickstart listening on http://{addr}");

@@ -15,16 +15,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = addr_from_env("KEYCARD_ADDR", "127.0.0.1:8080")?;
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let prefix = std::env::var("KEYCARD_PREFIX").unwrap_or_else(|_| "keycard-demo".to_owned());
-    let key = std::env::var("KEYCARD_DEMO_KEY")
-        .unwrap_or_else(|_| quickstart::DEFAULT_DEMO_KEY.to_owned());
+    let key = keycard_examples::demo_key();
 
     let store = redis_store::demo_store(&url, &prefix, &key).await.map_err(|e| {
         format!("{e} (is Redis running? `redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no`)")
     })?;
     let app = quickstart::app(store)?;
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        format!("cannot listen on {addr}: {e} (set KEYCARD_ADDR to another address)")
-    })?;
+    let listener = keycard_examples::bind(addr).await?;
     let addr = listener.local_addr()?;
     println!("keycard on Redis ({url}, prefix {prefix:?}) listening on http://{addr}");
     println!("try:");

@@ -14,9 +14,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let store = tenant_routing::demo_store().await?;
     let app = tenant_routing::app(store)?;
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        format!("cannot listen on {addr}: {e} (set KEYCARD_ADDR to another address)")
-    })?;
+    let listener = keycard_examples::bind(addr).await?;
     let addr = listener.local_addr()?;
 
     println!("keycard tenant routing listening on http://{addr}");

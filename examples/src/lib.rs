@@ -32,6 +32,21 @@ pub fn addr_from_env(var: &str, default: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("{var}={raw:?} is not a socket address (like 127.0.0.1:8080): {e}"))
 }
 
+/// Binds a TCP listener on `addr`, with an error that says which address and what to change.
+///
+/// # Errors
+/// When the address cannot be bound (in use, not local...).
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e} (set KEYCARD_ADDR to another address)"))
+}
+
+/// The demo key: `KEYCARD_DEMO_KEY`, default [`quickstart::DEFAULT_DEMO_KEY`].
+pub fn demo_key() -> String {
+    std::env::var("KEYCARD_DEMO_KEY").unwrap_or_else(|_| quickstart::DEFAULT_DEMO_KEY.to_owned())
+}
+
 /// Logs to stderr, `RUST_LOG` controlling the level (default `info`).
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;

@@ -7,11 +7,12 @@ use std::net::SocketAddr;
 use http::{Method, StatusCode};
 use keycard_admin::{AdminApi, AdminApiBuilder, AdminToken, LogoutStats};
 use keycard_core::key::{ApiKey, KeyId};
-use keycard_core::metadata::{Metadata, MetadataDelta};
+use keycard_core::metadata::Metadata;
 use keycard_core::policy::MemoryPolicies;
 use keycard_core::session::Session;
-use keycard_core::store::{MemoryStore, Page, SessionStore, StoreError, StoreFuture};
+use keycard_core::store::{MemoryStore, SessionStore};
 use keycard_tests::http::{request, spawn};
+use keycard_tests::stores::UnavailableStore;
 use serde_json::Value;
 
 pub const TYK_SECRET: &str = "tyk-secret-for-tests";
@@ -73,7 +74,7 @@ pub async fn start_with(configure: impl FnOnce(AdminApiBuilder) -> AdminApiBuild
 /// The API over a store that is always down.
 pub async fn start_down() -> SocketAddr {
     spawn(
-        configured(DownStore, MemoryPolicies::new())
+        configured(UnavailableStore, MemoryPolicies::new())
             .build()
             .into_router(),
     )
@@ -162,42 +163,4 @@ pub fn entries(n: usize) -> Metadata {
     (0..n)
         .map(|i| (format!("k{i}"), Value::from("v")))
         .collect()
-}
-
-/// A store whose every operation fails as unreachable.
-pub struct DownStore;
-
-fn down<'a, T: Send + 'a>() -> StoreFuture<'a, T> {
-    Box::pin(std::future::ready(Err(StoreError::unavailable(
-        "connection refused (test)",
-    ))))
-}
-
-impl SessionStore for DownStore {
-    fn load<'a>(&'a self, _: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
-        down()
-    }
-    fn create(&self, _: Session) -> StoreFuture<'_, Session> {
-        down()
-    }
-    fn replace(&self, _: Session) -> StoreFuture<'_, Session> {
-        down()
-    }
-    fn apply<'a>(&'a self, _: &'a KeyId, _: &'a MetadataDelta) -> StoreFuture<'a, Option<Session>> {
-        down()
-    }
-    fn delete<'a>(&'a self, _: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
-        down()
-    }
-    fn list_by_alias<'a>(
-        &'a self,
-        _: &'a str,
-        _: Option<&'a str>,
-        _: usize,
-    ) -> StoreFuture<'a, Page<Session>> {
-        down()
-    }
-    fn list_keys<'a>(&'a self, _: Option<&'a str>, _: usize) -> StoreFuture<'a, Page<KeyId>> {
-        down()
-    }
 }
