@@ -19,9 +19,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::env::var("ADMIN_TOKEN").unwrap_or_else(|_| "demo-admin-token".to_owned());
 
     let demo = admin::build(MemoryStore::new(), &tyk_secret, &admin_token)?;
-    let bind = |addr| async move { keycard_examples::bind(addr).await };
-    let app_listener = bind(addr).await?;
-    let admin_listener = bind(admin_addr).await?;
+    let app_listener = keycard_examples::bind(addr).await?;
+    let admin_listener = keycard_examples::bind(admin_addr).await?;
     let (addr, admin_addr) = (app_listener.local_addr()?, admin_listener.local_addr()?);
 
     println!("app   on http://{addr}   (/whoami, /visits, /echo)");
