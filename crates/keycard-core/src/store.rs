@@ -28,6 +28,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
 use std::ops::Bound;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +38,10 @@ use std::time::Duration;
 use crate::key::KeyId;
 use crate::metadata::MetadataDelta;
 use crate::session::{Session, unix_now};
+
+mod record;
+
+use record::{Body, Corrupt, Record, Slot};
 
 /// A boxed error, as carried by [`StoreError::Unavailable`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -187,6 +192,10 @@ const SWEEP_EVERY_SECS: i64 = 60;
 /// Expired sessions are kept for a grace period ([`DEFAULT_EXPIRY_GRACE`] unless set with
 /// [`MemoryStore::with_expiry_grace`]), are invisible to `load` after it, and are swept out
 /// periodically on writes, so the map does not grow without bound.
+///
+/// Sessions are kept in a compact encoded form (a few hundred bytes each with a handful of
+/// metadata entries, rather than a `Session` and its metadata map); `load` rebuilds the
+/// [`Session`].
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
     inner: Arc<MemoryInner>,
@@ -201,9 +210,35 @@ struct MemoryInner {
 
 #[derive(Debug, Default)]
 struct MemoryState {
-    sessions: BTreeMap<KeyId, Session>,
-    by_alias: BTreeSet<(String, KeyId)>,
+    /// The sessions, in key id order (`list_keys` pages through it).
+    sessions: BTreeMap<Slot, Record>,
+    /// `(hash of the alias, key id)` of every session: `list_by_alias` pages through one hash's
+    /// range, in key id order, and skips the sessions whose alias merely shares the hash. Hashing
+    /// keeps a second copy of every alias out of memory; the keys are random per store.
+    by_alias: BTreeSet<(u64, Slot)>,
+    alias_hasher: RandomState,
     last_sweep: i64,
+}
+
+impl MemoryState {
+    fn alias_hash(&self, alias: &str) -> u64 {
+        self.alias_hasher.hash_one(alias)
+    }
+
+    /// The alias index entry of a stored record (a record that does not decode was indexed under
+    /// some hash that cannot be recomputed; its entry stays behind and listings skip it).
+    fn indexed(&self, slot: &Slot, record: &Record) -> (u64, Slot) {
+        (
+            self.alias_hash(record.alias().unwrap_or_default()),
+            slot.clone(),
+        )
+    }
+}
+
+impl From<Corrupt> for StoreError {
+    fn from(Corrupt: Corrupt) -> Self {
+        StoreError::Corrupt("an in-memory session record did not decode".to_owned())
+    }
 }
 
 impl MemoryStore {
@@ -242,10 +277,6 @@ impl MemoryStore {
         let mut state = self.inner.write();
         self.inner.sweep_locked(&mut state, now);
     }
-
-    fn live(&self, session: &Session, now: i64) -> bool {
-        self.inner.live(session, now)
-    }
 }
 
 impl MemoryInner {
@@ -259,20 +290,21 @@ impl MemoryInner {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn live(&self, session: &Session, now: i64) -> bool {
-        session.expires < 1 || session.expires.saturating_add(self.grace_secs) >= now
+    fn live(&self, record: &Record, now: i64) -> bool {
+        record.expires < 1 || record.expires.saturating_add(self.grace_secs) >= now
     }
 
     fn sweep_locked(&self, state: &mut MemoryState, now: i64) {
-        let dead: Vec<KeyId> = state
+        let dead: Vec<Slot> = state
             .sessions
             .iter()
-            .filter(|(_, s)| !self.live(s, now))
-            .map(|(id, _)| id.clone())
+            .filter(|(_, record)| !self.live(record, now))
+            .map(|(slot, _)| slot.clone())
             .collect();
-        for id in dead {
-            if let Some(session) = state.sessions.remove(&id) {
-                state.by_alias.remove(&(session.alias, id));
+        for slot in dead {
+            if let Some(record) = state.sessions.remove(&slot) {
+                let entry = state.indexed(&slot, &record);
+                state.by_alias.remove(&entry);
             }
         }
         state.last_sweep = now;
@@ -314,48 +346,56 @@ fn page_after<'a, K: Ord + 'a, T>(
     Page { items, next }
 }
 
+/// A listing cursor is a key id; one that is not sorts where its string would.
+fn cursor_of(slot: &Slot) -> String {
+    slot.key_id().as_str().to_owned()
+}
+
 impl SessionStore for MemoryStore {
     fn load<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
+        let slot = Slot::of(key_id.as_str());
         let now = unix_now();
         let state = self.inner.read();
-        let session = state
-            .sessions
-            .get(key_id)
-            .filter(|s| self.live(s, now))
-            .cloned();
-        ready(Ok(session))
+        let session = match state.sessions.get(&slot) {
+            Some(record) if self.inner.live(record, now) => {
+                record.session(key_id.clone()).map(Some)
+            }
+            _ => Ok(None),
+        };
+        ready(session.map_err(StoreError::from))
     }
 
     fn create(&self, mut session: Session) -> StoreFuture<'_, Session> {
+        let slot = Slot::of(session.key_id.as_str());
+        let body = Body::encode(&session);
         ready(self.inner.write_op(|state, now| {
-            if let Some(existing) = state.sessions.get(&session.key_id) {
+            if let Some(existing) = state.sessions.get(&slot) {
                 if self.inner.live(existing, now) {
                     return Err(StoreError::AlreadyExists);
                 }
-                let alias = existing.alias.clone();
-                state.by_alias.remove(&(alias, session.key_id.clone()));
+                let entry = state.indexed(&slot, existing);
+                state.by_alias.remove(&entry);
             }
             if session.date_created == 0 {
                 session.date_created = now;
             }
             session.last_updated = now;
             session.version = 1;
-            state
-                .by_alias
-                .insert((session.alias.clone(), session.key_id.clone()));
-            state
-                .sessions
-                .insert(session.key_id.clone(), session.clone());
+            let entry = (state.alias_hash(&session.alias), slot.clone());
+            state.by_alias.insert(entry);
+            state.sessions.insert(slot, Record::new(&session, body));
             Ok(session)
         }))
     }
 
     fn replace(&self, mut session: Session) -> StoreFuture<'_, Session> {
+        let slot = Slot::of(session.key_id.as_str());
+        let body = Body::encode(&session);
         ready(self.inner.write_op(|state, now| {
             let Some(stored) = state
                 .sessions
-                .get_mut(&session.key_id)
-                .filter(|s| self.inner.live(s, now))
+                .get_mut(&slot)
+                .filter(|record| self.inner.live(record, now))
             else {
                 return Err(StoreError::NotFound);
             };
@@ -368,12 +408,12 @@ impl SessionStore for MemoryStore {
             session.date_created = stored.date_created;
             session.last_updated = now;
             session.version = stored.version + 1;
-            let old_alias = std::mem::replace(stored, session.clone()).alias;
-            if old_alias != session.alias {
-                state.by_alias.remove(&(old_alias, session.key_id.clone()));
-                state
-                    .by_alias
-                    .insert((session.alias.clone(), session.key_id.clone()));
+            let old = std::mem::replace(stored, Record::new(&session, body));
+            if old.alias().ok() != Some(session.alias.as_str()) {
+                let entry = state.indexed(&slot, &old);
+                state.by_alias.remove(&entry);
+                let entry = (state.alias_hash(&session.alias), slot);
+                state.by_alias.insert(entry);
             }
             Ok(session)
         }))
@@ -384,26 +424,35 @@ impl SessionStore for MemoryStore {
         key_id: &'a KeyId,
         delta: &'a MetadataDelta,
     ) -> StoreFuture<'a, Option<Session>> {
-        ready(Ok(self.inner.write_op(|state, now| {
-            let stored = state
+        let slot = Slot::of(key_id.as_str());
+        ready(self.inner.write_op(|state, now| {
+            let Some(stored) = state
                 .sessions
-                .get_mut(key_id)
-                .filter(|s| self.inner.live(s, now))?;
-            delta.apply_to(&mut stored.meta_data);
-            stored.version += 1;
-            stored.last_updated = now;
-            Some(stored.clone())
-        })))
+                .get_mut(&slot)
+                .filter(|record| self.inner.live(record, now))
+            else {
+                return Ok(None);
+            };
+            let mut session = stored.session(key_id.clone())?;
+            delta.apply_to(&mut session.meta_data);
+            session.version += 1;
+            session.last_updated = now;
+            *stored = Record::new(&session, Body::encode(&session));
+            Ok(Some(session))
+        }))
     }
 
     fn delete<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
-        ready(Ok(self.inner.write_op(|state, now| {
-            let session = state.sessions.remove(key_id)?;
-            state
-                .by_alias
-                .remove(&(session.alias.clone(), key_id.clone()));
-            self.inner.live(&session, now).then_some(session)
-        })))
+        let slot = Slot::of(key_id.as_str());
+        let removed = self.inner.write_op(|state, now| {
+            let record = state.sessions.remove(&slot)?;
+            let entry = state.indexed(&slot, &record);
+            state.by_alias.remove(&entry);
+            self.inner.live(&record, now).then_some(record)
+        });
+        // Decoded outside the lock: the record is no longer shared.
+        let session = removed.map(|record| record.session(key_id.clone()));
+        ready(session.transpose().map_err(StoreError::from))
     }
 
     fn list_by_alias<'a>(
@@ -414,19 +463,34 @@ impl SessionStore for MemoryStore {
     ) -> StoreFuture<'a, Page<Session>> {
         let now = unix_now();
         let state = self.inner.read();
+        let hash = state.alias_hash(alias);
         let start = match after {
-            Some(cursor) => Bound::Excluded((alias.to_owned(), KeyId::from_cursor(cursor))),
-            None => Bound::Included((alias.to_owned(), KeyId::default())),
+            Some(cursor) => Bound::Excluded((hash, Slot::of(cursor))),
+            None => Bound::Included((hash, Slot::min())),
         };
         let iter = state
             .by_alias
             .range((start, Bound::Unbounded))
-            .take_while(|(a, _)| a == alias)
-            .filter_map(|(_, id)| {
-                let session = state.sessions.get(id)?;
-                self.live(session, now).then(|| (id, session.clone()))
+            .take_while(|(h, _)| *h == hash)
+            .filter_map(|(_, slot)| {
+                let record = state.sessions.get(slot)?;
+                let wanted = self.inner.live(record, now) && record.alias().ok() == Some(alias);
+                wanted.then_some((slot, (slot, record)))
             });
-        ready(Ok(page_after(iter, limit, |id| id.as_str().to_owned())))
+        let page = page_after(iter, limit, cursor_of);
+        let items = page
+            .items
+            .into_iter()
+            .map(|(slot, record)| record.session(slot.key_id()))
+            .collect::<Result<Vec<_>, _>>();
+        ready(
+            items
+                .map(|items| Page {
+                    items,
+                    next: page.next,
+                })
+                .map_err(StoreError::from),
+        )
     }
 
     fn list_keys<'a>(
@@ -437,23 +501,15 @@ impl SessionStore for MemoryStore {
         let now = unix_now();
         let state = self.inner.read();
         let start = match after {
-            Some(cursor) => Bound::Excluded(KeyId::from_cursor(cursor)),
+            Some(cursor) => Bound::Excluded(Slot::of(cursor)),
             None => Bound::Unbounded,
         };
         let iter = state
             .sessions
             .range((start, Bound::Unbounded))
-            .filter(|(_, s)| self.live(s, now))
-            .map(|(id, _)| (id, id.clone()));
-        ready(Ok(page_after(iter, limit, |id| id.as_str().to_owned())))
-    }
-}
-
-impl KeyId {
-    /// A key id rebuilt from a listing cursor (cursors are key ids; an invalid cursor simply
-    /// sorts somewhere and yields a valid, possibly empty, page).
-    fn from_cursor(cursor: &str) -> Self {
-        KeyId::from_hash(cursor).unwrap_or_else(|| KeyId::unchecked(cursor))
+            .filter(|(_, record)| self.inner.live(record, now))
+            .map(|(slot, _)| (slot, slot.key_id()));
+        ready(Ok(page_after(iter, limit, cursor_of)))
     }
 }
 
@@ -600,5 +656,139 @@ mod tests {
         let keys = store.list_keys(None, 10).await.unwrap();
         assert_eq!(keys.items.len(), 6);
         assert_eq!(keys.next, None);
+    }
+
+    #[tokio::test]
+    async fn every_field_survives_the_store() {
+        let store = MemoryStore::new();
+        let mut full = Session::new(
+            json!({"user_id": "u-1", "n": -3, "f": 1.5, "deep": {"a": [true, null]}})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        )
+        .with_key_id(id(1))
+        .with_alias("alice")
+        .with_expires(unix_now() + 10_000)
+        .with_policies(["gold", "eu"]);
+        full.org_id = "org-1".into();
+        full.is_inactive = true;
+        full.tags = vec!["t".into()];
+        full.rate = 10.0;
+        full.per = 1.0;
+        full.quota_max = 100;
+        full.quota_remaining = 42;
+        full.quota_renewal_rate = 3600;
+        full.quota_renews = 1_800_000_000;
+        full.date_created = 1_600_000_000;
+
+        let created = store.create(full.clone()).await.unwrap();
+        assert_eq!(created.date_created, 1_600_000_000);
+        assert_eq!(store.load(&id(1)).await.unwrap().as_ref(), Some(&created));
+
+        let mut delta = MetadataDelta::new();
+        delta.set("plan", json!("gold")).delete("n");
+        let applied = store.apply(&id(1), &delta).await.unwrap().unwrap();
+        let mut expected = created.clone();
+        delta.apply_to(&mut expected.meta_data);
+        expected.version = 2;
+        expected.last_updated = applied.last_updated;
+        assert_eq!(applied, expected);
+        assert_eq!(store.load(&id(1)).await.unwrap().as_ref(), Some(&applied));
+
+        let listed = store.list_by_alias("alice", None, 10).await.unwrap();
+        assert_eq!(listed.items, vec![applied.clone()]);
+
+        let mut changed = applied.clone().with_alias("bob");
+        changed.tags.clear();
+        let replaced = store.replace(changed).await.unwrap();
+        assert_eq!(replaced.version, 3);
+        assert_eq!(replaced.date_created, 1_600_000_000);
+        assert_eq!(store.load(&id(1)).await.unwrap().as_ref(), Some(&replaced));
+        assert!(
+            store
+                .list_by_alias("alice", None, 10)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
+        assert_eq!(store.delete(&id(1)).await.unwrap(), Some(replaced));
+        assert!(store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn non_canonical_key_ids_are_stored_and_listed_in_string_order() {
+        // Key ids deserialised from JSON are not checked; the store keeps them as strings and
+        // orders them among the digests exactly as the strings sort.
+        let store = MemoryStore::new();
+        let odd: Vec<KeyId> = ["", "0", "zzz", &"A".repeat(64), &"f".repeat(65)]
+            .iter()
+            .map(|s| serde_json::from_value(json!(s)).unwrap())
+            .collect();
+        let mut all: Vec<KeyId> = (0..6).map(id).chain(odd.iter().cloned()).collect();
+        for key in &all {
+            store
+                .create(
+                    Session::default()
+                        .with_key_id(key.clone())
+                        .with_alias("mix"),
+                )
+                .await
+                .unwrap();
+        }
+        for key in &odd {
+            assert_eq!(&store.load(key).await.unwrap().unwrap().key_id, key);
+        }
+        all.sort();
+
+        let mut listed = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = store.list_keys(cursor.as_deref(), 3).await.unwrap();
+            listed.extend(page.items);
+            cursor = page.next;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        assert_eq!(listed, all);
+
+        let mut by_alias = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = store
+                .list_by_alias("mix", cursor.as_deref(), 4)
+                .await
+                .unwrap();
+            by_alias.extend(page.items.into_iter().map(|s| s.key_id));
+            cursor = page.next;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        assert_eq!(by_alias, all);
+
+        // A cursor that is no key id still pages from where its string sorts.
+        let after = store.list_keys(Some("1"), 100).await.unwrap();
+        let expected: Vec<KeyId> = all.iter().filter(|k| k.as_str() > "1").cloned().collect();
+        assert_eq!(after.items, expected);
+        assert!(store.delete(&odd[0]).await.unwrap().is_some());
+        assert_eq!(store.len(), all.len() - 1);
+    }
+
+    #[tokio::test]
+    async fn expired_sessions_leave_the_alias_index_when_swept() {
+        let store = MemoryStore::with_expiry_grace(Duration::ZERO);
+        store
+            .create(session(1).with_expires(unix_now() - 10))
+            .await
+            .unwrap();
+        store.create(session(2)).await.unwrap();
+        store.sweep();
+        assert_eq!(store.inner.read().by_alias.len(), 1);
+        let page = store.list_by_alias("alice", None, 10).await.unwrap();
+        assert_eq!(page.items.len(), 1);
+        assert_eq!(page.items[0].key_id, id(2));
     }
 }
