@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod http;
+pub mod logs;
 pub mod redis_support;
 pub mod store_conformance;
 pub mod stores;

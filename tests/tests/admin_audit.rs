@@ -4,32 +4,9 @@
 
 mod admin_support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use admin_support::{ALL, TYK_SECRET, start};
 use http::{Method, StatusCode};
-use tracing_subscriber::fmt::MakeWriter;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Self;
-    fn make_writer(&'a self) -> Self {
-        self.clone()
-    }
-}
+use keycard_tests::logs::Captured;
 
 #[tokio::test]
 async fn every_change_emits_one_audit_event_without_secrets_or_values() {
@@ -91,7 +68,7 @@ async fn every_change_emits_one_audit_event_without_secrets_or_values() {
         )
         .await;
 
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     let audit: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("keycard::audit"))

@@ -1,8 +1,5 @@
 //! No raw key ever appears in a log line, on any path (captured tracing output at TRACE level).
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use axum::Router;
 use axum::routing::get;
 use keycard::extract::Session;
@@ -10,32 +7,10 @@ use keycard::persist::PersistLayer;
 use keycard::prelude::{ApiKey, KeyId, MemoryStore, SessionLoadLayer, SessionStore};
 use keycard::session::{Session as StoredSession, unix_now};
 use keycard_tests::http::{Client, spawn};
+use keycard_tests::logs::Captured;
 use keycard_tests::stores::{ReadOnlyStore, UnavailableStore};
 use serde_json::json;
 use tower::ServiceBuilder;
-use tracing_subscriber::fmt::MakeWriter;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Self;
-
-    fn make_writer(&'a self) -> Self {
-        self.clone()
-    }
-}
 
 const KEYS: [&str; 4] = [
     "raw-secret-live-key",
@@ -95,7 +70,7 @@ async fn raw_keys_never_reach_the_logs() {
         down.get("/", &[("authorization", &auth)]).await;
     }
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     for expected in [
         "unknown key",
         "expired key",
