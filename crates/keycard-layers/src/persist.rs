@@ -211,10 +211,10 @@ where
                     layer,
                 } => {
                     let result = ready!(future.poll(cx));
-                    let changes = handle.as_ref().map(SessionHandle::take_changes);
-                    let (Some(handle), Some(changes)) = (handle.as_ref(), changes) else {
+                    let Some(handle) = handle.as_ref() else {
                         return Poll::Ready(result);
                     };
+                    let changes = handle.take_changes();
                     if changes.is_empty() {
                         return Poll::Ready(result);
                     }

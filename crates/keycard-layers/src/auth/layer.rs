@@ -25,6 +25,7 @@ pub struct SessionLoadLayer {
     config: Arc<Config>,
 }
 
+#[derive(Clone)]
 pub(super) struct Config {
     pub(super) store: Arc<dyn SessionStore>,
     pub(super) policies: Arc<dyn PolicySource>,
@@ -58,8 +59,9 @@ impl SessionLoadLayer {
         }
     }
 
+    /// Copy-on-write: configuring a clone leaves the original as it was.
     fn config_mut(&mut self) -> &mut Config {
-        Arc::get_mut(&mut self.config).expect("configure the layer before cloning it")
+        Arc::make_mut(&mut self.config)
     }
 
     /// Where to look for the key, in order; the first non-empty value wins.

@@ -261,3 +261,14 @@ async fn sources_are_tried_in_order() {
     let (status, _, _) = call(&app(layer), request).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn configuring_a_clone_leaves_the_original_unchanged() {
+    let store = store_with("key-1", Session::default()).await;
+    let base = SessionLoadLayer::new(store);
+    let optional = base.clone().optional();
+    let (status, _, _) = call(&app(optional), get_with(None)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = call(&app(base), get_with(None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
