@@ -158,11 +158,21 @@ impl Drop for Server {
     }
 }
 
-fn start(exe: &Path, config: Config, addr: SocketAddr) -> Result<Server, Error> {
+fn start(
+    exe: &Path,
+    config: Config,
+    addr: SocketAddr,
+    control: SocketAddr,
+) -> Result<Server, Error> {
     let child = Command::new("taskset")
         .args(["-c", "0"])
         .arg(exe)
-        .args(["serve", config.name(), &addr.to_string()])
+        .args([
+            "serve",
+            config.name(),
+            &addr.to_string(),
+            &control.to_string(),
+        ])
         .stdout(Stdio::null())
         .spawn()?;
     let server = Server(child);
@@ -257,9 +267,10 @@ fn measure(
     options: &Options,
 ) -> Result<Sample, Error> {
     let addr = free_port()?;
-    let server = start(exe, config, addr)?;
+    let control = free_port()?;
+    let server = start(exe, config, addr, control)?;
     let (header, value) = credential(config, addr)?;
-    let version_before = stored_version(addr);
+    let version_before = stored_version(control);
     let script_path = std::env::temp_dir().join(format!("keycard-wrk-{}.lua", std::process::id()));
     std::fs::write(&script_path, wrk_script(&header, &value, workload))?;
     let output = Command::new("taskset")
@@ -300,17 +311,17 @@ fn measure(
         .into());
     }
     if workload == Workload::HalfWrites
-        && let (Some(before), Some(after)) = (version_before, stored_version(addr))
+        && let (Some(before), Some(after)) = (version_before, stored_version(control))
     {
         let writes = sample.requests / 2;
         sample.saves_per_write = Some((after - before) as f64 / writes.max(1) as f64);
     } else if workload == Workload::Read
-        && let (Some(before), Some(after)) = (version_before, stored_version(addr))
+        && let (Some(before), Some(after)) = (version_before, stored_version(control))
     {
         sample.saves_per_write = Some((after - before) as f64);
     }
     // keycard configurations delete their Redis session; elsewhere the route is absent (404).
-    let _ = http(addr, "POST", "/__cleanup", &[]);
+    let _ = http(control, "POST", "/__cleanup", &[]);
     drop(server);
     Ok(sample)
 }

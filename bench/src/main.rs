@@ -6,7 +6,7 @@
 //! cargo run --release -p keycard-bench --bin loadtest -- run            # the table, to stdout
 //! cargo run --release -p keycard-bench --bin loadtest -- run --write BENCHMARKS.md
 //! cargo run --release -p keycard-bench --bin loadtest -- memory         # bytes per in-memory session
-//! cargo run --release -p keycard-bench --bin loadtest -- serve keycard-memory 127.0.0.1:9000
+//! cargo run --release -p keycard-bench --bin loadtest -- serve keycard-memory 127.0.0.1:9000 127.0.0.1:9001
 //! ```
 //! `run` options: `--rounds N` (3), `--duration SECS` (8), `--connections N` (32),
 //! `--configs a,b,...` (all), `--write FILE` (regenerate the results section of FILE).
@@ -26,7 +26,7 @@ fn main() -> ExitCode {
         Some("run") => driver::run(&args[1..]),
         Some("memory") => memory::run(&args[1..]),
         _ => {
-            Err("usage: loadtest run [options] | memory [--sessions N] | serve CONFIG ADDR".into())
+            Err("usage: loadtest run [options] | memory [--sessions N] | serve CONFIG ADDR [CONTROL_ADDR]".into())
         }
     };
     match result {
@@ -39,20 +39,36 @@ fn main() -> ExitCode {
 }
 
 /// Runs one server until killed: a single worker thread, so the pinned core is its whole budget.
+/// `CONTROL_ADDR` (optional) serves the harness's control routes apart from the measured app.
 fn serve(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
-    let [config, addr] = args else {
-        return Err("usage: loadtest serve CONFIG ADDR".into());
+    let (config, addr, control_addr) = match args {
+        [config, addr] => (config, addr, None),
+        [config, addr, control] => (config, addr, Some(control)),
+        _ => return Err("usage: loadtest serve CONFIG ADDR [CONTROL_ADDR]".into()),
     };
     let config: servers::Config = config.parse()?;
     let addr: std::net::SocketAddr = addr.parse()?;
+    let control_addr: Option<std::net::SocketAddr> =
+        control_addr.map(|addr| addr.parse()).transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let app = servers::router(config).await?;
+        let server = servers::server(config).await?;
+        if let Some(control_addr) = control_addr {
+            let listener = tokio::net::TcpListener::bind(control_addr).await?;
+            tokio::spawn(async move { axum::serve(listener, server.control).await });
+        }
         let listener = tokio::net::TcpListener::bind(addr).await?;
-        axum::serve(listener, app).await?;
+        match server.app {
+            servers::App::Router(router) => axum::serve(listener, router).await?,
+            servers::App::Keycard(stack) => {
+                let make_service =
+                    axum::ServiceExt::<axum::extract::Request>::into_make_service(stack);
+                axum::serve(listener, make_service).await?;
+            }
+        }
         Ok(())
     })
 }

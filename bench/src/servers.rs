@@ -6,10 +6,13 @@ use std::str::FromStr;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use keycard::auth::SessionLoad;
 use keycard::extract::{MetadataRejection, Session};
+use keycard::headers::InjectHeadersService;
+use keycard::persist::Persist;
 use keycard::prelude::*;
 use keycard::redis::{CacheConfig, RedisStore};
-use keycard::rewrite::{RewriteRule, UrlRewrite};
+use keycard::rewrite::{RewriteRule, UrlRewrite, UrlRewriteService};
 use keycard::session::Session as StoredSession;
 use serde_json::{Value, json};
 use tower::ServiceBuilder;
@@ -99,17 +102,47 @@ fn hello_body() -> Json<Value> {
     Json(json!({"ok": true, "service": "bench", "items": [1, 2, 3]}))
 }
 
-/// The router for `config`.
-pub(crate) async fn router(config: Config) -> Result<Router, Box<dyn std::error::Error>> {
+/// What `loadtest serve` runs: the measured app, and the harness's control routes (the stored
+/// session's version, cleanup) on a listener of their own, so that no measured request pays for
+/// routing around them.
+pub(crate) struct Server {
+    pub(crate) app: App,
+    pub(crate) control: Router,
+}
+
+/// The measured service. keycard's stack wraps the whole router (as the rewrite layer requires)
+/// and is served directly, the way the README and the examples serve it.
+pub(crate) enum App {
+    Router(Router),
+    Keycard(KeycardStack),
+}
+
+/// SessionLoad → Persist → InjectHeaders → UrlRewrite → router.
+pub(crate) type KeycardStack =
+    SessionLoad<Persist<InjectHeadersService<UrlRewriteService<Router>>>>;
+
+impl Server {
+    fn app(app: Router) -> Self {
+        Self {
+            app: App::Router(app),
+            control: Router::new(),
+        }
+    }
+}
+
+/// The server for `config`.
+pub(crate) async fn server(config: Config) -> Result<Server, Box<dyn std::error::Error>> {
     Ok(match config {
-        Config::Bare => Router::new()
-            .route("/hello", get(|| async { hello_body() }))
-            .route("/visit", post(|| async { hello_body() })),
-        Config::KeycardMemory => keycard_router(seeded_memory_store().await?)?,
-        Config::KeycardRedis => keycard_router(seeded_redis_store(false).await?)?,
-        Config::KeycardRedisCached => keycard_router(seeded_redis_store(true).await?)?,
-        Config::TowerSessionsMemory => tower_sessions_router(),
-        Config::TowerSessionsRedis => tower_sessions_redis_router().await?,
+        Config::Bare => Server::app(
+            Router::new()
+                .route("/hello", get(|| async { hello_body() }))
+                .route("/visit", post(|| async { hello_body() })),
+        ),
+        Config::KeycardMemory => keycard_server(seeded_memory_store().await?)?,
+        Config::KeycardRedis => keycard_server(seeded_redis_store(false).await?)?,
+        Config::KeycardRedisCached => keycard_server(seeded_redis_store(true).await?)?,
+        Config::TowerSessionsMemory => Server::app(tower_sessions_router()),
+        Config::TowerSessionsRedis => Server::app(tower_sessions_redis_router().await?),
     })
 }
 
@@ -155,11 +188,12 @@ async fn seeded_redis_store(cache: bool) -> Result<RedisStore, Box<dyn std::erro
 
 /// keycard's full stack around the whole router: SessionLoad → Persist → InjectHeaders (3 sets,
 /// 1 removal) → UrlRewrite (`/hello` → `/v1/hello/$tyk_meta.shard`) → handler.
-/// `GET /__stats` answers the stored session's `version`, which every save bumps once: the
-/// harness compares it with the number of writing requests.
-fn keycard_router<St: SessionStore + Clone>(
+/// The control listener answers `GET /__stats` with the stored session's `version`, which every
+/// save bumps once (the harness compares it with the number of writing requests), and deletes
+/// the session on `POST /__cleanup`.
+fn keycard_server<St: SessionStore + Clone>(
     store: St,
-) -> Result<Router, Box<dyn std::error::Error>> {
+) -> Result<Server, Box<dyn std::error::Error>> {
     let inject = InjectHeaders::request()
         .remove("authorization")
         .set("x-user-id", "$tyk_meta.user_id")
@@ -172,14 +206,16 @@ fn keycard_router<St: SessionStore + Clone>(
     let routes = Router::new()
         .route("/v1/hello/{shard}", get(|| async { hello_body() }))
         .route("/visit", post(keycard_visit));
-    let stack = ServiceBuilder::new()
-        .layer(SessionLoadLayer::new(store.clone()))
-        .layer(PersistLayer::new(store.clone()))
-        .layer(inject)
-        .layer(rewrite)
-        .service(routes);
+    let app = App::Keycard(
+        ServiceBuilder::new()
+            .layer(SessionLoadLayer::new(store.clone()))
+            .layer(PersistLayer::new(store.clone()))
+            .layer(inject)
+            .layer(rewrite)
+            .service(routes),
+    );
     let stats_store = store.clone();
-    let app = Router::new()
+    let control = Router::new()
         .route(
             "/__cleanup",
             post(move || async move {
@@ -188,7 +224,6 @@ fn keycard_router<St: SessionStore + Clone>(
                 Json(json!({ "deleted": deleted }))
             }),
         )
-        .fallback_service(stack)
         .route(
             "/__stats",
             get(move || async move {
@@ -202,7 +237,7 @@ fn keycard_router<St: SessionStore + Clone>(
                 Json(json!({ "version": version }))
             }),
         );
-    Ok(app)
+    Ok(Server { app, control })
 }
 
 async fn keycard_visit(session: Session) -> Result<Json<Value>, MetadataRejection> {

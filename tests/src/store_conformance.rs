@@ -32,6 +32,7 @@ fn delta(f: impl FnOnce(&mut MetadataDelta)) -> MetadataDelta {
 pub async fn conformance<S: SessionStore>(store: Arc<S>) {
     create_is_exclusive(&*store).await;
     load_returns_what_was_stored(&*store).await;
+    shared_loads_follow_every_write(&*store).await;
     replace_checks_existence_and_version(&*store).await;
     apply_is_ordered_set_if_exists_and_keeps_expiry(&*store).await;
     delete_returns_the_session(&*store).await;
@@ -128,6 +129,63 @@ async fn load_returns_what_was_stored(store: &impl SessionStore) {
         serde_json::to_value(&evicted).unwrap()["meta_data"],
         json!({})
     );
+}
+
+/// `load_shared` (what the session-load layer calls on every request) answers as `load` does,
+/// after every kind of write, including a delete and a re-create under the same key.
+async fn shared_loads_follow_every_write(store: &impl SessionStore) {
+    async fn shared(store: &impl SessionStore) -> Option<Arc<Session>> {
+        let shared = store.load_shared(&id("shared")).await.unwrap();
+        let loaded = store.load(&id("shared")).await.unwrap();
+        assert_eq!(shared.as_deref(), loaded.as_ref());
+        shared
+    }
+    let key = id("shared");
+    assert!(shared(store).await.is_none());
+    store
+        .create(
+            Session::default()
+                .with_key_id(key.clone())
+                .with_alias("one"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(shared(store).await.unwrap().alias, "one");
+    let first = shared(store).await.unwrap();
+    store
+        .apply(
+            &key,
+            &delta(|d| {
+                d.set("plan", json!("gold"));
+            }),
+        )
+        .await
+        .unwrap();
+    let applied = shared(store).await.unwrap();
+    assert_eq!(applied.meta_data["plan"], "gold");
+    assert!(first.meta_data.is_empty(), "an earlier copy never changes");
+    store
+        .replace(
+            Session::default()
+                .with_key_id(key.clone())
+                .with_alias("two"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(shared(store).await.unwrap().alias, "two");
+    store.delete(&key).await.unwrap();
+    assert!(shared(store).await.is_none());
+    store
+        .create(
+            Session::default()
+                .with_key_id(key.clone())
+                .with_alias("three"),
+        )
+        .await
+        .unwrap();
+    let recreated = shared(store).await.unwrap();
+    assert_eq!((recreated.alias.as_str(), recreated.version), ("three", 1));
+    store.delete(&key).await.unwrap();
 }
 
 async fn replace_checks_existence_and_version(store: &impl SessionStore) {

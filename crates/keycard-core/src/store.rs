@@ -27,12 +27,13 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
 use std::ops::Bound;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::key::KeyId;
@@ -99,6 +100,15 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Loads a session; `None` when there is none (or it is past its expiry grace period).
     fn load<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>>;
 
+    /// Loads a session to be shared read-only, as the session-load layer does on every request.
+    ///
+    /// The default wraps [`load`](SessionStore::load). Stores that keep decoded sessions (the
+    /// [`MemoryStore`], a cached `RedisStore`) override it to hand out the same `Arc` until the
+    /// session changes, so a request that only reads metadata copies nothing.
+    fn load_shared<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Arc<Session>>> {
+        Box::pin(async move { Ok(self.load(key_id).await?.map(Arc::new)) })
+    }
+
     /// Stores a new session under `session.key_id`; [`StoreError::AlreadyExists`] if taken.
     /// Sets `version` to 1 and fills `date_created`/`last_updated` when they are 0.
     fn create(&self, session: Session) -> StoreFuture<'_, Session>;
@@ -140,6 +150,12 @@ macro_rules! forward_store {
         impl<T: SessionStore + ?Sized> SessionStore for $ty {
             fn load<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
                 (**self).load(key_id)
+            }
+            fn load_shared<'a>(
+                &'a self,
+                key_id: &'a KeyId,
+            ) -> StoreFuture<'a, Option<Arc<Session>>> {
+                (**self).load_shared(key_id)
             }
             fn create(&self, session: Session) -> StoreFuture<'_, Session> {
                 (**self).create(session)
@@ -196,16 +212,23 @@ const SWEEP_EVERY_SECS: i64 = 60;
 /// Sessions are kept in a compact encoded form (a few hundred bytes each with a handful of
 /// metadata entries, rather than a `Session` and its metadata map); `load` rebuilds the
 /// [`Session`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct MemoryStore {
     inner: Arc<MemoryInner>,
 }
 
-#[derive(Debug, Default)]
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Debug)]
 struct MemoryInner {
     state: RwLock<MemoryState>,
     grace_secs: i64,
     writes: AtomicU64,
+    decoded: Decoded,
 }
 
 #[derive(Debug, Default)]
@@ -218,9 +241,59 @@ struct MemoryState {
     by_alias: BTreeSet<(u64, Slot)>,
     alias_hasher: RandomState,
     last_sweep: i64,
+    /// The stamp of the last record written.
+    last_stamp: u64,
+}
+
+/// How many decoded sessions a [`MemoryStore`] keeps for [`SessionStore::load_shared`].
+const DECODED_SLOTS: usize = 1024;
+
+/// Recently loaded sessions, decoded and shared, so that the requests of a busy key neither decode
+/// nor copy its session. A direct-mapped table indexed by the record's stamp: bounded memory, and
+/// an entry is served only while its stamp is the stored record's, so any write makes it stale
+/// without an explicit invalidation.
+struct Decoded(Box<[Mutex<Option<DecodedEntry>>]>);
+
+/// A decoded session and the stamp of the record it was decoded from.
+type DecodedEntry = (u64, Arc<Session>);
+
+impl Decoded {
+    fn new(slots: usize) -> Self {
+        Self((0..slots).map(|_| Mutex::new(None)).collect())
+    }
+
+    fn get(&self, record: &Record, key_id: &KeyId) -> Result<Arc<Session>, Corrupt> {
+        // Stamps are handed out in sequence, so consecutive writes land in different slots.
+        let slot = &self.0[(record.stamp % self.0.len() as u64) as usize];
+        // The slot only ever holds a complete entry, so a poisoned lock is still consistent.
+        let lock = || slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((stamp, session)) = &*lock()
+            && *stamp == record.stamp
+        {
+            return Ok(session.clone());
+        }
+        let session = Arc::new(record.session(key_id.clone())?);
+        // The entry it replaces is dropped after the lock is released.
+        let _evicted = lock().replace((record.stamp, session.clone()));
+        Ok(session)
+    }
+}
+
+impl fmt::Debug for Decoded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decoded")
+            .field("slots", &self.0.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl MemoryState {
+    /// A stamp no record of this store has had: every record written gets a new one.
+    fn next_stamp(&mut self) -> u64 {
+        self.last_stamp += 1;
+        self.last_stamp
+    }
+
     fn alias_hash(&self, alias: &str) -> u64 {
         self.alias_hasher.hash_one(alias)
     }
@@ -257,6 +330,7 @@ impl MemoryStore {
                 }),
                 grace_secs: i64::try_from(grace.as_secs()).unwrap_or(i64::MAX),
                 writes: AtomicU64::new(0),
+                decoded: Decoded::new(DECODED_SLOTS),
             }),
         }
     }
@@ -365,6 +439,19 @@ impl SessionStore for MemoryStore {
         ready(session.map_err(StoreError::from))
     }
 
+    fn load_shared<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Arc<Session>>> {
+        let slot = Slot::of(key_id.as_str());
+        let now = unix_now();
+        let state = self.inner.read();
+        let session = match state.sessions.get(&slot) {
+            Some(record) if self.inner.live(record, now) => {
+                self.inner.decoded.get(record, key_id).map(Some)
+            }
+            _ => Ok(None),
+        };
+        ready(session.map_err(StoreError::from))
+    }
+
     fn create(&self, mut session: Session) -> StoreFuture<'_, Session> {
         let slot = Slot::of(session.key_id.as_str());
         let body = Body::encode(&session);
@@ -383,7 +470,10 @@ impl SessionStore for MemoryStore {
             session.version = 1;
             let entry = (state.alias_hash(&session.alias), slot.clone());
             state.by_alias.insert(entry);
-            state.sessions.insert(slot, Record::new(&session, body));
+            let stamp = state.next_stamp();
+            state
+                .sessions
+                .insert(slot, Record::new(&session, body, stamp));
             Ok(session)
         }))
     }
@@ -392,6 +482,7 @@ impl SessionStore for MemoryStore {
         let slot = Slot::of(session.key_id.as_str());
         let body = Body::encode(&session);
         ready(self.inner.write_op(|state, now| {
+            let stamp = state.next_stamp();
             let Some(stored) = state
                 .sessions
                 .get_mut(&slot)
@@ -408,7 +499,7 @@ impl SessionStore for MemoryStore {
             session.date_created = stored.date_created;
             session.last_updated = now;
             session.version = stored.version + 1;
-            let old = std::mem::replace(stored, Record::new(&session, body));
+            let old = std::mem::replace(stored, Record::new(&session, body, stamp));
             if old.alias().ok() != Some(session.alias.as_str()) {
                 let entry = state.indexed(&slot, &old);
                 state.by_alias.remove(&entry);
@@ -426,6 +517,7 @@ impl SessionStore for MemoryStore {
     ) -> StoreFuture<'a, Option<Session>> {
         let slot = Slot::of(key_id.as_str());
         ready(self.inner.write_op(|state, now| {
+            let stamp = state.next_stamp();
             let Some(stored) = state
                 .sessions
                 .get_mut(&slot)
@@ -437,7 +529,7 @@ impl SessionStore for MemoryStore {
             delta.apply_to(&mut session.meta_data);
             session.version += 1;
             session.last_updated = now;
-            *stored = Record::new(&session, Body::encode(&session));
+            *stored = Record::new(&session, Body::encode(&session), stamp);
             Ok(Some(session))
         }))
     }
@@ -537,6 +629,72 @@ mod tests {
             store.create(session(1)).await,
             Err(StoreError::AlreadyExists)
         ));
+    }
+
+    #[tokio::test]
+    async fn shared_loads_share_one_decode_until_the_session_changes() {
+        let store = MemoryStore::new();
+        store.create(session(1)).await.unwrap();
+        let first = store.load_shared(&id(1)).await.unwrap().unwrap();
+        let again = store.load_shared(&id(1)).await.unwrap().unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(*first, store.load(&id(1)).await.unwrap().unwrap());
+
+        let mut delta = MetadataDelta::new();
+        delta.set("plan", json!("gold"));
+        store.apply(&id(1), &delta).await.unwrap();
+        let changed = store.load_shared(&id(1)).await.unwrap().unwrap();
+        assert_eq!(changed.meta_data["plan"], "gold");
+        assert_eq!(changed.version, 2);
+        // The copy handed out before the write is unchanged.
+        assert!(first.meta_data.is_empty());
+
+        store.replace(session(1).with_alias("bob")).await.unwrap();
+        assert_eq!(
+            store.load_shared(&id(1)).await.unwrap().unwrap().alias,
+            "bob"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_recreated_session_is_never_served_from_its_old_decode() {
+        let store = MemoryStore::new();
+        store.create(session(1)).await.unwrap();
+        let old = store.load_shared(&id(1)).await.unwrap().unwrap();
+        store.delete(&id(1)).await.unwrap();
+        assert!(store.load_shared(&id(1)).await.unwrap().is_none());
+        // Same key, same version (1) as before: only the stamp tells them apart.
+        store.create(session(1).with_alias("carol")).await.unwrap();
+        let new = store.load_shared(&id(1)).await.unwrap().unwrap();
+        assert_eq!((old.version, new.version), (1, 1));
+        assert_eq!(new.alias, "carol");
+    }
+
+    #[tokio::test]
+    async fn shared_loads_of_many_sessions_stay_correct_past_the_table_size() {
+        let store = MemoryStore::new();
+        let n = u32::try_from(DECODED_SLOTS).unwrap() + 100;
+        for i in 0..n {
+            store
+                .create(session(i).with_alias(format!("a{i}")))
+                .await
+                .unwrap();
+        }
+        for _ in 0..2 {
+            for i in (0..n).step_by(7) {
+                let loaded = store.load_shared(&id(i)).await.unwrap().unwrap();
+                assert_eq!(loaded.alias, format!("a{i}"));
+                assert_eq!(loaded.key_id, id(i));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn default_store_keeps_the_default_grace_period() {
+        let store = MemoryStore::default();
+        let expired = session(1).with_expires(unix_now() - 10);
+        store.create(expired).await.unwrap();
+        assert!(store.load_shared(&id(1)).await.unwrap().is_some());
     }
 
     #[tokio::test]

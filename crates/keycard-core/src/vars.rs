@@ -234,10 +234,24 @@ impl Template {
         &self,
         vars: &(impl Vars + ?Sized),
     ) -> Result<Rendered<http::HeaderValue>, RenderError> {
+        let invalid = |_| RenderError::InvalidHeaderValue;
+        // The common case, a header that is one string metadata value: copied once, straight
+        // from the metadata.
+        if let [Part::Meta(name)] = &*self.parts
+            && let Some(Value::String(text)) =
+                vars.metadata().and_then(|meta| lookup_meta(meta, name))
+        {
+            let value = http::HeaderValue::from_str(text).map_err(invalid)?;
+            return Ok(Rendered {
+                value,
+                missing: false,
+            });
+        }
         let Rendered { value, missing } = self.render_text(vars);
-        // `TryFrom<String>` hands the buffer over without copying it.
-        let value =
-            http::HeaderValue::try_from(value).map_err(|_| RenderError::InvalidHeaderValue)?;
+        // An exact-size buffer becomes the header's bytes without a copy or a second allocation
+        // (a `Vec` with spare capacity would need one).
+        let bytes = bytes::Bytes::from(value.into_bytes().into_boxed_slice());
+        let value = http::HeaderValue::from_maybe_shared(bytes).map_err(invalid)?;
         Ok(Rendered { value, missing })
     }
 

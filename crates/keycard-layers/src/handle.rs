@@ -44,7 +44,8 @@ pub struct SessionHandle {
 }
 
 struct HandleState {
-    session: Session,
+    /// Shared with the store's decoded copy until the first write (copy on write).
+    session: Arc<Session>,
     delta: MetadataDelta,
     limits: MetadataLimits,
 }
@@ -52,6 +53,14 @@ struct HandleState {
 impl SessionHandle {
     /// A handle over `session` (the policy-applied view) whose writes are checked by `limits`.
     pub fn new(session: Session, limits: MetadataLimits) -> Self {
+        Self::shared(Arc::new(session), limits)
+    }
+
+    /// A handle over a session shared with others (as [`SessionStore::load_shared`] returns
+    /// it); it is copied on the first write, so the others never see this request's changes.
+    ///
+    /// [`SessionStore::load_shared`]: keycard_core::store::SessionStore::load_shared
+    pub fn shared(session: Arc<Session>, limits: MetadataLimits) -> Self {
         Self {
             inner: Arc::new(Mutex::new(HandleState {
                 session,
@@ -125,7 +134,9 @@ impl SessionHandle {
             Some(_) => {}
             None => limits.check_count(session.meta_data.len() + 1)?,
         }
-        session.meta_data.insert(key.clone(), value.clone());
+        Arc::make_mut(session)
+            .meta_data
+            .insert(key.clone(), value.clone());
         delta.set(key, value);
         Ok(())
     }
@@ -133,18 +144,19 @@ impl SessionHandle {
     /// Removes `key` (Auth0 Actions' `deleteMetadata`); returns whether it was there.
     pub fn delete_metadata(&self, key: &str) -> bool {
         let mut state = self.lock();
-        let removed = state.session.meta_data.remove(key).is_some();
-        if removed {
-            state.delta.delete(key);
+        if !state.session.meta_data.contains_key(key) {
+            return false;
         }
-        removed
+        Arc::make_mut(&mut state.session).meta_data.remove(key);
+        state.delta.delete(key);
+        true
     }
 
     /// Removes every entry (Auth0 Actions' `evictMetadata`).
     pub fn evict_metadata(&self) {
         let mut state = self.lock();
         if !state.session.meta_data.is_empty() {
-            state.session.meta_data.clear();
+            Arc::make_mut(&mut state.session).meta_data.clear();
             state.delta.evict();
         }
     }
@@ -215,6 +227,25 @@ mod tests {
         expected.set("a", json!("x")).delete("b");
         assert_eq!(h.take_changes(), expected);
         assert!(!h.is_changed());
+    }
+
+    #[test]
+    fn writes_copy_a_shared_session_and_leave_the_original() {
+        let Value::Object(meta) = json!({"a": "1", "b": "2"}) else {
+            unreachable!()
+        };
+        let stored = Arc::new(Session::new(meta));
+        let h = SessionHandle::shared(stored.clone(), MetadataLimits::tyk());
+        h.set_metadata("a", json!("1")).unwrap(); // no change: no copy
+        h.with_session(|s| assert!(std::ptr::eq(s, &*stored)));
+        h.set_metadata("a", json!("x")).unwrap();
+        h.delete_metadata("b");
+        assert_eq!(h.get("a"), Some(json!("x")));
+        assert_eq!(stored.meta_data["a"], "1");
+        assert_eq!(stored.meta_data["b"], "2");
+        let other = SessionHandle::shared(stored.clone(), MetadataLimits::tyk());
+        other.evict_metadata();
+        assert_eq!(stored.meta_data.len(), 2);
     }
 
     #[test]

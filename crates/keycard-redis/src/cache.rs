@@ -3,7 +3,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use keycard_core::session::{Session, unix_now};
@@ -65,7 +65,7 @@ struct State {
 
 #[derive(Debug)]
 struct Entry {
-    session: Session,
+    session: Arc<Session>,
     at: Instant,
     seq: u64,
 }
@@ -99,7 +99,7 @@ impl LocalCache {
         self.shard(key_id).load(Ordering::Acquire)
     }
 
-    pub(crate) fn get(&self, key_id: &str) -> Option<Session> {
+    pub(crate) fn get(&self, key_id: &str) -> Option<Arc<Session>> {
         if !self.tracking.load(Ordering::Acquire) {
             return None;
         }
@@ -115,7 +115,7 @@ impl LocalCache {
     }
 
     /// Caches a loaded session unless its shard was invalidated since `epoch` was taken.
-    pub(crate) fn fill(&self, session: &Session, epoch: u64) {
+    pub(crate) fn fill(&self, session: &Arc<Session>, epoch: u64) {
         if self.config.max_entries == 0 || !self.tracking.load(Ordering::Acquire) {
             return;
         }
@@ -200,8 +200,8 @@ mod tests {
     use super::*;
     use keycard_core::key::{ApiKey, KeyId};
 
-    fn session(n: u32) -> Session {
-        Session::default().with_key_id(KeyId::of(&ApiKey::new(format!("k{n}"))))
+    fn session(n: u32) -> Arc<Session> {
+        Arc::new(Session::default().with_key_id(KeyId::of(&ApiKey::new(format!("k{n}")))))
     }
 
     fn cache(max: usize, ttl: Duration) -> LocalCache {
@@ -241,7 +241,7 @@ mod tests {
         assert!(cache.get(s.key_id.as_str()).is_none());
 
         let cache = self::cache(10, Duration::from_secs(10));
-        let dead = session(2).with_expires(unix_now() - 5);
+        let dead = Arc::new(Arc::unwrap_or_clone(session(2)).with_expires(unix_now() - 5));
         cache.fill(&dead, cache.epoch(dead.key_id.as_str()));
         assert!(cache.get(dead.key_id.as_str()).is_none());
     }

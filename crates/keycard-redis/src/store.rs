@@ -455,6 +455,31 @@ impl Inner {
             .collect()
     }
 
+    /// One `HGETALL`, or a cache hit: the cached `Arc` itself, which `load` unwraps (copying
+    /// only a session the cache also holds).
+    async fn load_arc(&self, key_id: &KeyId) -> Result<Option<Arc<Session>>, StoreError> {
+        let epoch = match &self.cache {
+            Some(cache) => {
+                if let Some(session) = cache.get(key_id.as_str()) {
+                    return Ok(Some(session));
+                }
+                Some(cache.epoch(key_id.as_str()))
+            }
+            None => None,
+        };
+        let reply: Value = self
+            .client
+            .hgetall(self.layout.session(key_id))
+            .await
+            .map_err(store_error)?;
+        let session =
+            layout::decode(layout::hash(reply)?)?.map(|s| Arc::new(s.with_key_id(key_id.clone())));
+        if let (Some(cache), Some(epoch), Some(session)) = (&self.cache, epoch, &session) {
+            cache.fill(session, epoch);
+        }
+        Ok(session)
+    }
+
     async fn load_many(&self, ids: &[String]) -> Result<Vec<Option<Session>>, StoreError> {
         let pipeline = self.client.pipeline();
         for id in ids {
@@ -552,29 +577,11 @@ impl Inner {
 
 impl SessionStore for RedisStore {
     fn load<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
-        Box::pin(async move {
-            let inner = &*self.inner;
-            let epoch = match &inner.cache {
-                Some(cache) => {
-                    if let Some(session) = cache.get(key_id.as_str()) {
-                        return Ok(Some(session));
-                    }
-                    Some(cache.epoch(key_id.as_str()))
-                }
-                None => None,
-            };
-            let reply: Value = inner
-                .client
-                .hgetall(inner.layout.session(key_id))
-                .await
-                .map_err(store_error)?;
-            let session =
-                layout::decode(layout::hash(reply)?)?.map(|s| s.with_key_id(key_id.clone()));
-            if let (Some(cache), Some(epoch), Some(session)) = (&inner.cache, epoch, &session) {
-                cache.fill(session, epoch);
-            }
-            Ok(session)
-        })
+        Box::pin(async move { Ok(self.inner.load_arc(key_id).await?.map(Arc::unwrap_or_clone)) })
+    }
+
+    fn load_shared<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Arc<Session>>> {
+        Box::pin(self.inner.load_arc(key_id))
     }
 
     fn create(&self, mut session: Session) -> StoreFuture<'_, Session> {

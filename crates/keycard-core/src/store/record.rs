@@ -131,6 +131,9 @@ pub(super) struct Record {
     pub(super) date_created: i64,
     pub(super) last_updated: i64,
     pub(super) version: u64,
+    /// Unique to this write of the record within its store: what the store's table of decoded
+    /// sessions checks an entry against.
+    pub(super) stamp: u64,
     body: Body,
 }
 
@@ -211,12 +214,13 @@ impl Body {
 
 impl Record {
     /// The record of `session`, whose other fields `body` encodes.
-    pub(super) fn new(session: &Session, body: Body) -> Self {
+    pub(super) fn new(session: &Session, body: Body, stamp: u64) -> Self {
         Self {
             expires: session.expires,
             date_created: session.date_created,
             last_updated: session.last_updated,
             version: session.version,
+            stamp,
             body,
         }
     }
@@ -462,7 +466,7 @@ mod tests {
     use serde_json::json;
 
     fn round_trip(session: &Session) -> Session {
-        let record = Record::new(session, Body::encode(session));
+        let record = Record::new(session, Body::encode(session), 1);
         assert_eq!(record.alias().unwrap(), session.alias);
         record.session(session.key_id.clone()).unwrap()
     }
@@ -632,13 +636,14 @@ mod tests {
                 date_created: 0,
                 last_updated: 0,
                 version: 0,
+                stamp: 0,
                 body: Body(body[..len].into()),
             };
             assert!(record.session(KeyId::default()).is_err(), "length {len}");
         }
         let mut padded = body.to_vec();
         padded.push(0);
-        let record = Record::new(&Session::default(), Body(padded.into()));
+        let record = Record::new(&Session::default(), Body(padded.into()), 1);
         assert!(record.session(KeyId::default()).is_err());
     }
 

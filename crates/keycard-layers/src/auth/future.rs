@@ -16,7 +16,7 @@ use super::layer::Config;
 /// The store lookup. The store is a trait object, so this one step is boxed; the inner service's
 /// future is not.
 pub(super) type LoadFuture =
-    Pin<Box<dyn Future<Output = (KeyId, Result<Option<Session>, StoreError>)> + Send>>;
+    Pin<Box<dyn Future<Output = (KeyId, Result<Option<Arc<Session>>, StoreError>)> + Send>>;
 
 pin_project! {
     /// The response future of [`SessionLoad`](super::SessionLoad).

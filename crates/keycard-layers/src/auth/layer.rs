@@ -186,7 +186,7 @@ where
         request.extensions_mut().insert(key);
         let store = config.store.clone();
         let load: LoadFuture = Box::pin(async move {
-            let loaded = store.load(&key_id).await;
+            let loaded = store.load_shared(&key_id).await;
             (key_id, loaded)
         });
         // The clone that was driven to readiness is the one that gets the call.
@@ -234,7 +234,7 @@ impl Config {
     pub(super) fn admit(
         &self,
         key_id: &KeyId,
-        loaded: Result<Option<Session>, StoreError>,
+        loaded: Result<Option<Arc<Session>>, StoreError>,
     ) -> Result<SessionHandle, Rejection> {
         let key = key_id.short();
         let mut session = match loaded {
@@ -248,7 +248,11 @@ impl Config {
                 return Err(Rejection::Unavailable);
             }
         };
-        if let Err(missing) = apply_policies(&mut session, &*self.policies) {
+        // The stored session is shared (see `SessionStore::load_shared`): only a session that
+        // lists policies is copied here, to hold its policy-applied view.
+        if !session.apply_policies.is_empty()
+            && let Err(missing) = apply_policies(Arc::make_mut(&mut session), &*self.policies)
+        {
             tracing::warn!(key, policy = %missing.id, "keycard: session lists a policy that does not exist");
             return Err(Rejection::UnknownKey);
         }
@@ -263,8 +267,8 @@ impl Config {
         // Stores return the session under the id it was loaded by; only a store that leaves the
         // field empty pays for a copy.
         if session.key_id != *key_id {
-            session.key_id = key_id.clone();
+            Arc::make_mut(&mut session).key_id = key_id.clone();
         }
-        Ok(SessionHandle::new(session, self.limits.clone()))
+        Ok(SessionHandle::shared(session, self.limits.clone()))
     }
 }

@@ -309,17 +309,20 @@ struct Config {
 
 impl Config {
     /// The rule sets that apply to a request, in application order.
-    fn applicable(&self, method: &Method, path: &str) -> Vec<usize> {
+    fn applicable(&self, method: &Method, path: &str) -> Cow<'static, [usize]> {
+        if self.scoped.is_empty() {
+            return Cow::Borrowed(&[0]);
+        }
         let scoped = self
             .scoped
             .iter()
             .enumerate()
             .filter(|(_, (scope, _))| scope.matches(method, path))
             .map(|(i, _)| i + 1);
-        match self.side {
+        Cow::Owned(match self.side {
             Side::Request => std::iter::once(0).chain(scoped).collect(),
             Side::Response => scoped.chain(std::iter::once(0)).collect(),
-        }
+        })
     }
 
     fn rules(&self, index: usize) -> &CompiledRules {
@@ -336,7 +339,8 @@ impl Config {
         sets: &[usize],
         vars: &(impl Vars + ?Sized),
     ) -> Result<Vec<(&HeaderName, HeaderValue)>, RenderError> {
-        let mut rendered = Vec::new();
+        let count = sets.iter().map(|&index| self.rules(index).set.len()).sum();
+        let mut rendered = Vec::with_capacity(count);
         for &index in sets {
             for rule in &self.rules(index).set {
                 let value = rule.template.render_header(vars)?;
@@ -478,7 +482,7 @@ fn with_metadata<R>(handle: Option<&SessionHandle>, f: impl FnOnce(Option<&Metad
 /// What a response rule set needs once the response arrives.
 struct ResponsePlan {
     config: Arc<Config>,
-    sets: Vec<usize>,
+    sets: Cow<'static, [usize]>,
     handle: Option<SessionHandle>,
     context: HashMap<String, String>,
 }

@@ -2,14 +2,13 @@
 //! target and swap the URI.
 
 use std::borrow::Cow;
-use std::ops::Range;
 
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri};
 use keycard_core::metadata::Metadata;
 use keycard_core::vars::{Template, Vars};
-use regex::Captures;
+use regex::{CaptureLocations, Captures};
 use serde_json::Value;
 
 use super::RewrittenFrom;
@@ -23,41 +22,48 @@ use crate::response::json_error;
 /// (`a*`) must not turn a 1 MiB body into a million context entries.
 pub(super) const MAX_PAYLOAD_MATCHES: usize = 64;
 
-/// The rule that matched a request, and where its groups are in the matched text.
+/// The rule that matched a request, and where its groups are in the request's path and query
+/// (which stay on the request until the rewrite replaces them).
 #[derive(Debug)]
 pub(super) struct Matched {
     pub(super) rule: usize,
-    text: String,
-    groups: Vec<Option<Range<usize>>>,
+    groups: CaptureLocations,
 }
 
 impl Matched {
     /// The first rule (in the order added) whose method fits and whose pattern matches the
-    /// request's path and query as the request has them. One pass of the rule set finds the
-    /// candidates; only the winner runs again for its groups.
+    /// request's path and query as the request has them. With several rules, one pass of the
+    /// rule set finds the candidates and only the winner runs again for its groups; a single
+    /// rule runs once.
     pub(super) fn find(config: &Config, method: &Method, uri: &Uri) -> Option<Self> {
-        let text = uri
-            .path_and_query()
-            .map_or(uri.path(), PathAndQuery::as_str);
-        let candidates = config.set.matches(text);
-        let rule = candidates.iter().find(|&index| {
-            config.rules[index]
+        let text = matched_text(uri);
+        let fits = |index: &usize| {
+            config.rules[*index]
                 .method
                 .as_ref()
                 .is_none_or(|wanted| wanted == method)
-        })?;
-        let captures = config.rules[rule].regex.captures(text)?;
-        Some(Self {
-            rule,
-            groups: captures.iter().map(|m| m.map(|m| m.range())).collect(),
-            text: text.to_owned(),
-        })
+        };
+        let rule = match config.rules.len() {
+            1 => Some(0).filter(fits)?,
+            _ => config.set.matches(text).iter().find(fits)?,
+        };
+        let regex = &config.rules[rule].regex;
+        let mut groups = regex.capture_locations();
+        regex.captures_read(&mut groups, text)?;
+        Some(Self { rule, groups })
     }
 
-    fn group(&self, index: usize) -> Option<&str> {
-        let range = self.groups.get(index)?.clone()?;
-        Some(&self.text[range])
+    /// Group `index` of the match in `text`, the text [`Matched::find`] matched.
+    fn group<'t>(&self, text: &'t str, index: usize) -> Option<&'t str> {
+        let (start, end) = self.groups.get(index)?;
+        text.get(start..end)
     }
+}
+
+/// What rewrite patterns match: the path and query as the request has them.
+fn matched_text(uri: &Uri) -> &str {
+    uri.path_and_query()
+        .map_or(uri.path(), PathAndQuery::as_str)
 }
 
 /// Why a matched request is refused.
@@ -92,6 +98,7 @@ impl Refusal {
 struct RewriteVars<'a> {
     request: RequestVars<'a>,
     matched: &'a Matched,
+    text: &'a str,
 }
 
 impl Vars for RewriteVars<'_> {
@@ -104,7 +111,7 @@ impl Vars for RewriteVars<'_> {
     }
 
     fn capture(&self, index: usize) -> Option<&str> {
-        self.matched.group(index)
+        self.matched.group(self.text, index)
     }
 }
 
@@ -159,27 +166,26 @@ fn render<B>(
     let vars = RewriteVars {
         request: RequestVars::new(request, metadata, config.forwarded_for),
         matched,
+        text: matched_text(request.uri()),
     };
     let rendered = template.render_url(&vars).map_err(|error| {
         tracing::warn!(%error, "keycard: URL rewrite target refused");
         Refusal::InvalidTarget
     })?;
-    config.target_uri(request.uri(), &rendered.value)
+    config.target_uri(request.uri(), rendered.value)
 }
 
 impl Config {
     /// The URI a rendered target stands for: absolute (`http(s)://host/...`, checked against the
     /// allow-list), or a path (a leading `/` added if missing) on the request's own
     /// scheme and authority.
-    fn target_uri(&self, original: &Uri, rendered: &str) -> Result<Uri, Refusal> {
+    fn target_uri(&self, original: &Uri, rendered: String) -> Result<Uri, Refusal> {
+        let target_len = rendered.len();
         let invalid = |_| {
-            tracing::warn!(
-                target_len = rendered.len(),
-                "keycard: URL rewrite target is not a valid URL"
-            );
+            tracing::warn!(target_len, "keycard: URL rewrite target is not a valid URL");
             Refusal::InvalidTarget
         };
-        if is_absolute(rendered) {
+        if is_absolute(&rendered) {
             let uri: Uri = rendered.parse().map_err(|_| invalid(()))?;
             let Some(host) = uri.host() else {
                 return Err(invalid(()));
@@ -194,11 +200,15 @@ impl Config {
             return Ok(uri);
         }
         let path = match rendered.starts_with('/') {
-            true => Cow::Borrowed(rendered),
-            false => Cow::Owned(format!("/{rendered}")),
+            true => rendered,
+            false => format!("/{rendered}"),
         };
-        let path = PathAndQuery::try_from(path.as_ref()).map_err(|_| invalid(()))?;
-        let mut parts = original.clone().into_parts();
+        // An exact-size buffer becomes the URI's bytes without another copy.
+        let bytes = Bytes::from(path.into_bytes().into_boxed_slice());
+        let path = PathAndQuery::from_maybe_shared(bytes).map_err(|_| invalid(()))?;
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = original.scheme().cloned();
+        parts.authority = original.authority().cloned();
         parts.path_and_query = Some(path);
         Uri::from_parts(parts).map_err(|_| invalid(()))
     }
