@@ -467,13 +467,16 @@ impl Inner {
             }
             None => None,
         };
-        let reply: Value = self
+        // Raw, so the reply is decoded once, by `layout`, rather than first into the client's
+        // generic values (a hash map of them, for HGETALL).
+        let hgetall = CustomCommand::new_static("HGETALL", ClusterHash::FirstKey, false);
+        let reply = self
             .client
-            .hgetall(self.layout.session(key_id))
+            .custom_raw(hgetall, vec![self.layout.session(key_id)])
             .await
             .map_err(store_error)?;
-        let session =
-            layout::decode(layout::hash(reply)?)?.map(|s| Arc::new(s.with_key_id(key_id.clone())));
+        let session = layout::decode(layout::hash_frame(reply)?)?
+            .map(|s| Arc::new(s.with_key_id(key_id.clone())));
         if let (Some(cache), Some(epoch), Some(session)) = (&self.cache, epoch, &session) {
             cache.fill(session, epoch);
         }
@@ -711,7 +714,7 @@ impl SessionStore for RedisStore {
                 .await;
             inner.invalidate(key_id);
             let fields = layout::hash(reply?)?;
-            let token = fields.get("i").cloned().unwrap_or_default();
+            let token = fields.get_str("i").unwrap_or_default().to_owned();
             let Some(session) = layout::decode(fields)? else {
                 return Ok(None);
             };
