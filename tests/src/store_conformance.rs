@@ -48,6 +48,7 @@ async fn assert_apply_is_a_no_op(store: &impl SessionStore, key_id: &KeyId) {
         d.set("a", json!(1));
     });
     assert_eq!(store.apply(key_id, &set).await.unwrap(), None);
+    assert_eq!(store.save_changes(key_id, &set).await.unwrap(), None);
     assert_eq!(store.load(key_id).await.unwrap(), None);
 }
 
@@ -300,6 +301,28 @@ async fn apply_is_ordered_set_if_exists_and_keeps_expiry(store: &impl SessionSto
     );
     assert_eq!(evicted.version, 3);
     assert_eq!(evicted.expires, far);
+
+    // `save_changes` (persist's call) applies the same way and answers only the new version.
+    let saved = store
+        .save_changes(
+            &id("apply"),
+            &delta(|d| {
+                d.set("after", json!(false)).set("more", json!([1]));
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(saved, Some(4));
+    let reloaded = store.load(&id("apply")).await.unwrap().unwrap();
+    assert_eq!(
+        (reloaded.version, reloaded.expires),
+        (4, far),
+        "version bumped, expiry kept"
+    );
+    assert_eq!(
+        serde_json::Value::Object(reloaded.meta_data),
+        json!({"after": false, "more": [1]})
+    );
 
     // Never recreates a deleted (or never created) session.
     assert_apply_is_a_no_op(store, &id("apply-none")).await;

@@ -126,6 +126,18 @@ pub trait SessionStore: Send + Sync + 'static {
         delta: &'a MetadataDelta,
     ) -> StoreFuture<'a, Option<Session>>;
 
+    /// Applies a delta exactly as [`apply`](SessionStore::apply) does, for a caller that needs
+    /// only the new [`Session::version`] (`None`: the session does not exist). This is what
+    /// persist calls after every request that changed metadata. The default calls `apply`; a
+    /// networked store overrides it so the updated session need not travel back.
+    fn save_changes<'a>(
+        &'a self,
+        key_id: &'a KeyId,
+        delta: &'a MetadataDelta,
+    ) -> StoreFuture<'a, Option<u64>> {
+        Box::pin(async move { Ok(self.apply(key_id, delta).await?.map(|s| s.version)) })
+    }
+
     /// Deletes a session and returns what was stored.
     fn delete<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>>;
 
@@ -169,6 +181,13 @@ macro_rules! forward_store {
                 delta: &'a MetadataDelta,
             ) -> StoreFuture<'a, Option<Session>> {
                 (**self).apply(key_id, delta)
+            }
+            fn save_changes<'a>(
+                &'a self,
+                key_id: &'a KeyId,
+                delta: &'a MetadataDelta,
+            ) -> StoreFuture<'a, Option<u64>> {
+                (**self).save_changes(key_id, delta)
             }
             fn delete<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
                 (**self).delete(key_id)

@@ -224,9 +224,9 @@ where
                     let store = layer.store;
                     let apply: ApplyFuture = Box::pin(async move {
                         store
-                            .apply(&key_id, &changes)
+                            .save_changes(&key_id, &changes)
                             .await
-                            .map(|saved| saved.is_some())
+                            .map(|version| version.is_some())
                     });
                     this.state.set(State::Saving {
                         apply,

@@ -66,10 +66,12 @@ return {2, version, created, now, old, token}
 "
 );
 
-/// `KEYS[1]` session. `ARGV`: ops `s key raw-json` | `d key` | `e`. Set-if-exists: returns
-/// `false` when there is no session, else the whole hash (`HGETALL`) after the change. Field
-/// writes keep the key's TTL.
-const APPLY: &str = r"
+/// The body of the apply scripts: `KEYS[1]` session, `ARGV` ops `s key raw-json` | `d key` |
+/// `e`. Set-if-exists (`false` when there is no session); field writes keep the key's TTL; leaves
+/// the new version in `v`.
+macro_rules! apply_delta {
+    () => {
+        r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local i = 1
 while i <= #ARGV do
@@ -93,10 +95,17 @@ while i <= #ARGV do
     return redis.error_reply('keycard: unknown delta op ' .. tostring(op))
   end
 end
-redis.call('HINCRBY', KEYS[1], 'v', 1)
+local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
 redis.call('HSET', KEYS[1], 'u', redis.call('TIME')[1])
-return redis.call('HGETALL', KEYS[1])
-";
+"
+    };
+}
+
+/// Applies a delta; returns `false` or the whole hash (`HGETALL`) after the change.
+const APPLY: &str = concat!(apply_delta!(), "return redis.call('HGETALL', KEYS[1])\n");
+
+/// As [`APPLY`], returning only the new version (or `false`).
+const APPLY_VERSION: &str = concat!(apply_delta!(), "return v\n");
 
 /// `KEYS[1]` session. Returns `false` or the deleted hash.
 const DELETE: &str = r"
@@ -154,6 +163,7 @@ pub(crate) struct Scripts {
     pub(crate) create: Script,
     pub(crate) replace: Script,
     pub(crate) apply: Script,
+    pub(crate) apply_version: Script,
     pub(crate) delete: Script,
     pub(crate) index_add: Script,
     pub(crate) index_drop: Script,
@@ -166,6 +176,7 @@ impl Scripts {
             create: Script::from_lua(CREATE),
             replace: Script::from_lua(REPLACE),
             apply: Script::from_lua(APPLY),
+            apply_version: Script::from_lua(APPLY_VERSION),
             delete: Script::from_lua(DELETE),
             index_add: Script::from_lua(INDEX_ADD),
             index_drop: Script::from_lua(INDEX_DROP),
@@ -173,11 +184,12 @@ impl Scripts {
         }
     }
 
-    pub(crate) fn all(&self) -> [&Script; 7] {
+    pub(crate) fn all(&self) -> [&Script; 8] {
         [
             &self.create,
             &self.replace,
             &self.apply,
+            &self.apply_version,
             &self.delete,
             &self.index_add,
             &self.index_drop,

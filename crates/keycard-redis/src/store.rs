@@ -705,6 +705,32 @@ impl SessionStore for RedisStore {
         })
     }
 
+    fn save_changes<'a>(
+        &'a self,
+        key_id: &'a KeyId,
+        delta: &'a MetadataDelta,
+    ) -> StoreFuture<'a, Option<u64>> {
+        Box::pin(async move {
+            let inner = &*self.inner;
+            let key = inner.layout.session(key_id);
+            let reply = inner
+                .eval(
+                    &inner.scripts.apply_version,
+                    vec![key.clone()],
+                    layout::delta_args(delta),
+                )
+                .await;
+            inner.invalidate(key_id);
+            let version = match reply? {
+                Value::Null => return Ok(None),
+                version => u64::try_from(layout::int(version)?)
+                    .map_err(|_| StoreError::Corrupt("negative version".into()))?,
+            };
+            inner.replicated(&key).await?;
+            Ok(Some(version))
+        })
+    }
+
     fn delete<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
         Box::pin(async move {
             let inner = &*self.inner;
