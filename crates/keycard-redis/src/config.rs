@@ -151,6 +151,10 @@ impl RedisStoreBuilder {
         });
         self.fred.with_connection_config(|conn| {
             conn.connection_timeout = connect;
+            // Every session load is a small request on a pipelined connection that carries
+            // many requests at once: Nagle's algorithm would hold each write back until the
+            // previous one is acknowledged. Kept when the fred builder set it either way.
+            conn.tcp.nodelay.get_or_insert(true);
             conn.internal_command_timeout = connect.max(command);
             // A hung server (alive TCP, no replies) is dropped and reconnected, so a failover
             // (sentinel, cluster) is followed even when the old primary never closes the socket.
@@ -256,6 +260,23 @@ mod tests {
         assert_eq!(
             builder.fred.get_connection_config().connection_timeout,
             DEFAULT_CONNECT_TIMEOUT
+        );
+    }
+
+    #[test]
+    fn nodelay_is_on_unless_the_fred_builder_chose() {
+        let builder = RedisStore::url("redis://127.0.0.1:6379")
+            .unwrap()
+            .finish()
+            .unwrap();
+        assert_eq!(builder.fred.get_connection_config().tcp.nodelay, Some(true));
+
+        let mut fred = fred::prelude::Builder::default_centralized();
+        fred.with_connection_config(|conn| conn.tcp.nodelay = Some(false));
+        let builder = RedisStore::fred_builder(fred).finish().unwrap();
+        assert_eq!(
+            builder.fred.get_connection_config().tcp.nodelay,
+            Some(false)
         );
     }
 }
