@@ -2,6 +2,8 @@
 //! and `POST /visit` by changing one session entry (where there is a session).
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::http::{HeaderMap, HeaderValue};
 use axum::routing::{get, post};
@@ -189,8 +191,8 @@ async fn seeded_redis_store(cache: bool) -> Result<RedisStore, Box<dyn std::erro
 /// keycard's full stack around the whole router: SessionLoad → Persist → InjectHeaders (3 sets,
 /// 1 removal) → UrlRewrite (`/hello` → `/v1/hello/$tyk_meta.shard`) → handler.
 /// The control listener answers `GET /__stats` with the stored session's `version`, which every
-/// save bumps once (the harness compares it with the number of writing requests), and deletes
-/// the session on `POST /__cleanup`.
+/// save bumps once, and `visits`, the number of changes the handler made (the harness compares
+/// the two), and deletes the session on `POST /__cleanup`.
 fn keycard_server<St: SessionStore + Clone>(
     store: St,
 ) -> Result<Server, Box<dyn std::error::Error>> {
@@ -203,9 +205,24 @@ fn keycard_server<St: SessionStore + Clone>(
     let rewrite = UrlRewrite::rules()
         .rule(RewriteRule::new("^/hello$", "/v1/hello/$tyk_meta.shard"))
         .build()?;
+    // Changes the handler made: persist must save each exactly once.
+    let visits = Arc::new(AtomicU64::new(0));
+    let counter = visits.clone();
     let routes = Router::new()
         .route("/v1/hello/{shard}", get(|| async { hello_body() }))
-        .route("/visit", post(keycard_visit));
+        .route(
+            "/visit",
+            post(move |session: Session| {
+                let counter = counter.clone();
+                async move {
+                    let response = keycard_visit(session).await;
+                    if response.is_ok() {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                    response
+                }
+            }),
+        );
     let app = App::Keycard(
         ServiceBuilder::new()
             .layer(SessionLoadLayer::new(store.clone()))
@@ -234,7 +251,8 @@ fn keycard_server<St: SessionStore + Clone>(
                     .ok()
                     .flatten()
                     .map(|s| s.version);
-                Json(json!({ "version": version }))
+                let visits = visits.load(Ordering::Relaxed);
+                Json(json!({ "version": version, "visits": visits }))
             }),
         );
     Ok(Server { app, control })
