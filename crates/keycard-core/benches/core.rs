@@ -105,6 +105,9 @@ fn memory_store(c: &mut Criterion) {
     c.bench_function("memory_store/load (10k sessions)", |b| {
         b.iter(|| now(store.load(black_box(id))))
     });
+    c.bench_function("memory_store/load_shared (10k sessions)", |b| {
+        b.iter(|| now(store.load_shared(black_box(id))))
+    });
     let mut delta = MetadataDelta::new();
     delta.set("visits", json!(1));
     c.bench_function("memory_store/apply 1 set (10k sessions)", |b| {

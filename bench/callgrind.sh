@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Instructions per request of each load-harness configuration, counted by callgrind: the server
+# (`loadtest serve`) runs under valgrind on core 0 and wrk drives it from core 1 (4 connections,
+# 10 s, the read workload). Unlike req/s, the counts do not move with the machine's load.
+#
+#   cargo build --release -p keycard-bench
+#   bench/callgrind.sh                        # every configuration
+#   bench/callgrind.sh keycard-memory         # some of them
+#
+# Needs valgrind and wrk (Debian packages), and Redis on 127.0.0.1:6379 for the Redis configs.
+# Profiles are kept in target/callgrind/<config>.out for `callgrind_annotate --inclusive=yes`.
+# The count includes server start-up (a few million instructions, under 1% here).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+exe=target/release/loadtest
+out=target/callgrind
+configs=("$@")
+if [ ${#configs[@]} -eq 0 ]; then
+    configs=(bare-axum keycard-memory keycard-redis keycard-redis-cached tower-sessions-memory tower-sessions-redis)
+fi
+for tool in valgrind wrk callgrind_annotate; do
+    command -v "$tool" >/dev/null || { echo "callgrind.sh: $tool is missing (apt-get install valgrind wrk)" >&2; exit 1; }
+done
+[ -x "$exe" ] || { echo "callgrind.sh: build first: cargo build --release -p keycard-bench" >&2; exit 1; }
+mkdir -p "$out"
+addr=127.0.0.1:19402
+control=127.0.0.1:19403
+script=$(mktemp)
+trap 'rm -f "$script"; kill "$server" 2>/dev/null || true' EXIT
+
+printf '| config | requests | instructions per request |\n| --- | ---: | ---: |\n'
+for config in "${configs[@]}"; do
+    taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$out/$config.out" \
+        "$exe" serve "$config" "$addr" "$control" >/dev/null 2>&1 &
+    server=$!
+    ready=
+    for _ in $(seq 1 120); do
+        if curl -s -o /dev/null "http://$addr/"; then ready=1; break; fi
+        sleep 0.5
+    done
+    [ -n "$ready" ] || { echo "callgrind.sh: $config did not start" >&2; exit 1; }
+    case "$config" in
+        tower-sessions-*)
+            cookie=$(curl -s -i -X POST "http://$addr/login" | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \([^;]*\).*/\1/p')
+            printf 'wrk.headers["Cookie"] = "%s"\nwrk.path = "/hello"\n' "$cookie" >"$script"
+            ;;
+        *)
+            printf 'wrk.headers["Authorization"] = "Bearer bench-key-0001-0002-0003"\nwrk.path = "/hello"\n' >"$script"
+            ;;
+    esac
+    requests=$(taskset -c 1 wrk -t1 -c4 -d10s -s "$script" "http://$addr/hello" \
+        | sed -n 's/^ *\([0-9]*\) requests in.*/\1/p')
+    curl -s -o /dev/null -X POST "http://$control/__cleanup" || true
+    kill "$server"
+    wait "$server" 2>/dev/null || true
+    total=$(callgrind_annotate "$out/$config.out" 2>/dev/null | sed -n 's/^ *\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' | tr -d ,)
+    printf '| %s | %s | %s |\n' "$config" "$requests" "$(( total / requests ))"
+done
