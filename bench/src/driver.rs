@@ -39,7 +39,7 @@ struct Options {
 
 fn options(args: &[String]) -> Result<Options, Error> {
     let mut options = Options {
-        rounds: 3,
+        rounds: 5,
         duration: 8,
         connections: 32,
         configs: Config::ALL.to_vec(),

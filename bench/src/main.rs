@@ -8,7 +8,7 @@
 //! cargo run --release -p keycard-bench --bin loadtest -- memory         # bytes per in-memory session
 //! cargo run --release -p keycard-bench --bin loadtest -- serve keycard-memory 127.0.0.1:9000 127.0.0.1:9001
 //! ```
-//! `run` options: `--rounds N` (3), `--duration SECS` (8), `--connections N` (32),
+//! `run` options: `--rounds N` (5), `--duration SECS` (8), `--connections N` (32),
 //! `--configs a,b,...` (all), `--write FILE` (regenerate the results section of FILE).
 
 #![forbid(unsafe_code)]

@@ -230,7 +230,9 @@ const SWEEP_EVERY_SECS: i64 = 60;
 ///
 /// Sessions are kept in a compact encoded form (a few hundred bytes each with a handful of
 /// metadata entries, rather than a `Session` and its metadata map); `load` rebuilds the
-/// [`Session`].
+/// [`Session`]. [`load_shared`](SessionStore::load_shared), which the session-load layer calls on
+/// every request, hands out one decoded `Arc<Session>` per stored version from a bounded table
+/// (1024 entries), so the requests of a busy key neither decode nor copy it.
 #[derive(Clone, Debug)]
 pub struct MemoryStore {
     inner: Arc<MemoryInner>,
