@@ -19,15 +19,16 @@ configs=("$@")
 if [ ${#configs[@]} -eq 0 ]; then
     configs=(bare-axum keycard-memory keycard-redis keycard-redis-cached tower-sessions-memory tower-sessions-redis)
 fi
-for tool in valgrind wrk callgrind_annotate; do
-    command -v "$tool" >/dev/null || { echo "callgrind.sh: $tool is missing (apt-get install valgrind wrk)" >&2; exit 1; }
+for tool in valgrind callgrind_annotate wrk curl taskset; do
+    command -v "$tool" >/dev/null || { echo "callgrind.sh: $tool is missing (apt-get install valgrind wrk curl util-linux)" >&2; exit 1; }
 done
 [ -x "$exe" ] || { echo "callgrind.sh: build first: cargo build --release -p keycard-bench" >&2; exit 1; }
 mkdir -p "$out"
 addr=127.0.0.1:19402
 control=127.0.0.1:19403
 script=$(mktemp)
-trap 'rm -f "$script"; kill "$server" 2>/dev/null || true' EXIT
+server=
+trap 'rm -f "$script"; [ -n "$server" ] && kill "$server" 2>/dev/null; true' EXIT
 
 printf '| config | requests | instructions per request |\n| --- | ---: | ---: |\n'
 for config in "${configs[@]}"; do
@@ -49,11 +50,17 @@ for config in "${configs[@]}"; do
             printf 'wrk.headers["Authorization"] = "Bearer bench-key-0001-0002-0003"\nwrk.path = "/hello"\n' >"$script"
             ;;
     esac
-    requests=$(taskset -c 1 wrk -t1 -c4 -d10s -s "$script" "http://$addr/hello" \
-        | sed -n 's/^ *\([0-9]*\) requests in.*/\1/p')
+    report=$(taskset -c 1 wrk -t1 -c4 -d10s -s "$script" "http://$addr/hello")
+    requests=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' <<<"$report")
     curl -s -o /dev/null -X POST "http://$control/__cleanup" || true
     kill "$server"
     wait "$server" 2>/dev/null || true
+    server=
+    if [ -z "$requests" ] || [ "$requests" -eq 0 ] || grep -q "Non-2xx" <<<"$report"; then
+        echo "callgrind.sh: $config did not answer every request with 2xx:" >&2
+        echo "$report" >&2
+        exit 1
+    fi
     total=$(callgrind_annotate "$out/$config.out" 2>/dev/null | sed -n 's/^ *\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' | tr -d ,)
     printf '| %s | %s | %s |\n' "$config" "$requests" "$(( total / requests ))"
 done

@@ -361,13 +361,12 @@ fn parse_wrk(text: &str) -> Option<Sample> {
             summary = true;
         }
     }
-    Some(Sample {
+    summary.then_some(Sample {
         rps: rps?,
         p50_us: p50?,
         p99_us: p99?,
         saves_per_write: None,
     })
-    .filter(|_| summary)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

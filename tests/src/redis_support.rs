@@ -338,10 +338,10 @@ impl RedisCluster {
                     .split(['@', ':'])
                     .nth(1)
                     .and_then(|p| p.parse::<u16>().ok());
-                if let (true, Some(port)) = (owns, port) {
-                    if let Some(i) = self.nodes.iter().position(|n| n.port == port) {
-                        return i;
-                    }
+                if let (true, Some(port)) = (owns, port)
+                    && let Some(i) = self.nodes.iter().position(|n| n.port == port)
+                {
+                    return i;
                 }
             }
         }

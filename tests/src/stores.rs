@@ -18,9 +18,9 @@ pub struct CountingStore<S> {
 /// The call counters of a [`CountingStore`].
 #[derive(Debug, Default)]
 pub struct Counts {
-    /// `load` calls.
+    /// `load` and `load_shared` calls.
     pub loads: AtomicUsize,
-    /// Calls that write: `create`, `replace`, `apply`, `delete`.
+    /// Calls that write: `create`, `replace`, `apply`, `save_changes`, `delete`.
     pub writes: AtomicUsize,
 }
 
@@ -33,7 +33,7 @@ impl<S> CountingStore<S> {
         }
     }
 
-    /// The number of `load` calls so far.
+    /// The number of `load` and `load_shared` calls so far.
     pub fn loads(&self) -> usize {
         self.counts.loads.load(Ordering::SeqCst)
     }
@@ -54,6 +54,11 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
         self.inner.load(key_id)
     }
 
+    fn load_shared<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Arc<Session>>> {
+        self.counts.loads.fetch_add(1, Ordering::SeqCst);
+        self.inner.load_shared(key_id)
+    }
+
     fn create(&self, session: Session) -> StoreFuture<'_, Session> {
         self.wrote();
         self.inner.create(session)
@@ -71,6 +76,15 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
     ) -> StoreFuture<'a, Option<Session>> {
         self.wrote();
         self.inner.apply(key_id, delta)
+    }
+
+    fn save_changes<'a>(
+        &'a self,
+        key_id: &'a KeyId,
+        delta: &'a MetadataDelta,
+    ) -> StoreFuture<'a, Option<u64>> {
+        self.wrote();
+        self.inner.save_changes(key_id, delta)
     }
 
     fn delete<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
@@ -139,13 +153,18 @@ impl SessionStore for UnavailableStore {
     }
 }
 
-/// Loads from `inner` but fails every write: persist's failure path.
+/// Loads from `inner` but fails every write (`save_changes` included, through `apply`): persist's
+/// failure path.
 #[derive(Clone, Debug)]
 pub struct ReadOnlyStore<S>(pub S);
 
 impl<S: SessionStore> SessionStore for ReadOnlyStore<S> {
     fn load<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
         self.0.load(key_id)
+    }
+
+    fn load_shared<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Arc<Session>>> {
+        self.0.load_shared(key_id)
     }
 
     fn create(&self, _: Session) -> StoreFuture<'_, Session> {

@@ -33,7 +33,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::ops::Bound;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::key::KeyId;
@@ -104,7 +104,9 @@ pub trait SessionStore: Send + Sync + 'static {
     ///
     /// The default wraps [`load`](SessionStore::load). Stores that keep decoded sessions (the
     /// [`MemoryStore`], a cached `RedisStore`) override it to hand out the same `Arc` until the
-    /// session changes, so a request that only reads metadata copies nothing.
+    /// session changes, so a request that only reads metadata copies nothing. An override must
+    /// answer exactly what `load` would; a wrapper store should forward it (and `save_changes`)
+    /// to the store it wraps, or that store's sharing is lost.
     fn load_shared<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Arc<Session>>> {
         Box::pin(async move { Ok(self.load(key_id).await?.map(Arc::new)) })
     }
@@ -129,7 +131,8 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Applies a delta exactly as [`apply`](SessionStore::apply) does, for a caller that needs
     /// only the new [`Session::version`] (`None`: the session does not exist). This is what
     /// persist calls after every request that changed metadata. The default calls `apply`; a
-    /// networked store overrides it so the updated session need not travel back.
+    /// networked store overrides it so the updated session need not travel back. An override
+    /// must have `apply`'s effect exactly.
     fn save_changes<'a>(
         &'a self,
         key_id: &'a KeyId,
@@ -231,8 +234,9 @@ const SWEEP_EVERY_SECS: i64 = 60;
 /// Sessions are kept in a compact encoded form (a few hundred bytes each with a handful of
 /// metadata entries, rather than a `Session` and its metadata map); `load` rebuilds the
 /// [`Session`]. [`load_shared`](SessionStore::load_shared), which the session-load layer calls on
-/// every request, hands out one decoded `Arc<Session>` per stored version from a bounded table
-/// (1024 entries), so the requests of a busy key neither decode nor copy it.
+/// every request, hands out the same decoded `Arc<Session>` until the session is written again,
+/// from a bounded table (1024 entries, at most one per key), so the requests of a busy key neither
+/// decode nor copy it.
 #[derive(Clone, Debug)]
 pub struct MemoryStore {
     inner: Arc<MemoryInner>,
@@ -270,32 +274,34 @@ struct MemoryState {
 const DECODED_SLOTS: usize = 1024;
 
 /// Recently loaded sessions, decoded and shared, so that the requests of a busy key neither decode
-/// nor copy its session. A direct-mapped table indexed by the record's stamp: bounded memory, and
-/// an entry is served only while its stamp is the stored record's, so any write makes it stale
-/// without an explicit invalidation.
-struct Decoded(Box<[Mutex<Option<DecodedEntry>>]>);
+/// nor copy its session. A direct-mapped table indexed by the key, so a key has at most one entry
+/// (its latest); an entry is served only while its stamp is the stored record's, so any write makes
+/// it stale without an explicit invalidation.
+struct Decoded(Box<[RwLock<Option<DecodedEntry>>]>);
 
 /// A decoded session and the stamp of the record it was decoded from.
 type DecodedEntry = (u64, Arc<Session>);
 
 impl Decoded {
     fn new(slots: usize) -> Self {
-        Self((0..slots).map(|_| Mutex::new(None)).collect())
+        Self((0..slots).map(|_| RwLock::new(None)).collect())
     }
 
-    fn get(&self, record: &Record, key_id: &KeyId) -> Result<Arc<Session>, Corrupt> {
-        // Stamps are handed out in sequence, so consecutive writes land in different slots.
-        let slot = &self.0[(record.stamp % self.0.len() as u64) as usize];
-        // The slot only ever holds a complete entry, so a poisoned lock is still consistent.
-        let lock = || slot.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((stamp, session)) = &*lock()
+    fn get(&self, slot: &Slot, record: &Record, key_id: &KeyId) -> Result<Arc<Session>, Corrupt> {
+        let entry = &self.0[slot.spread() % self.0.len()];
+        // An entry is only ever replaced whole, so a poisoned lock is still consistent.
+        if let Some((stamp, session)) = &*entry.read().unwrap_or_else(|e| e.into_inner())
             && *stamp == record.stamp
         {
             return Ok(session.clone());
         }
         let session = Arc::new(record.session(key_id.clone())?);
+        let fresh = Some((record.stamp, session.clone()));
         // The entry it replaces is dropped after the lock is released.
-        let _evicted = lock().replace((record.stamp, session.clone()));
+        let _evicted = std::mem::replace(
+            &mut *entry.write().unwrap_or_else(|e| e.into_inner()),
+            fresh,
+        );
         Ok(session)
     }
 }
@@ -411,7 +417,7 @@ impl MemoryInner {
         let mut state = self.write();
         let out = op(&mut state, now);
         let writes = self.writes.fetch_add(1, Ordering::Relaxed) + 1;
-        if writes % SWEEP_EVERY_WRITES == 0 || now - state.last_sweep >= SWEEP_EVERY_SECS {
+        if writes.is_multiple_of(SWEEP_EVERY_WRITES) || now - state.last_sweep >= SWEEP_EVERY_SECS {
             self.sweep_locked(&mut state, now);
         }
         out
@@ -466,7 +472,7 @@ impl SessionStore for MemoryStore {
         let state = self.inner.read();
         let session = match state.sessions.get(&slot) {
             Some(record) if self.inner.live(record, now) => {
-                self.inner.decoded.get(record, key_id).map(Some)
+                self.inner.decoded.get(&slot, record, key_id).map(Some)
             }
             _ => Ok(None),
         };
@@ -675,6 +681,27 @@ mod tests {
             store.load_shared(&id(1)).await.unwrap().unwrap().alias,
             "bob"
         );
+    }
+
+    #[tokio::test]
+    async fn a_busy_key_keeps_one_decoded_copy_however_often_it_is_written() {
+        let store = MemoryStore::new();
+        store.create(session(1)).await.unwrap();
+        let mut delta = MetadataDelta::new();
+        for n in 0..50 {
+            delta.set("n", json!(n));
+            store.apply(&id(1), &delta).await.unwrap();
+            let loaded = store.load_shared(&id(1)).await.unwrap().unwrap();
+            assert_eq!(loaded.meta_data["n"], n);
+        }
+        let held = store
+            .inner
+            .decoded
+            .0
+            .iter()
+            .filter(|entry| entry.read().unwrap().is_some())
+            .count();
+        assert_eq!(held, 1);
     }
 
     #[tokio::test]

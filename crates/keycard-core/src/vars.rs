@@ -248,8 +248,8 @@ impl Template {
             });
         }
         let Rendered { value, missing } = self.render_text(vars);
-        // An exact-size buffer becomes the header's bytes without a copy or a second allocation
-        // (a `Vec` with spare capacity would need one).
+        // Shrunk to fit, the buffer becomes the header's bytes as it is; `Bytes` would give a
+        // `Vec` with spare capacity a second, shared allocation to track it.
         let bytes = bytes::Bytes::from(value.into_bytes().into_boxed_slice());
         let value = http::HeaderValue::from_maybe_shared(bytes).map_err(invalid)?;
         Ok(Rendered { value, missing })
@@ -652,6 +652,36 @@ mod tests {
 
     fn header(template: &str, vars: &TestVars) -> Result<Rendered<http::HeaderValue>, RenderError> {
         Template::parse(template).unwrap().render_header(vars)
+    }
+
+    /// The single-variable fast path of `render_header` answers exactly what rendering the
+    /// text and then checking it as a header value does.
+    #[test]
+    fn header_fast_path_matches_the_general_path() {
+        let vars = TestVars::meta(json!({
+            "s": "plain", "n": 42, "null": null, "b": true, "o": {"a": {"b": "deep"}},
+            "crlf": "a\r\nb", "del": "a\u{7f}", "nul": "a\u{0}", "utf8": "é", "empty": ""
+        }));
+        for name in [
+            "s", "n", "null", "b", "o", "o.a.b", "crlf", "del", "nul", "utf8", "empty", "missing",
+        ] {
+            let template = Template::parse(&format!("${{tyk_meta.{name}}}")).unwrap();
+            let general = template.render_text(&vars);
+            let expected = http::HeaderValue::from_str(&general.value)
+                .map(|value| (value, general.missing))
+                .map_err(|_| RenderError::InvalidHeaderValue);
+            let fast = template
+                .render_header(&vars)
+                .map(|rendered| (rendered.value, rendered.missing));
+            assert_eq!(fast, expected, "{name}");
+        }
+        // Without metadata at all.
+        let none = TestVars::default();
+        let rendered = header("$tyk_meta.s", &none).unwrap();
+        assert_eq!(
+            (rendered.value.to_str().unwrap(), rendered.missing),
+            ("", true)
+        );
     }
 
     fn url(template: &str, vars: &TestVars) -> Result<String, RenderError> {

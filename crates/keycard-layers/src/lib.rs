@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! request ─► auth::SessionLoadLayer ─► persist::PersistLayer ─► headers::InjectHeadersLayer ─► handler
-//!               key → KeyId → store.load → policies → SessionHandle in the extensions
+//!               key → KeyId → store.load_shared → policies → SessionHandle in the extensions
 //! response ◄─ SessionLoad ◄─ Persist (saves the metadata delta once, if any) ◄─ InjectHeaders ◄─ handler
 //! ```
 //!

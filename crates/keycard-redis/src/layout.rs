@@ -1,5 +1,6 @@
 //! Key names and the session's hash encoding (see the crate docs for the layout).
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -105,17 +106,35 @@ impl Layout {
 /// the key name), leaving out every field at its default: the smaller the base, the less every
 /// load parses. Fields that are absent read back as their defaults.
 pub(crate) fn base_json(session: &Session) -> Result<String, StoreError> {
+    static DEFAULTS: LazyLock<serde_json::Map<String, serde_json::Value>> =
+        LazyLock::new(|| match serde_json::to_value(Session::default()) {
+            Ok(serde_json::Value::Object(defaults)) => defaults,
+            _ => serde_json::Map::new(),
+        });
     let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
     let serde_json::Value::Object(mut base) = serde_json::to_value(session).map_err(corrupt)?
     else {
         return Err(StoreError::Corrupt("a session is not a JSON object".into()));
     };
-    let defaults = serde_json::to_value(Session::default()).map_err(corrupt)?;
+    // Floats compare bit for bit, so `-0.0` (equal to `0.0` as a number) is kept and reads back
+    // as it was.
+    let is_default = |name: &str, value: &serde_json::Value| {
+        DEFAULTS.get(name).is_some_and(|default| {
+            match (
+                default.is_f64() || value.is_f64(),
+                default.as_f64(),
+                value.as_f64(),
+            ) {
+                (true, Some(a), Some(b)) => a.to_bits() == b.to_bits(),
+                _ => default == value,
+            }
+        })
+    };
     base.retain(|name, value| {
         !matches!(
             name.as_str(),
             "key_id" | "meta_data" | "version" | "last_updated" | "date_created"
-        ) && defaults.get(name) != Some(value)
+        ) && !is_default(name, value)
     });
     serde_json::to_string(&base).map_err(corrupt)
 }
@@ -352,6 +371,9 @@ mod tests {
             r#"{"alias":"a","expires":1000,"quota_max":-1,"quota_remaining":-1}"#
         );
         assert_eq!(base_json(&Session::default()).unwrap(), "{}");
+        let mut negative_zero = Session::default();
+        negative_zero.rate = -0.0;
+        assert_eq!(base_json(&negative_zero).unwrap(), r#"{"rate":-0.0}"#);
         // A base written in full (as before) still reads back.
         let mut fields = Fields::default();
         fields.insert("b", serde_json::to_string(&session).unwrap());

@@ -52,7 +52,7 @@
 //!
 //! | key | type | content |
 //! | --- | --- | --- |
-//! | `P:{s:<key_id>}` | hash | one session: `b` = the session JSON without metadata, version and times; `v` = version; `c` = `date_created`; `u` = `last_updated`; `i` = index token; `m:<name>` = one metadata entry, its value as JSON text |
+//! | `P:{s:<key_id>}` | hash | one session: `b` = the session JSON without metadata, version, times, key id and fields at their default; `v` = version; `c` = `date_created`; `u` = `last_updated`; `i` = index token; `m:<name>` = one metadata entry, its value as JSON text |
 //! | `P:{a:<alias>}:lex` | sorted set | key ids with that alias, all scores 0 (key-id order) |
 //! | `P:{a:<alias>}:exp` | sorted set | the same key ids, score = when their session's TTL ends (`+inf` = never) |
 //! | `P:{a:<alias>}:tok` | hash | key id → token of the write that added the entry |
@@ -71,8 +71,9 @@
 //! # Round trips
 //! | operation | round trips | commands |
 //! | --- | --- | --- |
-//! | `load` | 1 (0 on a cache hit) | `HGETALL` |
+//! | `load`, `load_shared` | 1 (0 on a cache hit) | `HGETALL` (its reply decoded from the raw frame) |
 //! | `apply` | 1 | `EVALSHA` apply: set-if-exists (`EXISTS`), `HSET`/`HDEL` per change, `HINCRBY v`, `HSET u` (server `TIME`), returns `HGETALL` |
+//! | `save_changes` (persist) | 1 | the same script, returning only the new version |
 //! | `create` | 2 | index adds (alias, keys; concurrently), then `EVALSHA` create (fails if the key exists) |
 //! | `replace` | 2, 3 on an alias change | index adds, `EVALSHA` replace (version check, rewrite, TTL), drop of the old alias entry |
 //! | `delete` | 2 | `EVALSHA` delete (returns the hash), index drops (concurrently) |

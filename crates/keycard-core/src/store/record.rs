@@ -52,6 +52,23 @@ impl Slot {
         parse_hex(id).map_or_else(|| Self::Other(id.into()), Self::Digest)
     }
 
+    /// Well-spread bits of the key id, to index small tables by.
+    pub(super) fn spread(&self) -> usize {
+        match self {
+            // A digest is uniformly distributed already.
+            Self::Digest(digest) => {
+                usize::from_le_bytes(std::array::from_fn(|i| digest[i % digest.len()]))
+            }
+            Self::Other(id) => {
+                use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+                // Truncation is the intent: any bits pick an entry.
+                #[allow(clippy::cast_possible_truncation)]
+                let spread = BuildHasherDefault::<DefaultHasher>::default().hash_one(id) as usize;
+                spread
+            }
+        }
+    }
+
     /// The smallest slot: the empty key id.
     pub(super) fn min() -> Self {
         Self::Other(Box::default())

@@ -160,14 +160,17 @@ async fn policies_shape_the_view() {
     )
     .await;
     let layer = SessionLoadLayer::new(store.clone()).policies(policies);
-    let (_, _, body) = call(&app(layer), get_with(Some("key-1"))).await;
-    assert_eq!(body["user"], "from-policy");
-    let stored = store
-        .load(&KeyId::of(&ApiKey::new("key-1")))
-        .await
-        .unwrap()
-        .unwrap();
+    let app = app(layer);
+    for _ in 0..2 {
+        let (_, _, body) = call(&app, get_with(Some("key-1"))).await;
+        assert_eq!(body["user"], "from-policy");
+    }
+    let id = KeyId::of(&ApiKey::new("key-1"));
+    let stored = store.load(&id).await.unwrap().unwrap();
     assert_eq!(stored.meta_data["user_id"], "own");
+    // The policy view never reaches the store's shared copy either.
+    let shared = store.load_shared(&id).await.unwrap().unwrap();
+    assert_eq!(shared.meta_data["user_id"], "own");
 }
 
 /// A store whose every call fails as if Redis were down.

@@ -22,11 +22,12 @@ use crate::response::json_error;
 /// (`a*`) must not turn a 1 MiB body into a million context entries.
 pub(super) const MAX_PAYLOAD_MATCHES: usize = 64;
 
-/// The rule that matched a request, and where its groups are in the request's path and query
-/// (which stay on the request until the rewrite replaces them).
+/// The rule that matched a request, the text it matched (the request's path and query, shared,
+/// not copied) and where its groups are in that text.
 #[derive(Debug)]
 pub(super) struct Matched {
     pub(super) rule: usize,
+    text: PathAndQuery,
     groups: CaptureLocations,
 }
 
@@ -36,7 +37,10 @@ impl Matched {
     /// rule set finds the candidates and only the winner runs again for its groups; a single
     /// rule runs once.
     pub(super) fn find(config: &Config, method: &Method, uri: &Uri) -> Option<Self> {
-        let text = matched_text(uri);
+        let text = uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let fits = |index: &usize| {
             config.rules[*index]
                 .method
@@ -45,25 +49,18 @@ impl Matched {
         };
         let rule = match config.rules.len() {
             1 => Some(0).filter(fits)?,
-            _ => config.set.matches(text).iter().find(fits)?,
+            _ => config.set.matches(text.as_str()).iter().find(fits)?,
         };
         let regex = &config.rules[rule].regex;
         let mut groups = regex.capture_locations();
-        regex.captures_read(&mut groups, text)?;
-        Some(Self { rule, groups })
+        regex.captures_read(&mut groups, text.as_str())?;
+        Some(Self { rule, text, groups })
     }
 
-    /// Group `index` of the match in `text`, the text [`Matched::find`] matched.
-    fn group<'t>(&self, text: &'t str, index: usize) -> Option<&'t str> {
+    fn group(&self, index: usize) -> Option<&str> {
         let (start, end) = self.groups.get(index)?;
-        text.get(start..end)
+        self.text.as_str().get(start..end)
     }
-}
-
-/// What rewrite patterns match: the path and query as the request has them.
-fn matched_text(uri: &Uri) -> &str {
-    uri.path_and_query()
-        .map_or(uri.path(), PathAndQuery::as_str)
 }
 
 /// Why a matched request is refused.
@@ -98,7 +95,6 @@ impl Refusal {
 struct RewriteVars<'a> {
     request: RequestVars<'a>,
     matched: &'a Matched,
-    text: &'a str,
 }
 
 impl Vars for RewriteVars<'_> {
@@ -111,7 +107,7 @@ impl Vars for RewriteVars<'_> {
     }
 
     fn capture(&self, index: usize) -> Option<&str> {
-        self.matched.group(self.text, index)
+        self.matched.group(index)
     }
 }
 
@@ -166,7 +162,6 @@ fn render<B>(
     let vars = RewriteVars {
         request: RequestVars::new(request, metadata, config.forwarded_for),
         matched,
-        text: matched_text(request.uri()),
     };
     let rendered = template.render_url(&vars).map_err(|error| {
         tracing::warn!(%error, "keycard: URL rewrite target refused");
@@ -203,7 +198,7 @@ impl Config {
             true => rendered,
             false => format!("/{rendered}"),
         };
-        // An exact-size buffer becomes the URI's bytes without another copy.
+        // Shrunk to fit, the buffer becomes the URI's bytes as it is (see `render_header`).
         let bytes = Bytes::from(path.into_bytes().into_boxed_slice());
         let path = PathAndQuery::from_maybe_shared(bytes).map_err(|_| invalid(()))?;
         let mut parts = http::uri::Parts::default();

@@ -502,6 +502,22 @@ async fn method_limits_a_rule_and_disabled_rules_are_skipped() {
 }
 
 #[tokio::test]
+async fn a_single_rule_is_held_to_its_method_and_its_pattern() {
+    // One rule takes the path without the rule set: method and pattern must still decide.
+    let (app, seen) = stack(
+        json!({}),
+        rules([RewriteRule::new("^/m/(\\w+)$", "/posted/$1").method(Method::POST)]),
+    )
+    .await;
+    send(&app, get("/m/a", &[])).await;
+    assert_eq!(last_uri(&seen), "/m/a");
+    send(&app, post("/m/b", "")).await;
+    assert_eq!(last_uri(&seen), "/posted/b");
+    send(&app, post("/m/b/c", "")).await;
+    assert_eq!(last_uri(&seen), "/m/b/c");
+}
+
+#[tokio::test]
 async fn target_without_a_leading_slash_gets_one() {
     let (app, seen) = stack(
         json!({}),
