@@ -375,6 +375,22 @@ impl Inner {
         }
     }
 
+    /// Runs an apply script (`apply` or `apply_version`) for `delta` and drops the local cache
+    /// entry whatever the outcome; returns the session key (for `replicated`) and the reply.
+    async fn apply_script(
+        &self,
+        script: &fred::types::scripts::Script,
+        key_id: &KeyId,
+        delta: &MetadataDelta,
+    ) -> Result<(String, Value), StoreError> {
+        let key = self.layout.session(key_id);
+        let reply = self
+            .eval(script, vec![key.clone()], layout::delta_args(delta))
+            .await;
+        self.invalidate(key_id);
+        Ok((key, reply?))
+    }
+
     async fn index_add(
         &self,
         index: IndexKeys,
@@ -685,16 +701,9 @@ impl SessionStore for RedisStore {
     ) -> StoreFuture<'a, Option<Session>> {
         Box::pin(async move {
             let inner = &*self.inner;
-            let key = inner.layout.session(key_id);
-            let reply = inner
-                .eval(
-                    &inner.scripts.apply,
-                    vec![key.clone()],
-                    layout::delta_args(delta),
-                )
-                .await;
-            inner.invalidate(key_id);
-            let reply = reply?;
+            let (key, reply) = inner
+                .apply_script(&inner.scripts.apply, key_id, delta)
+                .await?;
             if matches!(reply, Value::Null) {
                 return Ok(None);
             }
@@ -712,16 +721,10 @@ impl SessionStore for RedisStore {
     ) -> StoreFuture<'a, Option<u64>> {
         Box::pin(async move {
             let inner = &*self.inner;
-            let key = inner.layout.session(key_id);
-            let reply = inner
-                .eval(
-                    &inner.scripts.apply_version,
-                    vec![key.clone()],
-                    layout::delta_args(delta),
-                )
-                .await;
-            inner.invalidate(key_id);
-            let version = match reply? {
+            let (key, reply) = inner
+                .apply_script(&inner.scripts.apply_version, key_id, delta)
+                .await?;
+            let version = match reply {
                 Value::Null => return Ok(None),
                 version => u64::try_from(layout::int(version)?)
                     .map_err(|_| StoreError::Corrupt("negative version".into()))?,
