@@ -411,6 +411,21 @@ impl MemoryInner {
         state.last_sweep = now;
     }
 
+    /// Reads the live record of `key_id` (if any) with `read`, under the read lock.
+    fn read_live<T>(
+        &self,
+        key_id: &KeyId,
+        read: impl FnOnce(&Slot, &Record) -> Result<T, Corrupt>,
+    ) -> Result<Option<T>, StoreError> {
+        let slot = Slot::of(key_id.as_str());
+        let now = unix_now();
+        let state = self.read();
+        match state.sessions.get(&slot) {
+            Some(record) if self.live(record, now) => Ok(Some(read(&slot, record)?)),
+            _ => Ok(None),
+        }
+    }
+
     /// Runs a write under the lock and sweeps when due.
     fn write_op<T>(&self, op: impl FnOnce(&mut MemoryState, i64) -> T) -> T {
         let now = unix_now();
@@ -454,29 +469,16 @@ fn cursor_of(slot: &Slot) -> String {
 
 impl SessionStore for MemoryStore {
     fn load<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
-        let slot = Slot::of(key_id.as_str());
-        let now = unix_now();
-        let state = self.inner.read();
-        let session = match state.sessions.get(&slot) {
-            Some(record) if self.inner.live(record, now) => {
-                record.session(key_id.clone()).map(Some)
-            }
-            _ => Ok(None),
-        };
-        ready(session.map_err(StoreError::from))
+        ready(
+            self.inner
+                .read_live(key_id, |_, record| record.session(key_id.clone())),
+        )
     }
 
     fn load_shared<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Arc<Session>>> {
-        let slot = Slot::of(key_id.as_str());
-        let now = unix_now();
-        let state = self.inner.read();
-        let session = match state.sessions.get(&slot) {
-            Some(record) if self.inner.live(record, now) => {
-                self.inner.decoded.get(&slot, record, key_id).map(Some)
-            }
-            _ => Ok(None),
-        };
-        ready(session.map_err(StoreError::from))
+        ready(self.inner.read_live(key_id, |slot, record| {
+            self.inner.decoded.get(slot, record, key_id)
+        }))
     }
 
     fn create(&self, mut session: Session) -> StoreFuture<'_, Session> {
