@@ -80,11 +80,7 @@ impl KeyId {
     /// Wraps an id that is already a hash (for example one given to the admin API with
     /// `?hashed=true`). Returns `None` unless it is 64 lower-case hex characters.
     pub fn from_hash(hash: &str) -> Option<Self> {
-        let valid = hash.len() == 64
-            && hash
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        valid.then(|| Self(hash.to_owned()))
+        parse_digest(hash).map(|_| Self(hash.to_owned()))
     }
 
     /// Wraps any string without checking it (cursors, store internals).
@@ -110,13 +106,38 @@ impl fmt::Display for KeyId {
 }
 
 fn hex(bytes: &[u8]) -> String {
+    let mut out = vec![0; bytes.len() * 2];
+    hex_into(bytes, &mut out);
+    String::from_utf8(out).expect("hex digits are ASCII")
+}
+
+/// Writes `bytes` as lower-case hex into `out`, two characters per byte.
+pub(crate) fn hex_into(bytes: &[u8], out: &mut [u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0xf)];
     }
-    out
+}
+
+/// The digest a canonical key id stands for: `Some` only for exactly 64 lower-case hex characters.
+pub(crate) fn parse_digest(id: &str) -> Option<[u8; 32]> {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        }
+    }
+    let bytes = id.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Some(out)
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use std::cmp::Ordering;
 
 use serde_json::{Map, Number, Value};
 
-use crate::key::KeyId;
+use crate::key::{KeyId, hex_into, parse_digest};
 use crate::metadata::Metadata;
 use crate::session::Session;
 
@@ -49,7 +49,7 @@ pub(super) enum Slot {
 impl Slot {
     /// The slot of a key id (or of a listing cursor, which is a key id string).
     pub(super) fn of(id: &str) -> Self {
-        parse_hex(id).map_or_else(|| Self::Other(id.into()), Self::Digest)
+        parse_digest(id).map_or_else(|| Self::Other(id.into()), Self::Digest)
     }
 
     /// Well-spread bits of the key id, to index small tables by.
@@ -112,33 +112,9 @@ impl Hex {
 }
 
 fn hex(digest: &[u8; 32]) -> Hex {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 64];
-    for (pair, byte) in out.chunks_exact_mut(2).zip(digest) {
-        pair[0] = DIGITS[usize::from(byte >> 4)];
-        pair[1] = DIGITS[usize::from(byte & 0xf)];
-    }
+    hex_into(digest, &mut out);
     Hex(out)
-}
-
-/// The digest of a canonical key id: exactly 64 lower-case hex characters.
-fn parse_hex(id: &str) -> Option<[u8; 32]> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        }
-    }
-    let bytes = id.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-    }
-    Some(out)
 }
 
 /// A stored session without its key id (the map key holds that).
