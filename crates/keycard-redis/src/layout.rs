@@ -284,13 +284,12 @@ pub(crate) fn hash_frame(frame: Resp3Frame) -> Result<Fields, StoreError> {
     Ok(out)
 }
 
-/// An error reply, classified as the client's errors are (see `store_error`).
+/// An error reply, classified as the client's own errors are.
 fn server_error(message: &str) -> StoreError {
-    if message.starts_with("WRONGTYPE") {
-        StoreError::Corrupt(message.to_owned())
-    } else {
-        StoreError::unavailable(format!("redis: {message}"))
-    }
+    crate::store::store_error(fred::error::Error::new(
+        fred::error::ErrorKind::Unknown,
+        message.to_owned(),
+    ))
 }
 
 /// Rebuilds a session from its hash; `None` for an empty hash (no such key).

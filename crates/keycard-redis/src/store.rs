@@ -76,7 +76,7 @@ impl std::fmt::Debug for RedisStore {
 
 /// Transport, timeout and server errors are `Unavailable` (clients see 503); a key of the wrong
 /// type under our prefix is corrupt data.
-fn store_error(error: FredError) -> StoreError {
+pub(crate) fn store_error(error: FredError) -> StoreError {
     if error.details().starts_with("WRONGTYPE") {
         StoreError::Corrupt(error.details().to_owned())
     } else {
