@@ -28,3 +28,5 @@ pub mod persist;
 mod response;
 pub mod rewrite;
 mod scope;
+#[cfg(test)]
+mod test_support;

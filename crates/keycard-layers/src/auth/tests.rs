@@ -14,13 +14,7 @@ use tower::ServiceExt;
 
 use super::{KeySource, SessionLoadLayer};
 use crate::handle::{NoSession, SessionHandle};
-
-async fn store_with(key: &str, session: Session) -> MemoryStore {
-    let store = MemoryStore::new();
-    let session = session.with_key_id(KeyId::of(&ApiKey::new(key)));
-    store.create(session).await.unwrap();
-    store
-}
+use crate::test_support::store_with;
 
 fn app(layer: SessionLoadLayer) -> Router {
     Router::new()

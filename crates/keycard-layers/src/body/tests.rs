@@ -8,9 +8,6 @@ use axum::{Extension, Router};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
-use keycard_core::key::{ApiKey, KeyId};
-use keycard_core::session::Session;
-use keycard_core::store::{MemoryStore, SessionStore};
 use serde_json::{Value, json};
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -19,17 +16,9 @@ use super::{BodyConfigError, BodyRule, Scope, TransformBody, TransformBodyLayer}
 use crate::auth::SessionLoadLayer;
 use crate::context::ContextValues;
 use crate::handle::SessionHandle;
+use crate::test_support::{KEY, store};
 
-const KEY: &str = "Bearer test-key";
 const VECTOR: &str = r#"{"id":"{{ id }}","u":{{ _tyk_meta.name|tojson }}}"#;
-
-async fn store(meta: Value) -> MemoryStore {
-    let store = MemoryStore::new();
-    let session = Session::new(meta.as_object().unwrap().clone())
-        .with_key_id(KeyId::of(&ApiKey::new("test-key")));
-    store.create(session).await.unwrap();
-    store
-}
 
 /// What the handler of [`app`] saw: the request's headers and body.
 #[derive(Clone, Default)]

@@ -5,25 +5,14 @@ use axum::body::Body;
 use axum::routing::get;
 use axum::{Extension, Router};
 use http::{HeaderMap, Method, Request, StatusCode};
-use keycard_core::key::{ApiKey, KeyId};
-use keycard_core::session::Session;
-use keycard_core::store::{MemoryStore, SessionStore};
+use keycard_core::store::MemoryStore;
 use serde_json::{Value, json};
 use tower::{ServiceBuilder, ServiceExt};
 
 use super::{InjectHeaders, InjectHeadersLayer, Scope};
 use crate::auth::SessionLoadLayer;
 use crate::handle::SessionHandle;
-
-const KEY: &str = "Bearer test-key";
-
-async fn store(meta: Value) -> MemoryStore {
-    let store = MemoryStore::new();
-    let session = Session::new(meta.as_object().unwrap().clone())
-        .with_key_id(KeyId::of(&ApiKey::new("test-key")));
-    store.create(session).await.unwrap();
-    store
-}
+use crate::test_support::{KEY, store};
 
 /// An app whose handler answers with the request headers it received as JSON, counting calls.
 fn echo(store: MemoryStore, inject: InjectHeadersLayer, calls: Arc<AtomicUsize>) -> Router {

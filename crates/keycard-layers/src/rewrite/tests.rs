@@ -5,9 +5,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
-use keycard_core::key::{ApiKey, KeyId};
-use keycard_core::session::Session;
-use keycard_core::store::{MemoryStore, SessionStore};
+use keycard_core::store::MemoryStore;
 use keycard_core::vars::TemplateError;
 use serde_json::{Value, json};
 use tower::util::BoxCloneService;
@@ -21,21 +19,12 @@ use super::{
 use crate::auth::SessionLoadLayer;
 use crate::context::ContextValues;
 use crate::headers::InjectHeaders;
-
-const KEY: &str = "Bearer test-key";
+use crate::test_support::{KEY, store};
 
 /// What the inner service received: the request parts (URI, extensions) and the body.
 type Seen = Arc<Mutex<Vec<(Parts, Bytes)>>>;
 
 type App = BoxCloneService<Request<Body>, Response<Body>, Infallible>;
-
-async fn store(meta: Value) -> MemoryStore {
-    let store = MemoryStore::new();
-    let session = Session::new(meta.as_object().unwrap().clone())
-        .with_key_id(KeyId::of(&ApiKey::new("test-key")));
-    store.create(session).await.unwrap();
-    store
-}
 
 /// An inner service that records each request and answers 200 with its URI.
 fn recorder(seen: Seen) -> BoxCloneService<Request<Body>, Response<Body>, Infallible> {
