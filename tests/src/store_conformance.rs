@@ -142,15 +142,13 @@ async fn shared_loads_follow_every_write(store: &impl SessionStore) {
         shared
     }
     let key = id("shared");
+    let named = |alias: &str| {
+        Session::default()
+            .with_key_id(key.clone())
+            .with_alias(alias)
+    };
     assert!(shared(store).await.is_none());
-    store
-        .create(
-            Session::default()
-                .with_key_id(key.clone())
-                .with_alias("one"),
-        )
-        .await
-        .unwrap();
+    store.create(named("one")).await.unwrap();
     assert_eq!(shared(store).await.unwrap().alias, "one");
     let first = shared(store).await.unwrap();
     store
@@ -165,25 +163,11 @@ async fn shared_loads_follow_every_write(store: &impl SessionStore) {
     let applied = shared(store).await.unwrap();
     assert_eq!(applied.meta_data["plan"], "gold");
     assert!(first.meta_data.is_empty(), "an earlier copy never changes");
-    store
-        .replace(
-            Session::default()
-                .with_key_id(key.clone())
-                .with_alias("two"),
-        )
-        .await
-        .unwrap();
+    store.replace(named("two")).await.unwrap();
     assert_eq!(shared(store).await.unwrap().alias, "two");
     store.delete(&key).await.unwrap();
     assert!(shared(store).await.is_none());
-    store
-        .create(
-            Session::default()
-                .with_key_id(key.clone())
-                .with_alias("three"),
-        )
-        .await
-        .unwrap();
+    store.create(named("three")).await.unwrap();
     let recreated = shared(store).await.unwrap();
     assert_eq!((recreated.alias.as_str(), recreated.version), ("three", 1));
     store.delete(&key).await.unwrap();
