@@ -164,8 +164,12 @@ pub(crate) fn delta_args(delta: &MetadataDelta) -> Vec<String> {
 
 /// A reply field as text.
 pub(crate) fn text(value: Value) -> Result<String, StoreError> {
-    String::from_utf8(bytes(value)?.to_vec())
-        .map_err(|_| StoreError::Corrupt("a stored field is not UTF-8".into()))
+    match value {
+        // Already checked UTF-8 by the client.
+        Value::String(s) => Ok(s.to_string()),
+        other => String::from_utf8(bytes(other)?.to_vec())
+            .map_err(|_| StoreError::Corrupt("a stored field is not UTF-8".into())),
+    }
 }
 
 /// A reply field as bytes (no copy for strings and blobs).
