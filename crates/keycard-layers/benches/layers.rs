@@ -13,7 +13,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{
+    BatchSize, BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main,
+};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use keycard_core::key::{ApiKey, KeyId};
@@ -36,6 +39,26 @@ fn runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("a current-thread runtime")
+}
+
+/// Times one `oneshot` of a clone of `service` per iteration, on a fresh request from `make`
+/// (built outside the measurement).
+fn bench_oneshot<R, S>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    rt: &Runtime,
+    service: &S,
+    make: impl Fn() -> R,
+) where
+    S: Service<R> + Clone,
+{
+    group.bench_function(name, |b| {
+        b.iter_batched(
+            &make,
+            |request| rt.block_on(service.clone().oneshot(request)),
+            BatchSize::SmallInput,
+        )
+    });
 }
 
 fn five_entries() -> Metadata {
@@ -205,13 +228,7 @@ fn body(c: &mut Criterion) {
         );
 
         group.throughput(Throughput::Bytes(size as u64));
-        group.bench_function(name, |b| {
-            b.iter_batched(
-                make,
-                |request| rt.block_on(service.clone().oneshot(request)),
-                BatchSize::SmallInput,
-            )
-        });
+        bench_oneshot(&mut group, name, &rt, &service, make);
     }
     group.finish();
 }
@@ -260,13 +277,7 @@ fn rewrite(c: &mut Criterion) {
         assert_eq!(seen.starts_with("/shards/eu-2/"), matches, "{name}: {seen}");
 
         let service = ServiceBuilder::new().layer(layer).service(Handler::Noop);
-        group.bench_function(name, |b| {
-            b.iter_batched(
-                make,
-                |request| rt.block_on(service.clone().oneshot(request)),
-                BatchSize::SmallInput,
-            )
-        });
+        bench_oneshot(&mut group, name, &rt, &service, make);
     }
     group.finish();
 }
@@ -335,27 +346,9 @@ fn stack(c: &mut Criterion) {
     );
 
     let mut group = c.benchmark_group("stack");
-    group.bench_function("bare inner", |b| {
-        b.iter_batched(
-            read,
-            |request| rt.block_on(bare.oneshot(request)),
-            BatchSize::SmallInput,
-        )
-    });
-    group.bench_function("read", |b| {
-        b.iter_batched(
-            read,
-            |request| rt.block_on(reader.clone().oneshot(request)),
-            BatchSize::SmallInput,
-        )
-    });
-    group.bench_function("write", |b| {
-        b.iter_batched(
-            write,
-            |request| rt.block_on(writer.clone().oneshot(request)),
-            BatchSize::SmallInput,
-        )
-    });
+    bench_oneshot(&mut group, "bare inner", &rt, &bare, read);
+    bench_oneshot(&mut group, "read", &rt, &reader, read);
+    bench_oneshot(&mut group, "write", &rt, &writer, write);
     group.finish();
 }
 
