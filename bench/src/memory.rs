@@ -2,7 +2,7 @@
 //! sessions of 5 metadata entries.
 
 use keycard::prelude::*;
-use keycard::session::Session as StoredSession;
+use keycard::session::SessionRecord;
 use serde_json::json;
 
 /// Resident set size in bytes, from `/proc/self/statm` (Linux).
@@ -35,7 +35,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             .cloned() else {
                 unreachable!("an object literal")
             };
-            let session = StoredSession::new(meta)
+            let session = SessionRecord::new(meta)
                 .with_key_id(KeyId::of(&ApiKey::new(format!("key-{i}"))))
                 .with_alias(format!("user-{i}"));
             store.create(session).await?;

@@ -8,16 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use keycard::auth::SessionLoad;
-use keycard::extract::{MetadataRejection, Session};
-use keycard::headers::InjectHeadersService;
-use keycard::persist::Persist;
 use keycard::prelude::*;
 use keycard::redis::{CacheConfig, RedisStore};
-use keycard::rewrite::{RewriteRule, UrlRewrite, UrlRewriteService};
-use keycard::session::Session as StoredSession;
+use keycard::{Identity, KeycardService};
 use serde_json::{Value, json};
-use tower::ServiceBuilder;
 
 /// The key every keycard configuration is seeded with.
 pub(crate) const BENCH_KEY: &str = "bench-key-0001-0002-0003";
@@ -119,9 +113,10 @@ pub(crate) enum App {
     Keycard(KeycardStack),
 }
 
-/// SessionLoad → Persist → InjectHeaders → UrlRewrite → router.
+/// [`Keycard`] with a rewrite and request headers around the router (served as the service
+/// itself, not wrapped back into a `Router`).
 pub(crate) type KeycardStack =
-    SessionLoad<Persist<InjectHeadersService<UrlRewriteService<Router>>>>;
+    KeycardService<Router, Identity, UrlRewriteLayer, InjectHeadersLayer>;
 
 impl Server {
     fn app(app: Router) -> Self {
@@ -161,7 +156,7 @@ fn bench_metadata() -> Metadata {
 async fn seeded_memory_store() -> Result<MemoryStore, Box<dyn std::error::Error>> {
     let store = MemoryStore::new();
     let session =
-        StoredSession::new(bench_metadata()).with_key_id(KeyId::of(&ApiKey::new(BENCH_KEY)));
+        SessionRecord::new(bench_metadata()).with_key_id(KeyId::of(&ApiKey::new(BENCH_KEY)));
     store.create(session).await?;
     Ok(store)
 }
@@ -181,28 +176,28 @@ async fn seeded_redis_store(cache: bool) -> Result<RedisStore, Box<dyn std::erro
         builder = builder.cache(CacheConfig::default());
     }
     let store = builder.connect().await?;
-    let session = StoredSession::new(bench_metadata())
+    let session = SessionRecord::new(bench_metadata())
         .with_key_id(KeyId::of(&ApiKey::new(BENCH_KEY)))
         .with_expires(keycard::session::unix_now() + 3600);
     store.create(session).await?;
     Ok(store)
 }
 
-/// keycard's full stack around the whole router: SessionLoad → Persist → InjectHeaders (3 sets,
-/// 1 removal) → UrlRewrite (`/hello` → `/v1/hello/$tyk_meta.shard`) → handler.
+/// keycard's full stack around the whole router, built with [`Keycard`]: load (the credential
+/// removed) → rewrite (`/hello` → `/v1/hello/$tyk_meta.shard`) → 3 request headers → handler →
+/// save.
 /// The control listener answers `GET /__stats` with the stored session's `version`, which every
 /// save bumps once, and `visits`, the number of changes the handler made (the harness compares
 /// the two), and deletes the session on `POST /__cleanup`.
 fn keycard_server<St: SessionStore + Clone>(
     store: St,
 ) -> Result<Server, Box<dyn std::error::Error>> {
-    let inject = InjectHeaders::request()
-        .remove("authorization")
+    let inject = InjectHeadersLayer::request()
         .set("x-user-id", "$tyk_meta.user_id")
         .set("x-tenant-id", "$tyk_meta.tenant_id")
         .set("x-plan", "$tyk_meta.plan")
         .build()?;
-    let rewrite = UrlRewrite::rules()
+    let rewrite = UrlRewriteLayer::rules()
         .rule(RewriteRule::new("^/hello$", "/v1/hello/$tyk_meta.shard"))
         .build()?;
     // Changes the handler made: persist must save each exactly once.
@@ -223,14 +218,10 @@ fn keycard_server<St: SessionStore + Clone>(
                 }
             }),
         );
-    let app = App::Keycard(
-        ServiceBuilder::new()
-            .layer(SessionLoadLayer::new(store.clone()))
-            .layer(PersistLayer::new(store.clone()))
-            .layer(inject)
-            .layer(rewrite)
-            .service(routes),
-    );
+    let keycard = Keycard::new(store.clone())
+        .rewrite(rewrite)
+        .request_headers(inject);
+    let app = App::Keycard(keycard.layer(routes));
     let stats_store = store.clone();
     let control = Router::new()
         .route(
@@ -259,8 +250,7 @@ fn keycard_server<St: SessionStore + Clone>(
 }
 
 async fn keycard_visit(session: Session) -> Result<Json<Value>, MetadataRejection> {
-    let visits = session.get("visits").and_then(|v| v.as_u64()).unwrap_or(0) + 1;
-    session.set_metadata("visits", json!(visits))?;
+    session.increment("visits", 1)?;
     Ok(hello_body())
 }
 

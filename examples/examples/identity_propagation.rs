@@ -38,7 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
 
-    let store = quickstart::demo_store(&key).await?;
+    let store = quickstart::demo_store(&key)?;
     let app = identity_propagation::app(store, upstream.clone())?;
     let listener = keycard_examples::bind(addr).await?;
     let addr = listener.local_addr()?;

@@ -14,7 +14,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = addr_from_env("KEYCARD_ADDR", "127.0.0.1:8080")?;
     let key = keycard_examples::demo_key();
 
-    let store = quickstart::demo_store(&key).await?;
+    let store = quickstart::demo_store(&key)?;
     let app = quickstart::app(store)?;
     let listener = keycard_examples::bind(addr).await?;
     let addr = listener.local_addr()?;
@@ -22,7 +22,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("keycard quickstart listening on http://{addr}");
     println!(
         "demo session: key {key:?}, metadata {}",
-        serde_json::Value::Object(quickstart::demo_metadata())
+        quickstart::demo_metadata()
     );
     println!();
     println!("try:");

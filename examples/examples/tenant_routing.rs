@@ -12,7 +12,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     init_tracing();
     let addr = addr_from_env("KEYCARD_ADDR", "127.0.0.1:8080")?;
 
-    let store = tenant_routing::demo_store().await?;
+    let store = tenant_routing::demo_store()?;
     let app = tenant_routing::app(store)?;
     let listener = keycard_examples::bind(addr).await?;
     let addr = listener.local_addr()?;
@@ -34,9 +34,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!();
     println!("Ctrl-C stops the server.");
 
-    // The service wraps the router from outside, so it is served as a tower service.
-    let make_service = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
-    axum::serve(listener, make_service)
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())

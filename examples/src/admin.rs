@@ -3,7 +3,7 @@
 //! layers sees the change.
 
 use axum::Router;
-use keycard::admin::{AdminApi, AdminToken};
+use keycard::admin::AdminToken;
 use keycard::headers::HeaderConfigError;
 use keycard::prelude::*;
 
@@ -20,23 +20,27 @@ pub struct AdminDemo {
     pub admin: Router,
 }
 
-/// Builds both routers over `store`, with the Tyk API guarded by `tyk_secret` and the Auth0 API
-/// by one bearer token named `ops` with [`ADMIN_SCOPES`].
+/// Builds both over `store`, with the Tyk API guarded by `tyk_secret` and the Auth0 API by one
+/// bearer token named `ops` with [`ADMIN_SCOPES`]. The management API comes from the app's own
+/// [`Keycard`] ([`Keycard::admin_api`]), so both share one store and one policy set: a policy
+/// created through `/tyk/policies` applies to the app's next request.
 ///
 /// # Errors
 /// If the quickstart's header rules do not build (never in practice).
 pub fn build(
-    store: impl SessionStore + Clone,
+    store: impl SessionStore,
     tyk_secret: &str,
     admin_token: &str,
 ) -> Result<AdminDemo, HeaderConfigError> {
-    let admin = AdminApi::builder(store.clone())
+    let keycard = quickstart::keycard(store)?;
+    let admin = keycard
+        .admin_api()
         .tyk_secret(tyk_secret)
         .admin_token(AdminToken::new("ops", admin_token, ADMIN_SCOPES))
         .build()
         .into_router();
     Ok(AdminDemo {
-        app: quickstart::app(store)?,
+        app: keycard.wrap(quickstart::routes()),
         admin,
     })
 }

@@ -2,8 +2,16 @@
 //! response bodies are wrapped with who they were served to.
 //!
 //! ```text
-//! request ─► SessionLoadLayer ─► TransformBody::request ─► TransformBody::response ─► /orders
-//!            (key → session)     POST /orders: body + tenant_id    GET|POST /orders: JSON wrapped
+//! request ─► Keycard: load ─► request body ────────────────────────► /orders
+//!                             POST /orders: body + tenant_id     response body: GET|POST /orders
+//!                             from _tyk_meta (the client's       JSON wrapped
+//!                             tenant_id is overwritten)          as {"data": ..., "served_to":
+//!                                                                user_id}
+//! ```
+//!
+//! (The request body rule runs on the way in, the response body rule on the way out.)
+//!
+//! ```text
 //!                                from _tyk_meta (the client's      as {"data": ..., "served_to":
 //!                                tenant_id is overwritten)         user_id}
 //! ```
@@ -16,10 +24,9 @@
 use axum::routing::get;
 use axum::{Json, Router};
 use http::Method;
-use keycard::body::{BodyConfigError, BodyRule, Scope, TransformBody, TransformBodyLayer};
-use keycard::prelude::{SessionLoadLayer, SessionStore};
+use keycard::body::{BodyConfigError, BodyRule, Scope, TransformBodyLayer};
+use keycard::prelude::{Keycard, SessionStore};
 use serde_json::{Value, json};
-use tower::ServiceBuilder;
 
 /// The most bytes of a request or response body the layers buffer (both sides).
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -35,9 +42,9 @@ pub const WRAP_TEMPLATE: &str =
 /// `POST /orders`: the request body, enriched with `tenant_id`.
 ///
 /// # Errors
-/// Never for these literal rules; the signature mirrors [`TransformBody::build`].
+/// Never for these literal rules; the signature mirrors [`keycard::body::TransformBodyBuilder::build`].
 pub fn enrich_requests() -> Result<TransformBodyLayer, BodyConfigError> {
-    TransformBody::request()
+    TransformBodyLayer::request()
         .rule(
             Scope::path("/orders").method(Method::POST),
             BodyRule::json(ENRICH_TEMPLATE)
@@ -51,9 +58,9 @@ pub fn enrich_requests() -> Result<TransformBodyLayer, BodyConfigError> {
 /// `/orders` (any method): JSON responses wrapped with `served_to`.
 ///
 /// # Errors
-/// Never for these literal rules; the signature mirrors [`TransformBody::build`].
+/// Never for these literal rules; the signature mirrors [`keycard::body::TransformBodyBuilder::build`].
 pub fn wrap_responses() -> Result<TransformBodyLayer, BodyConfigError> {
-    TransformBody::response()
+    TransformBodyLayer::response()
         .rule(
             Scope::path("/orders"),
             BodyRule::json(WRAP_TEMPLATE)
@@ -83,15 +90,14 @@ pub fn app(store: impl SessionStore) -> Result<Router, BodyConfigError> {
     wrap(routes(), store)
 }
 
-/// Wraps any routes in the example's layers: SessionLoad → request transform → response transform.
+/// Wraps `routes` in the example's stack over `store`: [`Keycard`] with [`enrich_requests`]
+/// and [`wrap_responses`].
 ///
 /// # Errors
 /// If the body rules do not build (they are literals, so never in practice).
 pub fn wrap(routes: Router, store: impl SessionStore) -> Result<Router, BodyConfigError> {
-    Ok(routes.layer(
-        ServiceBuilder::new()
-            .layer(SessionLoadLayer::new(store))
-            .layer(enrich_requests()?)
-            .layer(wrap_responses()?),
-    ))
+    let keycard = Keycard::new(store)
+        .request_body(enrich_requests()?)
+        .response_body(wrap_responses()?);
+    Ok(keycard.wrap(routes))
 }

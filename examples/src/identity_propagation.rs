@@ -1,9 +1,9 @@
 //! Identity propagation: keycard's layers in front of a reverse proxy.
 //!
 //! ```text
-//! client ─► SessionLoadLayer ─► PersistLayer ─► InjectHeaders ─► proxy ─► upstream
-//!           (key → session)                     X-User-Id, X-Tenant-Id set,
-//!                                               Authorization removed
+//! client ─► Keycard: load ─► request headers ─► proxy ─► upstream
+//!           (key → session,   X-User-Id, X-Tenant-Id set
+//!            credential removed)
 //! ```
 //!
 //! The backend trusts `X-User-Id` / `X-Tenant-Id` because keycard *replaces* whatever the client
@@ -22,9 +22,6 @@ use hyper_util::rt::TokioExecutor;
 use keycard::headers::HeaderConfigError;
 use keycard::prelude::*;
 use serde_json::json;
-use tower::ServiceBuilder;
-
-use crate::quickstart::identity_headers;
 
 /// Headers that describe one hop, not the message: never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [header::HeaderName; 7] = [
@@ -105,21 +102,15 @@ async fn proxy(State(proxy): State<Proxy>, request: Request) -> Result<Response,
     Ok(proxy.forward(request).await)
 }
 
-/// The gateway: every path is proxied to `upstream` through SessionLoad → Persist →
-/// InjectHeaders over `store`.
+/// The gateway: every path is proxied to `upstream` through the quickstart stack over `store`.
 ///
 /// # Errors
 /// If the header rules do not build (they are literals, so never in practice).
-pub fn app(store: impl SessionStore + Clone, upstream: Uri) -> Result<Router, HeaderConfigError> {
-    Ok(Router::new()
+pub fn app(store: impl SessionStore, upstream: Uri) -> Result<Router, HeaderConfigError> {
+    let proxy = Router::new()
         .fallback(proxy)
-        .with_state(Proxy::new(upstream))
-        .layer(
-            ServiceBuilder::new()
-                .layer(SessionLoadLayer::new(store.clone()))
-                .layer(PersistLayer::new(store))
-                .layer(identity_headers()?),
-        ))
+        .with_state(Proxy::new(upstream));
+    crate::quickstart::wrap(proxy, store)
 }
 
 /// A stand-in backend that answers every request with the headers it received, as JSON.

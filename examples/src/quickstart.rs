@@ -1,65 +1,59 @@
 //! The quickstart stack: an axum app whose requests carry session metadata.
 //!
 //! ```text
-//! request ─► SessionLoadLayer ─► PersistLayer ─► InjectHeaders ─► /whoami, /visits, /echo
+//! request ─► Keycard: load ─► request headers ─► /whoami, /visits, /echo
+//! response ◄─ Keycard: save (only when the handler changed something) ◄─┘
 //! ```
 //!
 //! - `GET /whoami` — the session's metadata as JSON;
 //! - `POST /visits` — increments metadata `visits` through the [`Session`] extractor and returns
-//!   `{"visits": n}` (saved by persist after the response);
+//!   `{"visits": n}`; the store adds the increment atomically, so concurrent calls all count;
 //! - `GET /echo` — the headers the handler received, with lower-case names: `x-user-id` and
 //!   `x-tenant-id` injected from metadata, `authorization` removed.
 
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use keycard::extract::MetadataRejection;
 use keycard::headers::HeaderConfigError;
 use keycard::prelude::*;
-use keycard::session::Session as StoredSession;
 use keycard::store::StoreError;
 use serde_json::{Map, Value, json};
-use tower::ServiceBuilder;
 
 /// The default demo key.
 pub const DEFAULT_DEMO_KEY: &str = "demo-key";
 
 /// The demo session's metadata.
-pub fn demo_metadata() -> Metadata {
-    let Value::Object(meta) = json!({"user_id": "u-demo", "tenant_id": "acme", "plan": "gold"})
-    else {
-        unreachable!("a JSON object literal")
-    };
-    meta
+pub fn demo_metadata() -> Value {
+    json!({"user_id": "u-demo", "tenant_id": "acme", "plan": "gold"})
 }
 
 /// A [`MemoryStore`] holding one demo session under `key`.
 ///
 /// # Errors
 /// Only if the store refuses the session (not for a new in-memory store).
-pub async fn demo_store(key: &str) -> Result<MemoryStore, StoreError> {
+pub fn demo_store(key: &str) -> Result<MemoryStore, StoreError> {
     let store = MemoryStore::new();
-    let session = StoredSession::new(demo_metadata())
-        .with_key_id(KeyId::of(&ApiKey::new(key)))
-        .with_alias("demo");
-    store.create(session).await?;
+    store.insert(
+        SessionRecord::for_key(key)
+            .metadata(demo_metadata())
+            .with_alias("demo"),
+    )?;
     Ok(store)
 }
 
-/// The header rules: `X-User-Id` and `X-Tenant-Id` from metadata; `Authorization` removed so
-/// the key never travels further.
+/// The header rules: `X-User-Id` and `X-Tenant-Id` from metadata. (The key itself never gets
+/// this far: the load stage removes the credential.)
 ///
 /// # Errors
-/// Never for these literal rules; the signature mirrors [`InjectHeaders::build`].
-pub fn identity_headers() -> Result<keycard::headers::InjectHeadersLayer, HeaderConfigError> {
-    InjectHeaders::request()
-        .remove("authorization")
+/// Never for these literal rules; the signature mirrors [`keycard::headers::InjectHeadersBuilder::build`].
+pub fn identity_headers() -> Result<InjectHeadersLayer, HeaderConfigError> {
+    InjectHeadersLayer::request()
         .set("x-user-id", "$tyk_meta.user_id")
         .set("x-tenant-id", "$tyk_meta.tenant_id")
         .build()
 }
 
-/// The quickstart routes, without keycard's layers.
+/// The quickstart routes, without keycard.
 pub fn routes() -> Router {
     Router::new()
         .route("/whoami", get(whoami))
@@ -71,21 +65,26 @@ pub fn routes() -> Router {
 ///
 /// # Errors
 /// If the header rules do not build (they are literals, so never in practice).
-pub fn app(store: impl SessionStore + Clone) -> Result<Router, HeaderConfigError> {
+pub fn app(store: impl SessionStore) -> Result<Router, HeaderConfigError> {
     wrap(routes(), store)
 }
 
-/// Wraps any routes in the quickstart layers: SessionLoad → Persist → InjectHeaders over `store`.
+/// The quickstart's [`Keycard`] over `store`: load, [`identity_headers`], save.
 ///
 /// # Errors
 /// If the header rules do not build (they are literals, so never in practice).
-pub fn wrap(routes: Router, store: impl SessionStore + Clone) -> Result<Router, HeaderConfigError> {
-    Ok(routes.layer(
-        ServiceBuilder::new()
-            .layer(SessionLoadLayer::new(store.clone()))
-            .layer(PersistLayer::new(store))
-            .layer(identity_headers()?),
-    ))
+pub fn keycard(
+    store: impl SessionStore,
+) -> Result<Keycard<keycard::Identity, keycard::Identity, InjectHeadersLayer>, HeaderConfigError> {
+    Ok(Keycard::new(store).request_headers(identity_headers()?))
+}
+
+/// Wraps `routes` (any routes, a proxy...) in the quickstart stack over `store`.
+///
+/// # Errors
+/// If the header rules do not build (they are literals, so never in practice).
+pub fn wrap(routes: Router, store: impl SessionStore) -> Result<Router, HeaderConfigError> {
+    Ok(keycard(store)?.wrap(routes))
 }
 
 async fn whoami(session: Session) -> Json<Value> {
@@ -93,8 +92,7 @@ async fn whoami(session: Session) -> Json<Value> {
 }
 
 async fn visits(session: Session) -> Result<Json<Value>, MetadataRejection> {
-    let visits = session.get("visits").and_then(|v| v.as_u64()).unwrap_or(0) + 1;
-    session.set_metadata("visits", json!(visits))?;
+    let visits = session.increment("visits", 1)?;
     Ok(Json(json!({ "visits": visits })))
 }
 

@@ -3,7 +3,6 @@
 
 use keycard::prelude::*;
 use keycard::redis::{CacheConfig, ConnectError, RedisStore};
-use keycard::session::Session as StoredSession;
 use keycard::store::StoreError;
 
 use crate::quickstart::demo_metadata;
@@ -41,8 +40,8 @@ pub async fn demo_store(url: &str, prefix: &str, key: &str) -> Result<RedisStore
         .connect()
         .await
         .map_err(DemoStoreError::Connect)?;
-    let session = StoredSession::new(demo_metadata())
-        .with_key_id(KeyId::of(&ApiKey::new(key)))
+    let session = SessionRecord::for_key(key)
+        .metadata(demo_metadata())
         .with_alias("demo");
     match store.create(session.clone()).await {
         Ok(_) => {}

@@ -2,9 +2,9 @@
 //! metadata, before axum routes the request.
 //!
 //! ```text
-//! request ─► SessionLoadLayer ─► UrlRewrite ─► Router
-//!            (key → session)     /orders/42 → /shards/$tyk_meta.shard/orders/42
-//!                                              └─► /shards/{shard}/orders/{*rest}
+//! request ─► Keycard: load ─► rewrite ─► Router
+//!            (key → session)   /orders/42 → /shards/$tyk_meta.shard/orders/42
+//!                                            └─► /shards/{shard}/orders/{*rest}
 //! ```
 //!
 //! The rewrite wraps the whole [`Router`] from outside: axum picks the route before middleware
@@ -18,14 +18,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use keycard::auth::SessionLoad;
-use keycard::extract::Session;
 use keycard::prelude::*;
-use keycard::rewrite::{RewriteConfigError, UrlRewriteLayer, UrlRewriteService};
-use keycard::session::Session as StoredSession;
+use keycard::rewrite::RewriteConfigError;
 use keycard::store::StoreError;
-use serde_json::{Value, json};
-use tower::ServiceBuilder;
+use serde_json::json;
 
 /// The demo tenants: (API key, tenant, shard).
 pub const DEMO_TENANTS: [(&str, &str, &str); 2] = [
@@ -33,26 +29,20 @@ pub const DEMO_TENANTS: [(&str, &str, &str); 2] = [
     ("globex-key", "globex", "us-2"),
 ];
 
-/// The tenant-routing service: session load, then the rewrite, then the router.
-pub type TenantRouting = SessionLoad<UrlRewriteService<Router>>;
-
 /// Stores a session for `tenant` on `shard` under `key`.
 ///
 /// # Errors
 /// If the store refuses the session (not for a new in-memory store).
-pub async fn add_tenant(
+pub fn add_tenant(
     store: &MemoryStore,
     key: &str,
     tenant: &str,
     shard: &str,
 ) -> Result<(), StoreError> {
-    let Value::Object(meta) = json!({ "tenant": tenant, "shard": shard }) else {
-        unreachable!("a JSON object literal")
-    };
-    let session = StoredSession::new(meta)
-        .with_key_id(KeyId::of(&ApiKey::new(key)))
+    let record = SessionRecord::for_key(key)
+        .metadata(json!({ "tenant": tenant, "shard": shard }))
         .with_alias(tenant);
-    store.create(session).await?;
+    store.insert(record)?;
     Ok(())
 }
 
@@ -60,10 +50,10 @@ pub async fn add_tenant(
 ///
 /// # Errors
 /// Only if the store refuses a session (not for a new in-memory store).
-pub async fn demo_store() -> Result<MemoryStore, StoreError> {
+pub fn demo_store() -> Result<MemoryStore, StoreError> {
     let store = MemoryStore::new();
     for (key, tenant, shard) in DEMO_TENANTS {
-        add_tenant(&store, key, tenant, shard).await?;
+        add_tenant(&store, key, tenant, shard)?;
     }
     Ok(store)
 }
@@ -72,9 +62,9 @@ pub async fn demo_store() -> Result<MemoryStore, StoreError> {
 /// along).
 ///
 /// # Errors
-/// Never for this literal rule; the signature mirrors [`UrlRewrite::build`].
+/// Never for this literal rule; the signature mirrors [`keycard::rewrite::UrlRewriteBuilder::build`].
 pub fn shard_rewrite() -> Result<UrlRewriteLayer, RewriteConfigError> {
-    UrlRewrite::rules()
+    UrlRewriteLayer::rules()
         .rule(RewriteRule::new(
             r"^/orders/(.*)",
             "/shards/$tyk_meta.shard/orders/$1",
@@ -88,24 +78,19 @@ pub fn routes() -> Router {
     Router::new().route("/shards/{shard}/orders/{*rest}", get(order))
 }
 
-/// The tenant-routing service over `store`: [`routes`] wrapped, from outside, in
-/// SessionLoad → [`shard_rewrite`].
-///
-/// Serve it with `axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app))`.
+/// The tenant-routing service over `store`: [`routes`] wrapped in [`Keycard`] with
+/// [`shard_rewrite`].
 ///
 /// # Errors
 /// If the rewrite rule does not build (a literal, so never in practice).
-pub fn app(store: impl SessionStore) -> Result<TenantRouting, RewriteConfigError> {
-    Ok(ServiceBuilder::new()
-        .layer(SessionLoadLayer::new(store))
-        .layer(shard_rewrite()?)
-        .service(routes()))
+pub fn app(store: impl SessionStore) -> Result<Router, RewriteConfigError> {
+    Ok(Keycard::new(store).rewrite(shard_rewrite()?).wrap(routes()))
 }
 
 async fn order(session: Session, Path((shard, rest)): Path<(String, String)>) -> Response {
     // Defence in depth: the rewrite only ever sends a tenant to its own shard, but a client can
     // also call `/shards/...` directly.
-    if session.get("shard").as_ref().and_then(Value::as_str) != Some(shard.as_str()) {
+    if session.get::<String>("shard").ok().flatten().as_deref() != Some(shard.as_str()) {
         return (StatusCode::NOT_FOUND, Json(json!({"error": "Not found"}))).into_response();
     }
     Json(json!({ "shard": shard, "order": rest })).into_response()

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use keycard_core::key::{ApiKey, KeyId};
 use keycard_core::metadata::MetadataDelta;
-use keycard_core::session::{Session, unix_now};
+use keycard_core::session::{SessionRecord, unix_now};
 use keycard_core::store::{SessionStore, StoreError};
 use serde_json::json;
 
@@ -55,19 +55,19 @@ async fn assert_apply_is_a_no_op(store: &impl SessionStore, key_id: &KeyId) {
 async fn create_is_exclusive(store: &impl SessionStore) {
     let before = unix_now();
     let created = store
-        .create(Session::default().with_key_id(id("create")))
+        .create(SessionRecord::default().with_key_id(id("create")))
         .await
         .unwrap();
     assert_eq!(created.version, 1);
     assert!(created.date_created >= before - 1 && created.last_updated >= before - 1);
     assert!(matches!(
         store
-            .create(Session::default().with_key_id(id("create")))
+            .create(SessionRecord::default().with_key_id(id("create")))
             .await,
         Err(StoreError::AlreadyExists)
     ));
     // A given creation time is kept.
-    let mut dated = Session::default().with_key_id(id("create-dated"));
+    let mut dated = SessionRecord::default().with_key_id(id("create-dated"));
     dated.date_created = 1_600_000_000;
     assert_eq!(
         store.create(dated).await.unwrap().date_created,
@@ -77,7 +77,7 @@ async fn create_is_exclusive(store: &impl SessionStore) {
 
 async fn load_returns_what_was_stored(store: &impl SessionStore) {
     assert_eq!(store.load(&id("missing")).await.unwrap(), None);
-    let mut session = Session::default()
+    let mut session = SessionRecord::default()
         .with_key_id(id("load"))
         .with_alias("loader")
         .with_policies(["gold", "silver"]);
@@ -107,7 +107,7 @@ async fn load_returns_what_was_stored(store: &impl SessionStore) {
 
     // An empty metadata map stays an (empty) object.
     store
-        .create(Session::default().with_key_id(id("load-empty")))
+        .create(SessionRecord::default().with_key_id(id("load-empty")))
         .await
         .unwrap();
     let empty = store.load(&id("load-empty")).await.unwrap().unwrap();
@@ -135,7 +135,7 @@ async fn load_returns_what_was_stored(store: &impl SessionStore) {
 /// `load_shared` (what the session-load layer calls on every request) answers as `load` does,
 /// after every kind of write, including a delete and a re-create under the same key.
 async fn shared_loads_follow_every_write(store: &impl SessionStore) {
-    async fn shared(store: &impl SessionStore) -> Option<Arc<Session>> {
+    async fn shared(store: &impl SessionStore) -> Option<Arc<SessionRecord>> {
         let shared = store.load_shared(&id("shared")).await.unwrap();
         let loaded = store.load(&id("shared")).await.unwrap();
         assert_eq!(shared.as_deref(), loaded.as_ref());
@@ -143,7 +143,7 @@ async fn shared_loads_follow_every_write(store: &impl SessionStore) {
     }
     let key = id("shared");
     let named = |alias: &str| {
-        Session::default()
+        SessionRecord::default()
             .with_key_id(key.clone())
             .with_alias(alias)
     };
@@ -176,13 +176,13 @@ async fn shared_loads_follow_every_write(store: &impl SessionStore) {
 async fn replace_checks_existence_and_version(store: &impl SessionStore) {
     assert!(matches!(
         store
-            .replace(Session::default().with_key_id(id("replace")))
+            .replace(SessionRecord::default().with_key_id(id("replace")))
             .await,
         Err(StoreError::NotFound)
     ));
     let mut created = store
         .create(
-            Session::default()
+            SessionRecord::default()
                 .with_key_id(id("replace"))
                 .with_alias("r1"),
         )
@@ -236,7 +236,7 @@ async fn replace_checks_existence_and_version(store: &impl SessionStore) {
 
 async fn apply_is_ordered_set_if_exists_and_keeps_expiry(store: &impl SessionStore) {
     let far = unix_now() + 100_000;
-    let mut session = Session::default()
+    let mut session = SessionRecord::default()
         .with_key_id(id("apply"))
         .with_expires(far);
     session.meta_data.insert("keep".into(), json!(1));
@@ -319,7 +319,7 @@ async fn delete_returns_the_session(store: &impl SessionStore) {
     assert_eq!(store.delete(&id("delete")).await.unwrap(), None);
     let created = store
         .create(
-            Session::default()
+            SessionRecord::default()
                 .with_key_id(id("delete"))
                 .with_alias("del"),
         )
@@ -339,7 +339,7 @@ async fn delete_returns_the_session(store: &impl SessionStore) {
     // Created again after a delete: a new session, listed once.
     store
         .create(
-            Session::default()
+            SessionRecord::default()
                 .with_key_id(id("delete"))
                 .with_alias("del"),
         )
@@ -362,7 +362,7 @@ async fn list_by_alias_pages(store: &impl SessionStore) {
     for key_id in &expected {
         store
             .create(
-                Session::default()
+                SessionRecord::default()
                     .with_key_id(key_id.clone())
                     .with_alias("pager"),
             )
@@ -371,7 +371,7 @@ async fn list_by_alias_pages(store: &impl SessionStore) {
     }
     store
         .create(
-            Session::default()
+            SessionRecord::default()
                 .with_key_id(id("alias-other"))
                 .with_alias("pager-2"),
         )
@@ -448,7 +448,7 @@ async fn list_keys_pages(store: &impl SessionStore) {
 async fn concurrent_applies_all_survive<S: SessionStore>(store: Arc<S>) {
     const N: usize = 1000;
     store
-        .create(Session::default().with_key_id(id("concurrent")))
+        .create(SessionRecord::default().with_key_id(id("concurrent")))
         .await
         .unwrap();
     let mut tasks = tokio::task::JoinSet::new();
@@ -483,7 +483,7 @@ async fn expired_sessions_are_visible_inside_grace_only(store: &impl SessionStor
     // Expired a second ago: inside the grace period, loadable and reported expired.
     store
         .create(
-            Session::default()
+            SessionRecord::default()
                 .with_key_id(id("expired"))
                 .with_expires(now - 1),
         )
@@ -492,7 +492,7 @@ async fn expired_sessions_are_visible_inside_grace_only(store: &impl SessionStor
     // Expired long ago: past the grace period already.
     store
         .create(
-            Session::default()
+            SessionRecord::default()
                 .with_key_id(id("long-expired"))
                 .with_expires(now - 100),
         )

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use keycard::key::KeyId;
 use keycard::metadata::MetadataDelta;
-use keycard::session::Session;
+use keycard::session::SessionRecord;
 use keycard::store::{Page, SessionStore, StoreError, StoreFuture};
 
 /// Wraps a store and counts its calls; clones share the counters.
@@ -49,22 +49,22 @@ impl<S> CountingStore<S> {
 }
 
 impl<S: SessionStore> SessionStore for CountingStore<S> {
-    fn load<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
+    fn load<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<SessionRecord>> {
         self.counts.loads.fetch_add(1, Ordering::SeqCst);
         self.inner.load(key_id)
     }
 
-    fn load_shared<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Arc<Session>>> {
+    fn load_shared<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Arc<SessionRecord>>> {
         self.counts.loads.fetch_add(1, Ordering::SeqCst);
         self.inner.load_shared(key_id)
     }
 
-    fn create(&self, session: Session) -> StoreFuture<'_, Session> {
+    fn create(&self, session: SessionRecord) -> StoreFuture<'_, SessionRecord> {
         self.wrote();
         self.inner.create(session)
     }
 
-    fn replace(&self, session: Session) -> StoreFuture<'_, Session> {
+    fn replace(&self, session: SessionRecord) -> StoreFuture<'_, SessionRecord> {
         self.wrote();
         self.inner.replace(session)
     }
@@ -73,7 +73,7 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
         &'a self,
         key_id: &'a KeyId,
         delta: &'a MetadataDelta,
-    ) -> StoreFuture<'a, Option<Session>> {
+    ) -> StoreFuture<'a, Option<SessionRecord>> {
         self.wrote();
         self.inner.apply(key_id, delta)
     }
@@ -87,7 +87,7 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
         self.inner.save_changes(key_id, delta)
     }
 
-    fn delete<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
+    fn delete<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<SessionRecord>> {
         self.wrote();
         self.inner.delete(key_id)
     }
@@ -97,7 +97,7 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
         alias: &'a str,
         after: Option<&'a str>,
         limit: usize,
-    ) -> StoreFuture<'a, Page<Session>> {
+    ) -> StoreFuture<'a, Page<SessionRecord>> {
         self.inner.list_by_alias(alias, after, limit)
     }
 
@@ -119,23 +119,27 @@ fn unavailable<'a, T: Send + 'a>() -> StoreFuture<'a, T> {
 }
 
 impl SessionStore for UnavailableStore {
-    fn load<'a>(&'a self, _: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
+    fn load<'a>(&'a self, _: &'a KeyId) -> StoreFuture<'a, Option<SessionRecord>> {
         unavailable()
     }
 
-    fn create(&self, _: Session) -> StoreFuture<'_, Session> {
+    fn create(&self, _: SessionRecord) -> StoreFuture<'_, SessionRecord> {
         unavailable()
     }
 
-    fn replace(&self, _: Session) -> StoreFuture<'_, Session> {
+    fn replace(&self, _: SessionRecord) -> StoreFuture<'_, SessionRecord> {
         unavailable()
     }
 
-    fn apply<'a>(&'a self, _: &'a KeyId, _: &'a MetadataDelta) -> StoreFuture<'a, Option<Session>> {
+    fn apply<'a>(
+        &'a self,
+        _: &'a KeyId,
+        _: &'a MetadataDelta,
+    ) -> StoreFuture<'a, Option<SessionRecord>> {
         unavailable()
     }
 
-    fn delete<'a>(&'a self, _: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
+    fn delete<'a>(&'a self, _: &'a KeyId) -> StoreFuture<'a, Option<SessionRecord>> {
         unavailable()
     }
 
@@ -144,7 +148,7 @@ impl SessionStore for UnavailableStore {
         _: &'a str,
         _: Option<&'a str>,
         _: usize,
-    ) -> StoreFuture<'a, Page<Session>> {
+    ) -> StoreFuture<'a, Page<SessionRecord>> {
         unavailable()
     }
 
@@ -159,27 +163,31 @@ impl SessionStore for UnavailableStore {
 pub struct ReadOnlyStore<S>(pub S);
 
 impl<S: SessionStore> SessionStore for ReadOnlyStore<S> {
-    fn load<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
+    fn load<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<SessionRecord>> {
         self.0.load(key_id)
     }
 
-    fn load_shared<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Arc<Session>>> {
+    fn load_shared<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Arc<SessionRecord>>> {
         self.0.load_shared(key_id)
     }
 
-    fn create(&self, _: Session) -> StoreFuture<'_, Session> {
+    fn create(&self, _: SessionRecord) -> StoreFuture<'_, SessionRecord> {
         unavailable()
     }
 
-    fn replace(&self, _: Session) -> StoreFuture<'_, Session> {
+    fn replace(&self, _: SessionRecord) -> StoreFuture<'_, SessionRecord> {
         unavailable()
     }
 
-    fn apply<'a>(&'a self, _: &'a KeyId, _: &'a MetadataDelta) -> StoreFuture<'a, Option<Session>> {
+    fn apply<'a>(
+        &'a self,
+        _: &'a KeyId,
+        _: &'a MetadataDelta,
+    ) -> StoreFuture<'a, Option<SessionRecord>> {
         unavailable()
     }
 
-    fn delete<'a>(&'a self, _: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
+    fn delete<'a>(&'a self, _: &'a KeyId) -> StoreFuture<'a, Option<SessionRecord>> {
         unavailable()
     }
 
@@ -188,7 +196,7 @@ impl<S: SessionStore> SessionStore for ReadOnlyStore<S> {
         alias: &'a str,
         after: Option<&'a str>,
         limit: usize,
-    ) -> StoreFuture<'a, Page<Session>> {
+    ) -> StoreFuture<'a, Page<SessionRecord>> {
         self.0.list_by_alias(alias, after, limit)
     }
 

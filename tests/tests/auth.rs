@@ -3,11 +3,11 @@
 use axum::Router;
 use axum::routing::get;
 use keycard::auth::{KeySource, SessionLoadLayer};
-use keycard::extract::Session;
 use keycard::persist::PersistLayer;
 use keycard::policy::{MemoryPolicies, Policy};
 use keycard::prelude::{ApiKey, KeyId, MemoryStore, SessionStore};
-use keycard::session::{Session as StoredSession, unix_now};
+use keycard::session::Session;
+use keycard::session::{SessionRecord, unix_now};
 use keycard_tests::http::{Client, TestResponse, spawn};
 use keycard_tests::stores::{ReadOnlyStore, UnavailableStore};
 use serde_json::{Value, json};
@@ -22,7 +22,7 @@ fn routes() -> Router {
         .route(
             "/touch",
             get(|session: Session| async move {
-                session.set_metadata("touched", json!(true)).unwrap();
+                session.set("touched", json!(true)).unwrap();
                 "touched"
             }),
         )
@@ -33,28 +33,28 @@ async fn seeded() -> (MemoryStore, MemoryPolicies) {
     let policies = MemoryPolicies::new();
     policies.insert(Policy::new("off").inactive());
     policies.insert(Policy::new("gold").with_meta("plan", json!("gold")));
-    let mut inactive = StoredSession::default();
+    let mut inactive = SessionRecord::default();
     inactive.is_inactive = true;
     let sessions = [
-        ("good-key", StoredSession::default().with_policies(["gold"])),
+        ("good-key", SessionRecord::default().with_policies(["gold"])),
         ("inactive-key", inactive),
         (
             "policy-off-key",
-            StoredSession::default().with_policies(["off"]),
+            SessionRecord::default().with_policies(["off"]),
         ),
         (
             "expired-key",
-            StoredSession::default().with_expires(unix_now() - 60),
+            SessionRecord::default().with_expires(unix_now() - 60),
         ),
         (
             "future-key",
-            StoredSession::default().with_expires(unix_now() + 3600),
+            SessionRecord::default().with_expires(unix_now() + 3600),
         ),
         (
             "ghost-policy-key",
-            StoredSession::default().with_policies(["ghost"]),
+            SessionRecord::default().with_policies(["ghost"]),
         ),
-        ("ab", StoredSession::default()),
+        ("ab", SessionRecord::default()),
     ];
     for (key, session) in sessions {
         store

@@ -18,7 +18,7 @@ const AUTH: (&str, &str) = ("authorization", "Bearer demo-key");
 const JSON: (&str, &str) = ("content-type", "application/json");
 
 async fn store() -> MemoryStore {
-    demo_store(DEFAULT_DEMO_KEY).await.unwrap()
+    demo_store(DEFAULT_DEMO_KEY).unwrap()
 }
 
 async fn example_client() -> Client {

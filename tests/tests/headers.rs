@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::routing::get;
-use keycard::headers::{InjectHeaders, InjectHeadersLayer};
+use keycard::headers::InjectHeadersLayer;
 use keycard::prelude::{ApiKey, KeyId, MemoryStore, SessionLoadLayer, SessionStore};
-use keycard::session::Session as StoredSession;
+use keycard::session::SessionRecord;
 use keycard_examples::quickstart::echo_router;
 use keycard_tests::http::{Client, spawn};
 use serde_json::{Value, json};
@@ -17,7 +17,7 @@ const AUTH: (&str, &str) = ("authorization", "Bearer header-key");
 
 async fn client(meta: Value, inject: InjectHeadersLayer, routes: Router) -> Client {
     let store = MemoryStore::new();
-    let session = StoredSession::new(meta.as_object().unwrap().clone())
+    let session = SessionRecord::new(meta.as_object().unwrap().clone())
         .with_key_id(KeyId::of(&ApiKey::new("header-key")));
     store.create(session).await.unwrap();
     let app = routes.layer(
@@ -30,7 +30,7 @@ async fn client(meta: Value, inject: InjectHeadersLayer, routes: Router) -> Clie
 
 #[tokio::test]
 async fn upstream_sees_metadata_headers_and_no_authorization() {
-    let inject = InjectHeaders::request()
+    let inject = InjectHeadersLayer::request()
         .set("X-User-Id", "$tyk_meta.user_id")
         .set("X-Tenant", "$tyk_meta.tenant")
         .remove("Authorization")
@@ -53,7 +53,7 @@ async fn upstream_sees_metadata_headers_and_no_authorization() {
 
 #[tokio::test]
 async fn value_rendering_vectors() {
-    let inject = InjectHeaders::request()
+    let inject = InjectHeadersLayer::request()
         .set("x-uid", "$tyk_meta.uid")
         .set("x-typed", "n=$tyk_meta.n f=$tyk_meta.f b=$tyk_meta.b")
         .set("x-longest", "/$tyk_meta.a/$tyk_meta.ab")
@@ -96,7 +96,7 @@ async fn header_injection_attempt_is_500_and_never_reaches_upstream() {
             "reached"
         }),
     );
-    let inject = InjectHeaders::request()
+    let inject = InjectHeadersLayer::request()
         .set("X-A", "$tyk_meta.x")
         .build()
         .unwrap();
@@ -110,7 +110,7 @@ async fn header_injection_attempt_is_500_and_never_reaches_upstream() {
 
 #[tokio::test]
 async fn response_header_rule_reaches_the_client() {
-    let inject = InjectHeaders::response()
+    let inject = InjectHeadersLayer::response()
         .set("x-plan", "$tyk_meta.plan")
         .set_or_omit("x-absent", "$tyk_meta.none")
         .build()

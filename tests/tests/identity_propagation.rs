@@ -7,7 +7,7 @@ use serde_json::json;
 #[tokio::test]
 async fn upstream_receives_trusted_identity_headers_and_no_key() {
     let upstream = spawn(identity_propagation::echo_upstream()).await;
-    let store = quickstart::demo_store("proxy-key").await.unwrap();
+    let store = quickstart::demo_store("proxy-key").unwrap();
     let gateway =
         identity_propagation::app(store, format!("http://{upstream}").parse().unwrap()).unwrap();
     let client = Client::new(spawn(gateway).await);
@@ -43,7 +43,7 @@ async fn unreachable_upstream_is_502_with_json() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let store = quickstart::demo_store("proxy-key").await.unwrap();
+    let store = quickstart::demo_store("proxy-key").unwrap();
     let gateway =
         identity_propagation::app(store, format!("http://{port}").parse().unwrap()).unwrap();
     let client = Client::new(spawn(gateway).await);

@@ -2,10 +2,10 @@
 
 use axum::Router;
 use axum::routing::get;
-use keycard::extract::Session;
 use keycard::persist::PersistLayer;
 use keycard::prelude::{ApiKey, KeyId, MemoryStore, SessionLoadLayer, SessionStore};
-use keycard::session::{Session as StoredSession, unix_now};
+use keycard::session::Session;
+use keycard::session::{SessionRecord, unix_now};
 use keycard_tests::http::{Client, spawn};
 use keycard_tests::logs::Captured;
 use keycard_tests::stores::{ReadOnlyStore, UnavailableStore};
@@ -32,12 +32,12 @@ async fn raw_keys_never_reach_the_logs() {
 
     let store = MemoryStore::new();
     let sessions = [
-        (KEYS[0], StoredSession::default()),
+        (KEYS[0], SessionRecord::default()),
         (
             KEYS[1],
-            StoredSession::default().with_expires(unix_now() - 10),
+            SessionRecord::default().with_expires(unix_now() - 10),
         ),
-        (KEYS[3], StoredSession::default().with_policies(["missing"])),
+        (KEYS[3], SessionRecord::default().with_policies(["missing"])),
     ];
     for (key, session) in sessions {
         store
@@ -49,7 +49,7 @@ async fn raw_keys_never_reach_the_logs() {
         Router::new().route(
             "/",
             get(|session: Session| async move {
-                session.set_metadata("seen", json!(true)).unwrap();
+                session.set("seen", json!(true)).unwrap();
             }),
         )
     };

@@ -2,8 +2,8 @@
 
 use axum::extract::Path;
 use axum::routing::post;
-use keycard::extract::Session;
 use keycard::prelude::{ApiKey, KeyId, MemoryStore, SessionStore};
+use keycard::session::Session;
 use keycard_examples::quickstart;
 use keycard_tests::http::{Client, spawn};
 use keycard_tests::stores::CountingStore;
@@ -13,7 +13,7 @@ const KEY: &str = "k-test-123";
 const AUTH: (&str, &str) = ("authorization", "Bearer k-test-123");
 
 async fn quickstart_client() -> (Client, CountingStore<MemoryStore>) {
-    let store = CountingStore::new(quickstart::demo_store(KEY).await.unwrap());
+    let store = CountingStore::new(quickstart::demo_store(KEY).unwrap());
     let addr = spawn(quickstart::app(store.clone()).unwrap()).await;
     (Client::new(addr), store)
 }
@@ -99,11 +99,11 @@ async fn a_request_that_changes_nothing_writes_nothing_and_a_change_writes_once(
 
 #[tokio::test]
 async fn a_thousand_concurrent_requests_setting_distinct_keys_all_survive() {
-    let store = quickstart::demo_store(KEY).await.unwrap();
+    let store = quickstart::demo_store(KEY).unwrap();
     let routes = axum::Router::new().route(
         "/set/{key}",
         post(|session: Session, Path(key): Path<String>| async move {
-            session.set_metadata(key, json!("v")).unwrap();
+            session.set(key, json!("v")).unwrap();
         }),
     );
     let addr = spawn(quickstart::wrap(routes, store.clone()).unwrap()).await;

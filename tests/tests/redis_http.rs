@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 
 use axum::extract::Path;
 use axum::routing::post;
-use keycard::extract::Session;
 use keycard::prelude::{ApiKey, KeyId, SessionStore};
 use keycard::redis::{CacheConfig, RedisStore};
-use keycard::session::Session as StoredSession;
+use keycard::session::Session;
+use keycard::session::SessionRecord;
 use keycard_examples::{admin, quickstart, redis_store};
 use keycard_tests::http::{Client, spawn};
 use keycard_tests::redis_support::{
@@ -20,8 +20,7 @@ const KEY: &str = "redis-http-key";
 const AUTH: (&str, &str) = ("authorization", "Bearer redis-http-key");
 
 async fn seed(store: &RedisStore) {
-    let session =
-        StoredSession::new(quickstart::demo_metadata()).with_key_id(KeyId::of(&ApiKey::new(KEY)));
+    let session = SessionRecord::for_key(KEY).metadata(quickstart::demo_metadata());
     store.create(session).await.expect("seed the session");
 }
 
@@ -31,7 +30,7 @@ async fn thousand_concurrent_writes(store: RedisStore) {
     let routes = axum::Router::new().route(
         "/set/{key}",
         post(|session: Session, Path(key): Path<String>| async move {
-            session.set_metadata(key, json!("v")).unwrap();
+            session.set(key, json!("v")).unwrap();
         }),
     );
     let client = Client::new(spawn(quickstart::wrap(routes, store.clone()).unwrap()).await);

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use keycard_core::key::{ApiKey, KeyId};
 use keycard_core::metadata::MetadataDelta;
-use keycard_core::session::Session;
+use keycard_core::session::SessionRecord;
 use keycard_core::store::{SessionStore, StoreError};
 use keycard_redis::fred::interfaces::HashesInterface;
 use keycard_redis::{CacheConfig, RedisStore};
@@ -37,7 +37,7 @@ async fn cached_node_sees_another_nodes_write_within_50ms() {
     };
     let (a, b) = (node(&prefix).await, node(&prefix).await);
     let key = id("staleness");
-    a.create(Session::default().with_key_id(key.clone()))
+    a.create(SessionRecord::default().with_key_id(key.clone()))
         .await
         .unwrap();
 
@@ -91,7 +91,7 @@ async fn own_writes_invalidate_the_cache_at_once() {
     let store = connect(shared_store("own-writes").cache(CacheConfig::default())).await;
     let key = id("own-writes");
     store
-        .create(Session::default().with_key_id(key.clone()))
+        .create(SessionRecord::default().with_key_id(key.clone()))
         .await
         .unwrap();
     store.load(&key).await.unwrap().unwrap();
@@ -114,7 +114,7 @@ async fn cache_is_bounded() {
     for n in 0..20 {
         let key = id(&format!("bounded-{n}"));
         store
-            .create(Session::default().with_key_id(key.clone()))
+            .create(SessionRecord::default().with_key_id(key.clone()))
             .await
             .unwrap();
         store.load(&key).await.unwrap().unwrap();
@@ -130,7 +130,7 @@ async fn corrupt_session_json_is_reported_as_corrupt() {
     let store = connect(shared_store("corrupt")).await;
     let key = id("corrupt");
     store
-        .create(Session::default().with_key_id(key.clone()))
+        .create(SessionRecord::default().with_key_id(key.clone()))
         .await
         .unwrap();
     let redis_key = store.session_key(&key);
@@ -222,7 +222,7 @@ async fn hung_or_dead_redis_is_unavailable_within_the_timeout_and_recovers() {
     .await;
     let key = id("fault");
     store
-        .create(Session::default().with_key_id(key.clone()))
+        .create(SessionRecord::default().with_key_id(key.clone()))
         .await
         .unwrap();
 
@@ -296,7 +296,7 @@ async fn cluster_failover_keeps_acknowledged_writes() {
     let keys: Vec<KeyId> = (0..30).map(|n| id(&format!("failover-{n}"))).collect();
     for key in &keys {
         store
-            .create(Session::default().with_key_id(key.clone()))
+            .create(SessionRecord::default().with_key_id(key.clone()))
             .await
             .unwrap();
         store

@@ -13,7 +13,7 @@ async fn client(store: MemoryStore) -> Client {
 }
 
 async fn demo_client() -> Client {
-    client(tenant_routing::demo_store().await.unwrap()).await
+    client(tenant_routing::demo_store().unwrap()).await
 }
 
 #[tokio::test]
@@ -63,9 +63,7 @@ async fn unmatched_paths_are_untouched_and_another_tenants_shard_is_404() {
 #[tokio::test]
 async fn traversal_metadata_stays_under_shards() {
     let store = MemoryStore::new();
-    tenant_routing::add_tenant(&store, "evil-key", "evil", "../admin")
-        .await
-        .unwrap();
+    tenant_routing::add_tenant(&store, "evil-key", "evil", "../admin").unwrap();
     let client = client(store).await;
     let response = client
         .get("/orders/7", &[("authorization", "Bearer evil-key")])
@@ -79,9 +77,7 @@ async fn traversal_metadata_stays_under_shards() {
 #[tokio::test]
 async fn dot_dot_metadata_is_500_invalid_rewrite_target() {
     let store = MemoryStore::new();
-    tenant_routing::add_tenant(&store, "dots-key", "dots", "..")
-        .await
-        .unwrap();
+    tenant_routing::add_tenant(&store, "dots-key", "dots", "..").unwrap();
     let client = client(store).await;
     let response = client
         .get("/orders/7", &[("authorization", "Bearer dots-key")])

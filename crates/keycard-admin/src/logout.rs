@@ -47,7 +47,7 @@ use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use keycard_core::key::KeyId;
 use keycard_core::metadata::Metadata;
-use keycard_core::session::{Session, unix_now};
+use keycard_core::session::{SessionRecord, unix_now};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -276,7 +276,7 @@ impl LogoutSender {
     }
 
     /// Starts one delivery per receiver for `session`, in the background.
-    pub(crate) fn session_ended(&self, session: Session) {
+    pub(crate) fn session_ended(&self, session: SessionRecord) {
         let Some(inner) = &self.inner else { return };
         let ended = Arc::new(Ended {
             sid: session.key_id,

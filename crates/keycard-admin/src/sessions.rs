@@ -9,7 +9,7 @@ use axum::response::Response;
 use http::StatusCode;
 use keycard_core::key::KeyId;
 use keycard_core::metadata::{Metadata, MetadataDelta, MetadataLimits};
-use keycard_core::session::Session;
+use keycard_core::session::SessionRecord;
 use serde_json::{Value, json};
 
 use crate::SharedState;
@@ -36,7 +36,7 @@ fn bad_request(message: impl Into<String>) -> Response {
 }
 
 /// A session as the Auth0 API shows it.
-fn view(session: &Session) -> Value {
+fn view(session: &SessionRecord) -> Value {
     json!({
         "id": session.key_id.as_str(),
         "user_id": session.alias,

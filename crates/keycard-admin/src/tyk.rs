@@ -13,7 +13,7 @@ use axum::response::Response;
 use http::StatusCode;
 use keycard_core::key::{ApiKey, KeyId};
 use keycard_core::policy::{Policy, apply_policies};
-use keycard_core::session::Session;
+use keycard_core::session::SessionRecord;
 use keycard_core::store::StoreError;
 use serde_json::{Value, json};
 
@@ -52,7 +52,7 @@ fn key_id(key: &str, query: Option<&str>) -> Option<KeyId> {
 
 impl AdminState {
     /// The checks every key write makes before touching the store; `Err` is the 400 message.
-    fn check_session(&self, session: &Session) -> Result<(), String> {
+    fn check_session(&self, session: &SessionRecord) -> Result<(), String> {
         self.tyk_limits
             .check(&session.meta_data)
             .map_err(|e| e.to_string())?;
@@ -66,7 +66,7 @@ impl AdminState {
         Ok(())
     }
 
-    async fn create_key(&self, key: ApiKey, mut session: Session) -> Response {
+    async fn create_key(&self, key: ApiKey, mut session: SessionRecord) -> Response {
         if let Err(message) = self.check_session(&session) {
             return bad_request(message);
         }
@@ -95,7 +95,7 @@ impl AdminState {
 pub(crate) async fn create_generated(
     _: TykAdmin,
     State(state): State<SharedState>,
-    TykJson(session): TykJson<Session>,
+    TykJson(session): TykJson<SessionRecord>,
 ) -> Response {
     state.create_key(ApiKey::generate(), session).await
 }
@@ -105,7 +105,7 @@ pub(crate) async fn create_custom(
     _: TykAdmin,
     State(state): State<SharedState>,
     Param(key, ..): TykParam,
-    TykJson(session): TykJson<Session>,
+    TykJson(session): TykJson<SessionRecord>,
 ) -> Response {
     let key = ApiKey::new(key);
     if key.len() < state.min_key_length {
@@ -149,7 +149,7 @@ pub(crate) async fn put_key(
     State(state): State<SharedState>,
     Param(key, ..): TykParam,
     RawQuery(query): RawQuery,
-    TykJson(mut session): TykJson<Session>,
+    TykJson(mut session): TykJson<SessionRecord>,
 ) -> Response {
     const NOT_FOUND: &str = "Key is not found";
     let Some(key_id) = key_id(&key, query.as_deref()) else {

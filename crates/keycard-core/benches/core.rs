@@ -10,7 +10,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use keycard_core::key::{ApiKey, KeyId};
 use keycard_core::metadata::{Metadata, MetadataDelta};
 use keycard_core::policy::{MemoryPolicies, Policy, apply_policies};
-use keycard_core::session::Session;
+use keycard_core::session::SessionRecord;
 use keycard_core::store::{MemoryStore, SessionStore};
 use keycard_core::vars::{Template, Vars};
 use serde_json::{Value, json};
@@ -99,7 +99,8 @@ fn memory_store(c: &mut Criterion) {
         .map(|i| KeyId::of(&ApiKey::new(format!("key-{i}"))))
         .collect();
     for id in &ids {
-        now(store.create(Session::new(five_entries()).with_key_id(id.clone()))).expect("create");
+        now(store.create(SessionRecord::new(five_entries()).with_key_id(id.clone())))
+            .expect("create");
     }
     let id = &ids[4242];
     c.bench_function("memory_store/load (10k sessions)", |b| {
@@ -128,7 +129,7 @@ fn policies(c: &mut Criterion) {
             .with_meta("region", json!("eu"))
             .with_tag("eu"),
     );
-    let session = Session::new(five_entries()).with_policies(["gold", "eu"]);
+    let session = SessionRecord::new(five_entries()).with_policies(["gold", "eu"]);
     c.bench_function("policy/merge 2 policies into 5 entries", |b| {
         b.iter_batched_ref(
             || session.clone(),

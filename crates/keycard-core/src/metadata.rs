@@ -194,6 +194,15 @@ pub enum MetadataError {
         /// The key whose value was not a string.
         key: String,
     },
+    /// A typed value that does not serialise to JSON (a map with non-string keys, a failing
+    /// `Serialize` impl).
+    #[error("Metadata value of \"{key}\" is not JSON: {reason}")]
+    NotJson {
+        /// The key the value was meant for.
+        key: String,
+        /// What serde reported.
+        reason: String,
+    },
 }
 
 /// One recorded metadata change. The names follow Auth0 Actions
@@ -215,6 +224,16 @@ pub enum MetadataChange {
     },
     /// Remove every entry.
     Evict,
+    /// Add `by` to the integer under `key`, atomically in the store: concurrent increments of one
+    /// key add up exactly (where concurrent `Set`s of one key keep the last). A missing key, or a
+    /// value that is not an integer in the `i64` range, becomes `by`; a sum that would overflow
+    /// `i64` leaves the value as it is.
+    Increment {
+        /// The metadata key.
+        key: String,
+        /// The amount to add (negative to subtract).
+        by: i64,
+    },
 }
 
 /// An ordered list of metadata changes, applied atomically to the stored session by persist.
@@ -258,6 +277,33 @@ impl MetadataDelta {
         self
     }
 
+    /// Records `key += by`. Merged into an increment of `key` recorded just before it.
+    pub fn increment(&mut self, key: impl Into<String>, by: i64) -> &mut Self {
+        let key = key.into();
+        if let Some(MetadataChange::Increment {
+            key: last,
+            by: total,
+        }) = self.changes.last_mut()
+            && *last == key
+            && let Some(sum) = total.checked_add(by)
+        {
+            *total = sum;
+            return self;
+        }
+        self.changes.push(MetadataChange::Increment { key, by });
+        self
+    }
+
+    /// Whether a `Set`, `Delete` or `Evict` recorded so far decides the value of `key`, so that
+    /// a later change of `key` can be recorded as a plain `Set` of the value the caller computed.
+    pub fn decides(&self, key: &str) -> bool {
+        self.changes.iter().any(|change| match change {
+            MetadataChange::Set { key: k, .. } | MetadataChange::Delete { key: k } => k == key,
+            MetadataChange::Evict => true,
+            MetadataChange::Increment { .. } => false,
+        })
+    }
+
     /// Whether there is nothing to apply.
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
@@ -276,7 +322,9 @@ impl MetadataDelta {
     /// The keys this delta names (for audit logs); `None` stands for an eviction.
     pub fn keys(&self) -> impl Iterator<Item = Option<&str>> {
         self.changes.iter().map(|change| match change {
-            MetadataChange::Set { key, .. } | MetadataChange::Delete { key } => Some(key.as_str()),
+            MetadataChange::Set { key, .. }
+            | MetadataChange::Delete { key }
+            | MetadataChange::Increment { key, .. } => Some(key.as_str()),
             MetadataChange::Evict => None,
         })
     }
@@ -286,7 +334,8 @@ impl MetadataDelta {
     pub fn validate(&self, limits: &MetadataLimits) -> Result<(), MetadataError> {
         self.changes.iter().try_for_each(|change| match change {
             MetadataChange::Set { key, value } => limits.check_entry(key, value),
-            _ => Ok(()),
+            MetadataChange::Increment { key, by } => limits.check_entry(key, &Value::from(*by)),
+            MetadataChange::Delete { .. } | MetadataChange::Evict => Ok(()),
         })
     }
 
@@ -301,8 +350,22 @@ impl MetadataDelta {
                     metadata.remove(key);
                 }
                 MetadataChange::Evict => metadata.clear(),
+                MetadataChange::Increment { key, by } => {
+                    if let Some(next) = incremented(metadata.get(key), *by) {
+                        metadata.insert(key.clone(), next.into());
+                    }
+                }
             }
         }
+    }
+}
+
+/// The value of an integer entry after adding `by` (see [`MetadataChange::Increment`]): `None`
+/// when the sum would overflow, which leaves the entry as it is.
+pub fn incremented(current: Option<&Value>, by: i64) -> Option<i64> {
+    match current.and_then(Value::as_i64) {
+        Some(current) => current.checked_add(by),
+        None => Some(by),
     }
 }
 
@@ -444,5 +507,52 @@ mod tests {
             serde_json::from_value::<MetadataDelta>(json).unwrap(),
             delta
         );
+    }
+
+    #[test]
+    fn increments_add_to_integers_and_replace_anything_else() {
+        let mut meta = map(json!({"n": 40, "s": "x", "f": 1.5, "big": u64::MAX, "max": i64::MAX}));
+        let mut delta = MetadataDelta::new();
+        delta
+            .increment("n", 1)
+            .increment("n", 1)
+            .increment("s", 3)
+            .increment("f", 1)
+            .increment("big", 1)
+            .increment("max", 1)
+            .increment("new", -5);
+        // Consecutive increments of one key are one change.
+        assert_eq!(delta.len(), 6);
+        delta.apply_to(&mut meta);
+        assert_eq!(
+            Value::Object(meta),
+            json!({"n": 42, "s": 3, "f": 1, "big": 1, "max": i64::MAX, "new": -5})
+        );
+        assert_eq!(
+            serde_json::to_value(&delta).unwrap()[0],
+            json!({"op": "increment", "key": "n", "by": 2})
+        );
+    }
+
+    #[test]
+    fn increments_are_values_the_limits_check() {
+        let mut delta = MetadataDelta::new();
+        delta.increment("visits", 1);
+        assert!(delta.validate(&MetadataLimits::tyk()).is_ok());
+        assert!(matches!(
+            delta.validate(&MetadataLimits::auth0()),
+            Err(MetadataError::NotAString { .. })
+        ));
+    }
+
+    #[test]
+    fn a_set_delete_or_evict_decides_a_key_and_an_increment_does_not() {
+        let mut delta = MetadataDelta::new();
+        delta.increment("a", 1);
+        assert!(!delta.decides("a"));
+        delta.delete("b");
+        assert!(delta.decides("b") && !delta.decides("c"));
+        delta.evict();
+        assert!(delta.decides("c"));
     }
 }

@@ -7,13 +7,13 @@
 //!
 //! ```
 //! use keycard_core::policy::{MemoryPolicies, Policy, apply_policies};
-//! use keycard_core::session::Session;
+//! use keycard_core::session::SessionRecord;
 //! use serde_json::json;
 //!
 //! let policies = MemoryPolicies::new();
 //! policies.insert(Policy::new("gold").with_meta("plan", json!("gold")));
 //!
-//! let mut session: Session = serde_json::from_value(json!({
+//! let mut session: SessionRecord = serde_json::from_value(json!({
 //!     "meta_data": {"plan": "free", "user_id": "u-1"},
 //!     "apply_policies": ["gold"],
 //! })).unwrap();
@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::metadata::Metadata;
-use crate::session::Session;
+use crate::session::SessionRecord;
 
 /// A policy (Tyk's policy object, the fields keycard uses).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -161,7 +161,7 @@ pub struct PolicyNotFound {
 
 /// Applies the session's policies, in order, to `session` (the view a request sees).
 pub fn apply_policies(
-    session: &mut Session,
+    session: &mut SessionRecord,
     source: &(impl PolicySource + ?Sized),
 ) -> Result<(), PolicyNotFound> {
     for id in &session.apply_policies {
@@ -196,11 +196,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn session(meta: Value, policies: &[&str]) -> Session {
+    fn session(meta: Value, policies: &[&str]) -> SessionRecord {
         let Value::Object(meta) = meta else {
             unreachable!()
         };
-        Session::new(meta).with_policies(policies.iter().copied())
+        SessionRecord::new(meta).with_policies(policies.iter().copied())
     }
 
     #[test]

@@ -5,10 +5,10 @@
 //! key definition deserialises as is; unknown Tyk fields are ignored.
 //!
 //! ```
-//! use keycard_core::session::Session;
+//! use keycard_core::session::SessionRecord;
 //! use serde_json::json;
 //!
-//! let session: Session = serde_json::from_value(json!({
+//! let session: SessionRecord = serde_json::from_value(json!({
 //!     "alias": "alice",
 //!     "expires": 0,
 //!     "meta_data": {"user_id": "u-1", "tenant_id": "acme"},
@@ -23,14 +23,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::key::KeyId;
+use crate::key::{ApiKey, KeyId};
 use crate::metadata::Metadata;
 
 /// A session: identity, state, limits and metadata.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]
-pub struct Session {
+pub struct SessionRecord {
     /// The hashed key this session is stored under (never the raw key).
     #[serde(skip_serializing_if = "is_empty_id")]
     pub key_id: KeyId,
@@ -71,7 +71,7 @@ pub struct Session {
     pub version: u64,
 }
 
-impl Session {
+impl SessionRecord {
     /// A new, never-expiring session with the given metadata.
     pub fn new(meta_data: Metadata) -> Self {
         Self {
@@ -79,6 +79,48 @@ impl Session {
             quota_max: -1,
             quota_remaining: -1,
             ..Self::default()
+        }
+    }
+
+    /// A new, never-expiring record for the raw key `key`, stored under the key's id
+    /// ([`KeyId::of`]). The raw key is not kept.
+    ///
+    /// ```
+    /// use keycard_core::session::SessionRecord;
+    /// use serde_json::json;
+    ///
+    /// let record = SessionRecord::for_key("secret-key").metadata(json!({"user_id": "u-1"}));
+    /// assert_eq!(record.meta_data["user_id"], "u-1");
+    /// assert_eq!(record.key_id, keycard_core::key::KeyId::of(&keycard_core::key::ApiKey::new("secret-key")));
+    /// ```
+    pub fn for_key(key: &str) -> Self {
+        Self::new(Metadata::new()).with_key_id(KeyId::of(&ApiKey::new(key)))
+    }
+
+    /// Sets the metadata from a JSON object, such as `json!({"user_id": "u-1"})` (builder style).
+    ///
+    /// # Panics
+    /// When `metadata` is not a JSON object; use [`try_metadata`](Self::try_metadata) for
+    /// values that come from input.
+    #[track_caller]
+    pub fn metadata(self, metadata: serde_json::Value) -> Self {
+        match self.try_metadata(metadata) {
+            Ok(record) => record,
+            Err(other) => panic!("session metadata must be a JSON object, not {other}"),
+        }
+    }
+
+    /// Sets the metadata from a JSON object; any other value is handed back.
+    ///
+    /// # Errors
+    /// When `metadata` is not a JSON object.
+    pub fn try_metadata(mut self, metadata: serde_json::Value) -> Result<Self, serde_json::Value> {
+        match metadata {
+            serde_json::Value::Object(map) => {
+                self.meta_data = map;
+                Ok(self)
+            }
+            other => Err(other),
         }
     }
 
@@ -158,7 +200,7 @@ mod tests {
 
     #[test]
     fn reads_a_tyk_session() {
-        let session: Session = serde_json::from_value(json!({
+        let session: SessionRecord = serde_json::from_value(json!({
             "allowance": 1000, "rate": 1000, "per": 1, "expires": -1, "quota_max": -1,
             "org_id": "53ac07777cbb8c2d53000002", "is_inactive": false,
             "date_created": "2024-03-01T10:00:00Z", "last_updated": "1709287200",
@@ -175,17 +217,17 @@ mod tests {
 
     #[test]
     fn expiry_at_or_after_now_is_live() {
-        let session = Session::default().with_expires(100);
+        let session = SessionRecord::default().with_expires(100);
         assert!(!session.is_expired_at(100));
         assert!(session.is_expired_at(101));
     }
 
     #[test]
     fn round_trips() {
-        let session = Session::new(Metadata::new())
+        let session = SessionRecord::new(Metadata::new())
             .with_alias("a")
             .with_policies(["p"]);
-        let back: Session =
+        let back: SessionRecord =
             serde_json::from_str(&serde_json::to_string(&session).unwrap()).unwrap();
         assert_eq!(back, session);
     }

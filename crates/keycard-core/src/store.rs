@@ -7,7 +7,7 @@
 //! ```
 //! use keycard_core::key::{ApiKey, KeyId};
 //! use keycard_core::metadata::MetadataDelta;
-//! use keycard_core::session::Session;
+//! use keycard_core::session::SessionRecord;
 //! use keycard_core::store::{MemoryStore, SessionStore};
 //! use serde_json::json;
 //!
@@ -15,7 +15,7 @@
 //! # async fn main() -> Result<(), keycard_core::store::StoreError> {
 //! let store = MemoryStore::new();
 //! let id = KeyId::of(&ApiKey::new("demo-key"));
-//! store.create(Session::default().with_key_id(id.clone())).await?;
+//! store.create(SessionRecord::default().with_key_id(id.clone())).await?;
 //!
 //! let mut delta = MetadataDelta::new();
 //! delta.set("plan", json!("gold"));
@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use crate::key::KeyId;
 use crate::metadata::MetadataDelta;
-use crate::session::{Session, unix_now};
+use crate::session::{SessionRecord, unix_now};
 
 mod record;
 
@@ -74,6 +74,9 @@ pub enum StoreError {
     /// The stored data could not be read.
     #[error("stored session could not be read: {0}")]
     Corrupt(String),
+    /// The caller's input cannot be stored (it says why).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl StoreError {
@@ -95,10 +98,10 @@ pub struct Page<T> {
 /// Storage for sessions, keyed by [`KeyId`].
 ///
 /// Implementations must make [`apply`](SessionStore::apply) atomic and set-if-exists, keep the
-/// session's expiry when applying a delta, and bump [`Session::version`] on every write.
+/// session's expiry when applying a delta, and bump [`SessionRecord::version`] on every write.
 pub trait SessionStore: Send + Sync + 'static {
     /// Loads a session; `None` when there is none (or it is past its expiry grace period).
-    fn load<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>>;
+    fn load<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<SessionRecord>>;
 
     /// Loads a session to be shared read-only, as the session-load layer does on every request.
     ///
@@ -107,18 +110,18 @@ pub trait SessionStore: Send + Sync + 'static {
     /// session changes, so a request that only reads metadata copies nothing. An override must
     /// answer exactly what `load` would; a wrapper store should forward it (and `save_changes`)
     /// to the store it wraps, or that store's sharing is lost.
-    fn load_shared<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Arc<Session>>> {
+    fn load_shared<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Arc<SessionRecord>>> {
         Box::pin(async move { Ok(self.load(key_id).await?.map(Arc::new)) })
     }
 
     /// Stores a new session under `session.key_id`; [`StoreError::AlreadyExists`] if taken.
     /// Sets `version` to 1 and fills `date_created`/`last_updated` when they are 0.
-    fn create(&self, session: Session) -> StoreFuture<'_, Session>;
+    fn create(&self, session: SessionRecord) -> StoreFuture<'_, SessionRecord>;
 
     /// Replaces a stored session; [`StoreError::NotFound`] when absent. A non-zero
     /// `session.version` must equal the stored version ([`StoreError::Conflict`] otherwise);
     /// `0` replaces unconditionally. Keeps `date_created`, bumps `version`.
-    fn replace(&self, session: Session) -> StoreFuture<'_, Session>;
+    fn replace(&self, session: SessionRecord) -> StoreFuture<'_, SessionRecord>;
 
     /// Applies a metadata delta atomically to the stored session and returns the result;
     /// `Ok(None)` if the session does not exist (it is never recreated).
@@ -126,10 +129,10 @@ pub trait SessionStore: Send + Sync + 'static {
         &'a self,
         key_id: &'a KeyId,
         delta: &'a MetadataDelta,
-    ) -> StoreFuture<'a, Option<Session>>;
+    ) -> StoreFuture<'a, Option<SessionRecord>>;
 
     /// Applies a delta exactly as [`apply`](SessionStore::apply) does, for a caller that needs
-    /// only the new [`Session::version`] (`None`: the session does not exist). This is what
+    /// only the new [`SessionRecord::version`] (`None`: the session does not exist). This is what
     /// persist calls after every request that changed metadata. The default calls `apply`; a
     /// networked store overrides it so the updated session need not travel back. An override
     /// must have `apply`'s effect exactly.
@@ -142,7 +145,7 @@ pub trait SessionStore: Send + Sync + 'static {
     }
 
     /// Deletes a session and returns what was stored.
-    fn delete<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>>;
+    fn delete<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<SessionRecord>>;
 
     /// The sessions whose alias is `alias`, ordered by key id, at most `limit`, after the cursor.
     fn list_by_alias<'a>(
@@ -150,7 +153,7 @@ pub trait SessionStore: Send + Sync + 'static {
         alias: &'a str,
         after: Option<&'a str>,
         limit: usize,
-    ) -> StoreFuture<'a, Page<Session>>;
+    ) -> StoreFuture<'a, Page<SessionRecord>>;
 
     /// All key ids, ordered, at most `limit`, after the cursor.
     fn list_keys<'a>(
@@ -163,26 +166,26 @@ pub trait SessionStore: Send + Sync + 'static {
 macro_rules! forward_store {
     ($($ty:ty),*) => {$(
         impl<T: SessionStore + ?Sized> SessionStore for $ty {
-            fn load<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
+            fn load<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<SessionRecord>> {
                 (**self).load(key_id)
             }
             fn load_shared<'a>(
                 &'a self,
                 key_id: &'a KeyId,
-            ) -> StoreFuture<'a, Option<Arc<Session>>> {
+            ) -> StoreFuture<'a, Option<Arc<SessionRecord>>> {
                 (**self).load_shared(key_id)
             }
-            fn create(&self, session: Session) -> StoreFuture<'_, Session> {
+            fn create(&self, session: SessionRecord) -> StoreFuture<'_, SessionRecord> {
                 (**self).create(session)
             }
-            fn replace(&self, session: Session) -> StoreFuture<'_, Session> {
+            fn replace(&self, session: SessionRecord) -> StoreFuture<'_, SessionRecord> {
                 (**self).replace(session)
             }
             fn apply<'a>(
                 &'a self,
                 key_id: &'a KeyId,
                 delta: &'a MetadataDelta,
-            ) -> StoreFuture<'a, Option<Session>> {
+            ) -> StoreFuture<'a, Option<SessionRecord>> {
                 (**self).apply(key_id, delta)
             }
             fn save_changes<'a>(
@@ -192,7 +195,7 @@ macro_rules! forward_store {
             ) -> StoreFuture<'a, Option<u64>> {
                 (**self).save_changes(key_id, delta)
             }
-            fn delete<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
+            fn delete<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<SessionRecord>> {
                 (**self).delete(key_id)
             }
             fn list_by_alias<'a>(
@@ -200,7 +203,7 @@ macro_rules! forward_store {
                 alias: &'a str,
                 after: Option<&'a str>,
                 limit: usize,
-            ) -> StoreFuture<'a, Page<Session>> {
+            ) -> StoreFuture<'a, Page<SessionRecord>> {
                 (**self).list_by_alias(alias, after, limit)
             }
             fn list_keys<'a>(
@@ -232,9 +235,9 @@ const SWEEP_EVERY_SECS: i64 = 60;
 /// periodically on writes, so the map does not grow without bound.
 ///
 /// Sessions are kept in a compact encoded form (a few hundred bytes each with a handful of
-/// metadata entries, rather than a `Session` and its metadata map); `load` rebuilds the
-/// [`Session`]. [`load_shared`](SessionStore::load_shared), which the session-load layer calls on
-/// every request, hands out the same decoded `Arc<Session>` until the session is written again,
+/// metadata entries, rather than a `SessionRecord` and its metadata map); `load` rebuilds the
+/// [`SessionRecord`]. [`load_shared`](SessionStore::load_shared), which the session-load layer calls on
+/// every request, hands out the same decoded `Arc<SessionRecord>` until the session is written again,
 /// from a bounded table (1024 entries, at most one per key), so the requests of a busy key neither
 /// decode nor copy it.
 #[derive(Clone, Debug)]
@@ -280,14 +283,19 @@ const DECODED_SLOTS: usize = 1024;
 struct Decoded(Box<[RwLock<Option<DecodedEntry>>]>);
 
 /// A decoded session and the stamp of the record it was decoded from.
-type DecodedEntry = (u64, Arc<Session>);
+type DecodedEntry = (u64, Arc<SessionRecord>);
 
 impl Decoded {
     fn new(slots: usize) -> Self {
         Self((0..slots).map(|_| RwLock::new(None)).collect())
     }
 
-    fn get(&self, slot: &Slot, record: &Record, key_id: &KeyId) -> Result<Arc<Session>, Corrupt> {
+    fn get(
+        &self,
+        slot: &Slot,
+        record: &Record,
+        key_id: &KeyId,
+    ) -> Result<Arc<SessionRecord>, Corrupt> {
         let entry = &self.0[slot.spread() % self.0.len()];
         // An entry is only ever replaced whole, so a poisoned lock is still consistent.
         if let Some((stamp, session)) = &*entry.read().unwrap_or_else(|e| e.into_inner())
@@ -342,6 +350,70 @@ impl From<Corrupt> for StoreError {
 }
 
 impl MemoryStore {
+    /// Stores a new session now ([`SessionStore::create`] without the future): the memory
+    /// store answers at once.
+    ///
+    /// # Errors
+    /// [`StoreError::AlreadyExists`] when a live session has that key id.
+    pub fn insert(&self, mut session: SessionRecord) -> Result<SessionRecord, StoreError> {
+        let slot = Slot::of(session.key_id.as_str());
+        let body = Body::encode(&session);
+        self.inner.write_op(|state, now| {
+            if let Some(existing) = state.sessions.get(&slot) {
+                if self.inner.live(existing, now) {
+                    return Err(StoreError::AlreadyExists);
+                }
+                let entry = state.indexed(&slot, existing);
+                state.by_alias.remove(&entry);
+            }
+            if session.date_created == 0 {
+                session.date_created = now;
+            }
+            session.last_updated = now;
+            session.version = 1;
+            let entry = (state.alias_hash(&session.alias), slot.clone());
+            state.by_alias.insert(entry);
+            let stamp = state.next_stamp();
+            state
+                .sessions
+                .insert(slot, Record::new(&session, body, stamp));
+            Ok(session)
+        })
+    }
+
+    /// Stores a new, never-expiring session for the raw key `key` with `metadata`, a JSON
+    /// object such as `json!({"user_id": "u-1"})`: the shortest way to seed a demo or a test.
+    /// Only the key's hash is kept.
+    ///
+    /// ```
+    /// use keycard_core::store::MemoryStore;
+    /// use serde_json::json;
+    ///
+    /// let store = MemoryStore::new();
+    /// let record = store.insert_key("demo-key", json!({"user_id": "u-demo"})).unwrap();
+    /// assert_eq!(record.version, 1);
+    /// assert!(store.insert_key("demo-key", json!({})).is_err(), "keys are unique");
+    /// assert!(store.insert_key("other-key", json!([1])).is_err(), "metadata is an object");
+    /// ```
+    ///
+    /// # Errors
+    /// [`StoreError::AlreadyExists`] when the key has a live session; [`StoreError::Invalid`]
+    /// when `metadata` is not a JSON object.
+    pub fn insert_key(
+        &self,
+        key: &str,
+        metadata: serde_json::Value,
+    ) -> Result<SessionRecord, StoreError> {
+        let record = SessionRecord::for_key(key)
+            .try_metadata(metadata)
+            .map_err(|other| {
+                StoreError::Invalid(format!(
+                    "session metadata must be a JSON object, not {other}"
+                ))
+            })?;
+        self.insert(record)
+    }
+
     /// An empty store with the default expiry grace period.
     pub fn new() -> Self {
         Self::with_expiry_grace(DEFAULT_EXPIRY_GRACE)
@@ -468,46 +540,24 @@ fn cursor_of(slot: &Slot) -> String {
 }
 
 impl SessionStore for MemoryStore {
-    fn load<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
+    fn load<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<SessionRecord>> {
         ready(
             self.inner
                 .read_live(key_id, |_, record| record.session(key_id.clone())),
         )
     }
 
-    fn load_shared<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Arc<Session>>> {
+    fn load_shared<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Arc<SessionRecord>>> {
         ready(self.inner.read_live(key_id, |slot, record| {
             self.inner.decoded.get(slot, record, key_id)
         }))
     }
 
-    fn create(&self, mut session: Session) -> StoreFuture<'_, Session> {
-        let slot = Slot::of(session.key_id.as_str());
-        let body = Body::encode(&session);
-        ready(self.inner.write_op(|state, now| {
-            if let Some(existing) = state.sessions.get(&slot) {
-                if self.inner.live(existing, now) {
-                    return Err(StoreError::AlreadyExists);
-                }
-                let entry = state.indexed(&slot, existing);
-                state.by_alias.remove(&entry);
-            }
-            if session.date_created == 0 {
-                session.date_created = now;
-            }
-            session.last_updated = now;
-            session.version = 1;
-            let entry = (state.alias_hash(&session.alias), slot.clone());
-            state.by_alias.insert(entry);
-            let stamp = state.next_stamp();
-            state
-                .sessions
-                .insert(slot, Record::new(&session, body, stamp));
-            Ok(session)
-        }))
+    fn create(&self, session: SessionRecord) -> StoreFuture<'_, SessionRecord> {
+        ready(self.insert(session))
     }
 
-    fn replace(&self, mut session: Session) -> StoreFuture<'_, Session> {
+    fn replace(&self, mut session: SessionRecord) -> StoreFuture<'_, SessionRecord> {
         let slot = Slot::of(session.key_id.as_str());
         let body = Body::encode(&session);
         ready(self.inner.write_op(|state, now| {
@@ -543,7 +593,7 @@ impl SessionStore for MemoryStore {
         &'a self,
         key_id: &'a KeyId,
         delta: &'a MetadataDelta,
-    ) -> StoreFuture<'a, Option<Session>> {
+    ) -> StoreFuture<'a, Option<SessionRecord>> {
         let slot = Slot::of(key_id.as_str());
         ready(self.inner.write_op(|state, now| {
             let stamp = state.next_stamp();
@@ -563,7 +613,7 @@ impl SessionStore for MemoryStore {
         }))
     }
 
-    fn delete<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
+    fn delete<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<SessionRecord>> {
         let slot = Slot::of(key_id.as_str());
         let removed = self.inner.write_op(|state, now| {
             let record = state.sessions.remove(&slot)?;
@@ -581,7 +631,7 @@ impl SessionStore for MemoryStore {
         alias: &'a str,
         after: Option<&'a str>,
         limit: usize,
-    ) -> StoreFuture<'a, Page<Session>> {
+    ) -> StoreFuture<'a, Page<SessionRecord>> {
         let now = unix_now();
         let state = self.inner.read();
         let hash = state.alias_hash(alias);
@@ -644,8 +694,10 @@ mod tests {
         KeyId::of(&ApiKey::new(format!("key-{n}")))
     }
 
-    fn session(n: u32) -> Session {
-        Session::default().with_key_id(id(n)).with_alias("alice")
+    fn session(n: u32) -> SessionRecord {
+        SessionRecord::default()
+            .with_key_id(id(n))
+            .with_alias("alice")
     }
 
     #[tokio::test]
@@ -838,7 +890,11 @@ mod tests {
             store.create(session(n)).await.unwrap();
         }
         store
-            .create(Session::default().with_key_id(id(99)).with_alias("zed"))
+            .create(
+                SessionRecord::default()
+                    .with_key_id(id(99))
+                    .with_alias("zed"),
+            )
             .await
             .unwrap();
         let first = store.list_by_alias("alice", None, 2).await.unwrap();
@@ -869,7 +925,7 @@ mod tests {
     #[tokio::test]
     async fn every_field_survives_the_store() {
         let store = MemoryStore::new();
-        let mut full = Session::new(
+        let mut full = SessionRecord::new(
             json!({"user_id": "u-1", "n": -3, "f": 1.5, "deep": {"a": [true, null]}})
                 .as_object()
                 .cloned()
@@ -938,7 +994,7 @@ mod tests {
         for key in &all {
             store
                 .create(
-                    Session::default()
+                    SessionRecord::default()
                         .with_key_id(key.clone())
                         .with_alias("mix"),
                 )

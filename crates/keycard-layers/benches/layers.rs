@@ -21,14 +21,14 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use keycard_core::key::{ApiKey, KeyId};
 use keycard_core::metadata::{Metadata, MetadataLimits};
-use keycard_core::session::Session;
+use keycard_core::session::SessionRecord;
 use keycard_core::store::{MemoryStore, SessionStore};
 use keycard_layers::auth::SessionLoadLayer;
-use keycard_layers::body::{BodyRule, Scope, TransformBody};
-use keycard_layers::handle::SessionHandle;
-use keycard_layers::headers::InjectHeaders;
+use keycard_layers::body::{BodyRule, Scope, TransformBodyLayer};
+use keycard_layers::headers::InjectHeadersLayer;
 use keycard_layers::persist::PersistLayer;
-use keycard_layers::rewrite::{RewriteRule, UrlRewrite};
+use keycard_layers::rewrite::{RewriteRule, UrlRewriteLayer};
+use keycard_layers::session::Session;
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 use tower::{Service, ServiceBuilder, ServiceExt};
@@ -72,8 +72,8 @@ fn five_entries() -> Metadata {
 }
 
 /// The handle `SessionLoadLayer` would have put into the request (for the single-layer cases).
-fn handle() -> SessionHandle {
-    SessionHandle::new(Session::new(five_entries()), MetadataLimits::tyk())
+fn handle() -> Session {
+    Session::new(SessionRecord::new(five_entries()), MetadataLimits::tyk())
 }
 
 /// A request as a client sends it: a few ordinary headers and the API key.
@@ -116,15 +116,15 @@ impl<B> Service<Request<B>> for Handler {
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let session = request.extensions().get::<SessionHandle>();
+        let session = request.extensions().get::<Session>();
         match (*self, session) {
             (Self::Read, Some(session)) => {
-                black_box(session.get("plan"));
+                black_box(session.get_value("plan"));
             }
             (Self::Write, Some(session)) => {
                 let visits = VISITS.fetch_add(1, Ordering::Relaxed);
                 session
-                    .set_metadata("visits", json!(visits))
+                    .set("visits", json!(visits))
                     .expect("within the limits");
             }
             _ => {}
@@ -189,7 +189,7 @@ fn order_body(size: usize) -> Bytes {
 fn body(c: &mut Criterion) {
     let rt = runtime();
     let template = r#"{"data": {{ _body|tojson }}, "order_id": {{ order_id|tojson }}, "customer_id": {{ customer.id|tojson }}, "item_count": {{ items|length }}, "tenant_id": {{ _tyk_meta.tenant_id|tojson }}, "user_id": {{ _tyk_meta.user_id|tojson }}, "plan": {{ _tyk_meta.plan|tojson }}}"#;
-    let layer = TransformBody::request()
+    let layer = TransformBodyLayer::request()
         .rule(
             Scope::path("/orders").method(Method::POST),
             BodyRule::json(template)
@@ -243,7 +243,7 @@ fn rewrite(c: &mut Criterion) {
         )
     };
     let build = |n: usize| {
-        UrlRewrite::rules()
+        UrlRewriteLayer::rules()
             .extend_rules((0..n).map(rule))
             .build()
             .expect("valid rules")
@@ -283,7 +283,7 @@ fn rewrite(c: &mut Criterion) {
 }
 
 /// The whole request path: SessionLoad (MemoryStore, 10k sessions) + URL rewrite (1 rule) +
-/// Persist + InjectHeaders (3 variables), against the bare inner service.
+/// Persist + InjectHeadersBuilder (3 variables), against the bare inner service.
 fn stack(c: &mut Criterion) {
     let rt = runtime();
     let store = MemoryStore::new();
@@ -291,24 +291,24 @@ fn stack(c: &mut Criterion) {
         for i in 0..10_000 {
             let id = KeyId::of(&ApiKey::new(format!("key-{i}")));
             store
-                .create(Session::new(five_entries()).with_key_id(id))
+                .create(SessionRecord::new(five_entries()).with_key_id(id))
                 .await
                 .expect("create");
         }
         let id = KeyId::of(&ApiKey::new(KEY));
         store
-            .create(Session::new(five_entries()).with_key_id(id))
+            .create(SessionRecord::new(five_entries()).with_key_id(id))
             .await
             .expect("create");
     });
-    let rewrite = UrlRewrite::rules()
+    let rewrite = UrlRewriteLayer::rules()
         .rule(RewriteRule::new(
             r"^/api/orders/(\d+)$",
             "/shards/$tyk_meta.shard/orders/$1",
         ))
         .build()
         .expect("a valid rule");
-    let inject = InjectHeaders::request()
+    let inject = InjectHeadersLayer::request()
         .remove("authorization")
         .set("x-user-id", "$tyk_meta.user_id")
         .set("x-tenant-id", "$tyk_meta.tenant_id")

@@ -4,12 +4,12 @@
 //! | --- | --- |
 //! | `path` | the request path |
 //! | `path_parts` | the path's non-empty segments joined by `,` |
-//! | `remote_addr` | the peer IP ([`PeerAddr`], or axum's `ConnectInfo<SocketAddr>`); the first `X-Forwarded-For` entry only where a layer is told to trust it |
+//! | `remote_addr` | the client IP ([`ClientAddr`], resolved once by the session-load stage): the peer ([`PeerAddr`], or axum's `ConnectInfo<SocketAddr>`), or an `X-Forwarded-For` entry counted from the right past the proxies you trust ([`ForwardedFor`]) |
 //! | `request_id` | the `x-request-id` header, else a UUID v4 generated once per request ([`RequestId`]) |
 //! | `headers_<Name>` | the first value of header `Name` (`_` stands for `-`, any case) |
 //! | `request_data_<k>` | the first value of query parameter `k` |
 //! | `cookies_<name>` | cookie `name` (`_` in the variable matches `-` in the cookie name) |
-//! | `token` | the raw API key — only rendered where a template names it explicitly |
+//! | `token` | the raw API key — only where the session-load stage was told to expose it (`expose_token`, for Tyk compatibility); empty otherwise |
 //! | anything else | a value put into the request's [`ContextValues`] by a layer or handler |
 //!
 //! Layers and handlers add their own values through [`ContextValues`]:
@@ -94,14 +94,57 @@ impl RequestId {
     }
 }
 
-/// Whether `remote_addr` may come from `X-Forwarded-For`.
+/// Where the client address (`$tyk_context.remote_addr`) comes from. The session-load stage
+/// resolves it once per request into a [`ClientAddr`]; every later stage reads that.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ForwardedFor {
-    /// Use the connection's peer address only (the default).
+    /// The connection's peer address only (the default).
     #[default]
     Ignore,
-    /// Use the first `X-Forwarded-For` entry when present (only behind a proxy you run).
-    Trust,
+    /// Behind this many proxies that you run, each appending the address it saw to
+    /// `X-Forwarded-For`: the client is that many entries from the right. Entries further left
+    /// were written by the client and are never used; with fewer entries than proxies the peer
+    /// address is used. `Proxies(0)` is [`Ignore`](Self::Ignore).
+    Proxies(u8),
+}
+
+impl ForwardedFor {
+    /// The client address of a request with these `headers` and `extensions`.
+    pub fn client_addr(self, headers: &HeaderMap, extensions: &Extensions) -> Option<IpAddr> {
+        if let Self::Proxies(hops @ 1..) = self {
+            let mut entries: Vec<&str> = headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .collect();
+            let hops = usize::from(hops);
+            if entries.len() >= hops {
+                let entry = entries.swap_remove(entries.len() - hops).trim();
+                if let Ok(ip) = entry.parse() {
+                    return Some(ip);
+                }
+            }
+        }
+        peer_addr(extensions)
+    }
+}
+
+/// The client address the session-load stage resolved for this request (a request extension),
+/// read by `$tyk_context.remote_addr` in every later stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+/// The connection's peer: [`PeerAddr`], or axum's `ConnectInfo<SocketAddr>`.
+fn peer_addr(extensions: &Extensions) -> Option<IpAddr> {
+    if let Some(PeerAddr(addr)) = extensions.get::<PeerAddr>() {
+        return Some(addr.ip());
+    }
+    #[cfg(feature = "axum")]
+    if let Some(info) = extensions.get::<axum::extract::ConnectInfo<SocketAddr>>() {
+        return Some(info.0.ip());
+    }
+    None
 }
 
 /// A request's variables: its session metadata and its context, borrowed from the request.
@@ -110,48 +153,24 @@ pub(crate) struct RequestVars<'a> {
     pub(crate) uri: &'a Uri,
     pub(crate) headers: &'a HeaderMap,
     pub(crate) extensions: &'a Extensions,
-    pub(crate) forwarded_for: ForwardedFor,
 }
 
 impl<'a> RequestVars<'a> {
     /// The variables of `request`, with `metadata` from its session.
-    pub(crate) fn new<B>(
-        request: &'a Request<B>,
-        metadata: Option<&'a Metadata>,
-        forwarded_for: ForwardedFor,
-    ) -> Self {
+    pub(crate) fn new<B>(request: &'a Request<B>, metadata: Option<&'a Metadata>) -> Self {
         Self {
             metadata,
             uri: request.uri(),
             headers: request.headers(),
             extensions: request.extensions(),
-            forwarded_for,
         }
     }
 
     fn remote_addr(&self) -> Option<IpAddr> {
-        if self.forwarded_for == ForwardedFor::Trust {
-            let forwarded = self
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .and_then(|v| v.trim().parse().ok());
-            if forwarded.is_some() {
-                return forwarded;
-            }
+        match self.extensions.get::<ClientAddr>() {
+            Some(ClientAddr(ip)) => Some(*ip),
+            None => peer_addr(self.extensions),
         }
-        if let Some(PeerAddr(addr)) = self.extensions.get::<PeerAddr>() {
-            return Some(addr.ip());
-        }
-        #[cfg(feature = "axum")]
-        if let Some(info) = self
-            .extensions
-            .get::<axum::extract::ConnectInfo<SocketAddr>>()
-        {
-            return Some(info.0.ip());
-        }
-        None
     }
 }
 
@@ -234,7 +253,7 @@ mod tests {
     use keycard_core::vars::Template;
 
     fn render(template: &str, request: &Request<()>) -> String {
-        let vars = RequestVars::new(request, None, ForwardedFor::Ignore);
+        let vars = RequestVars::new(request, None);
         Template::parse(template).unwrap().render_text(&vars).value
     }
 
@@ -277,17 +296,32 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_for_only_when_trusted() {
+    fn forwarded_for_counts_trusted_proxies_from_the_right() {
         let mut request = Request::builder()
-            .header("x-forwarded-for", "203.0.113.9, 10.0.0.1")
+            // The client wrote the first entry; our two proxies appended the other two.
+            .header("x-forwarded-for", "6.6.6.6, 203.0.113.9")
+            .header("x-forwarded-for", "10.0.0.1")
             .body(())
             .unwrap();
         request
             .extensions_mut()
             .insert(PeerAddr("127.0.0.1:1".parse().unwrap()));
-        let vars = RequestVars::new(&request, None, ForwardedFor::Trust);
-        assert_eq!(vars.context("remote_addr").unwrap(), "203.0.113.9");
+        let (headers, extensions) = (request.headers(), request.extensions());
+        let client =
+            |trust: ForwardedFor| trust.client_addr(headers, extensions).unwrap().to_string();
+        assert_eq!(client(ForwardedFor::Ignore), "127.0.0.1");
+        assert_eq!(client(ForwardedFor::Proxies(0)), "127.0.0.1");
+        assert_eq!(client(ForwardedFor::Proxies(1)), "10.0.0.1");
+        assert_eq!(client(ForwardedFor::Proxies(2)), "203.0.113.9");
+        assert_eq!(client(ForwardedFor::Proxies(3)), "6.6.6.6");
+        // More proxies than entries: the header cannot be trusted, the peer is used.
+        assert_eq!(client(ForwardedFor::Proxies(4)), "127.0.0.1");
+        // Without a resolved ClientAddr, templates see the peer.
         assert_eq!(render("$tyk_context.remote_addr", &request), "127.0.0.1");
+        request
+            .extensions_mut()
+            .insert(ClientAddr("203.0.113.9".parse().unwrap()));
+        assert_eq!(render("$tyk_context.remote_addr", &request), "203.0.113.9");
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! request ─► auth::SessionLoadLayer ─► persist::PersistLayer ─► headers::InjectHeadersLayer ─► handler
-//!               key → KeyId → store.load_shared → policies → SessionHandle in the extensions
-//! response ◄─ SessionLoad ◄─ Persist (saves the metadata delta once, if any) ◄─ InjectHeaders ◄─ handler
+//!               key → KeyId → store.load_shared → policies → Session in the extensions
+//! response ◄─ SessionLoad ◄─ Persist (saves the metadata delta once, if any) ◄─ InjectHeadersBuilder ◄─ handler
 //! ```
 //!
 //! Layers that need the session ([`persist`], [`headers`]) must be stacked inside
@@ -15,18 +15,19 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[macro_use]
+mod macros;
+
 pub mod auth;
 #[cfg(feature = "body")]
 #[cfg_attr(docsrs, doc(cfg(feature = "body")))]
 pub mod body;
 pub mod context;
-#[cfg(feature = "axum")]
-pub mod extract;
-pub mod handle;
 pub mod headers;
 pub mod persist;
 mod response;
 pub mod rewrite;
 mod scope;
+pub mod session;
 #[cfg(test)]
 mod test_support;

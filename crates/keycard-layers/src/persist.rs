@@ -1,7 +1,10 @@
 //! Persist-on-change: after the inner service answers, save the metadata changes the request made
 //! (spec `persist.md`).
 //!
-//! If the [`SessionHandle`] recorded changes, they are applied to the store **once**, as one
+//! Most applications get this stage from `keycard::Keycard`, which always adds it with the store
+//! the load stage reads; stack it yourself only in a custom stack.
+//!
+//! If the [`Session`] recorded changes, they are applied to the store **once**, as one
 //! atomic [`MetadataDelta`](keycard_core::metadata::MetadataDelta) — concurrent requests that
 //! change different keys of one session all survive; a request that changed nothing causes no
 //! store call at all. The save happens whatever the status, and also when the inner service
@@ -16,27 +19,19 @@
 //! ```
 //! use axum::{Router, routing::post};
 //! use http::{Request, StatusCode};
-//! use keycard_core::key::{ApiKey, KeyId};
-//! use keycard_core::session::Session;
 //! use keycard_core::store::{MemoryStore, SessionStore};
 //! use keycard_layers::auth::SessionLoadLayer;
-//! use keycard_layers::handle::SessionHandle;
 //! use keycard_layers::persist::PersistLayer;
+//! use keycard_layers::session::Session;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! let store = MemoryStore::new();
-//! let id = KeyId::of(&ApiKey::new("secret-key"));
-//! store.create(Session::default().with_key_id(id.clone())).await.unwrap();
+//! let id = store.insert_key("secret-key", serde_json::json!({})).unwrap().key_id;
 //!
 //! let app = Router::new()
-//!     .route(
-//!         "/plan",
-//!         post(|axum::Extension(session): axum::Extension<SessionHandle>| async move {
-//!             session.set_metadata("plan", "gold".into()).unwrap();
-//!         }),
-//!     )
+//!     .route("/plan", post(|session: Session| async move { session.insert("plan", "gold").unwrap() }))
 //!     .layer(
 //!         ServiceBuilder::new()
 //!             .layer(SessionLoadLayer::new(store.clone()))
@@ -64,8 +59,8 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::handle::{NoSession, SessionHandle};
 use crate::response::{json_error, missing_session_layer};
+use crate::session::Session;
 
 /// Saves the request's metadata changes after the response. Stack it inside
 /// [`SessionLoadLayer`](crate::auth::SessionLoadLayer).
@@ -115,20 +110,7 @@ pub struct Persist<S> {
 }
 
 impl<S> Persist<S> {
-    /// A reference to the inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// A mutable reference to the inner service.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Persist<S>
@@ -145,8 +127,8 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let handle = request.extensions().get::<SessionHandle>().cloned();
-        if handle.is_none() && request.extensions().get::<NoSession>().is_none() {
+        let handle = request.extensions().get::<Session>().cloned();
+        if !crate::session::loaded(request.extensions()) {
             return ResponseFuture {
                 state: State::Done {
                     result: Some(Ok(missing_session_layer("PersistLayer"))),
@@ -179,7 +161,7 @@ pin_project! {
         Inner {
             #[pin]
             future: F,
-            handle: Option<SessionHandle>,
+            handle: Option<Session>,
             layer: Option<PersistLayer>,
         },
         Saving {

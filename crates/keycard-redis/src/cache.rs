@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use keycard_core::session::{Session, unix_now};
+use keycard_core::session::{SessionRecord, unix_now};
 
 /// Settings of the local cache in front of a [`RedisStore`](crate::RedisStore).
 ///
@@ -65,7 +65,7 @@ struct State {
 
 #[derive(Debug)]
 struct Entry {
-    session: Arc<Session>,
+    session: Arc<SessionRecord>,
     at: Instant,
     seq: u64,
 }
@@ -99,7 +99,7 @@ impl LocalCache {
         self.shard(key_id).load(Ordering::Acquire)
     }
 
-    pub(crate) fn get(&self, key_id: &str) -> Option<Arc<Session>> {
+    pub(crate) fn get(&self, key_id: &str) -> Option<Arc<SessionRecord>> {
         if !self.tracking.load(Ordering::Acquire) {
             return None;
         }
@@ -115,7 +115,7 @@ impl LocalCache {
     }
 
     /// Caches a loaded session unless its shard was invalidated since `epoch` was taken.
-    pub(crate) fn fill(&self, session: &Arc<Session>, epoch: u64) {
+    pub(crate) fn fill(&self, session: &Arc<SessionRecord>, epoch: u64) {
         if self.config.max_entries == 0 || !self.tracking.load(Ordering::Acquire) {
             return;
         }
@@ -200,8 +200,8 @@ mod tests {
     use super::*;
     use keycard_core::key::{ApiKey, KeyId};
 
-    fn session(n: u32) -> Arc<Session> {
-        Arc::new(Session::default().with_key_id(KeyId::of(&ApiKey::new(format!("k{n}")))))
+    fn session(n: u32) -> Arc<SessionRecord> {
+        Arc::new(SessionRecord::default().with_key_id(KeyId::of(&ApiKey::new(format!("k{n}")))))
     }
 
     fn cache(max: usize, ttl: Duration) -> LocalCache {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use fred::types::{Resp3Frame, Value};
 use keycard_core::key::KeyId;
 use keycard_core::metadata::{MetadataChange, MetadataDelta};
-use keycard_core::session::Session;
+use keycard_core::session::SessionRecord;
 use keycard_core::store::StoreError;
 
 /// Expiry deadlines past this (year ~36 800) are treated as "never": `EXPIREAT` would overflow.
@@ -79,7 +79,7 @@ impl Layout {
 
     /// The unix second at which Redis drops the session: one second after the last second of the
     /// grace period, so Redis and `MemoryStore` agree on when a session stops being visible.
-    pub(crate) fn deadline(&self, session: &Session) -> Option<i64> {
+    pub(crate) fn deadline(&self, session: &SessionRecord) -> Option<i64> {
         (session.expires >= 1)
             .then(|| {
                 session
@@ -91,12 +91,12 @@ impl Layout {
     }
 
     /// The deadline as an `EXPIREAT` argument (`0` = none).
-    pub(crate) fn expire_at_arg(&self, session: &Session) -> String {
+    pub(crate) fn expire_at_arg(&self, session: &SessionRecord) -> String {
         self.deadline(session).unwrap_or(0).to_string()
     }
 
     /// The deadline as an index score (`+inf` = none).
-    pub(crate) fn index_score(&self, session: &Session) -> String {
+    pub(crate) fn index_score(&self, session: &SessionRecord) -> String {
         self.deadline(session)
             .map_or_else(|| "+inf".to_owned(), |at| at.to_string())
     }
@@ -105,9 +105,9 @@ impl Layout {
 /// The session without the parts kept in their own fields (and without the key id, which is in
 /// the key name), leaving out every field at its default: the smaller the base, the less every
 /// load parses. Fields that are absent read back as their defaults.
-pub(crate) fn base_json(session: &Session) -> Result<String, StoreError> {
+pub(crate) fn base_json(session: &SessionRecord) -> Result<String, StoreError> {
     static DEFAULTS: LazyLock<serde_json::Map<String, serde_json::Value>> =
-        LazyLock::new(|| match serde_json::to_value(Session::default()) {
+        LazyLock::new(|| match serde_json::to_value(SessionRecord::default()) {
             Ok(serde_json::Value::Object(defaults)) => defaults,
             _ => serde_json::Map::new(),
         });
@@ -140,7 +140,7 @@ pub(crate) fn base_json(session: &Session) -> Result<String, StoreError> {
 }
 
 /// `key, raw-json` pairs of the session's metadata.
-pub(crate) fn meta_args(session: &Session, out: &mut Vec<String>) {
+pub(crate) fn meta_args(session: &SessionRecord, out: &mut Vec<String>) {
     for (key, value) in &session.meta_data {
         out.push(key.clone());
         out.push(value.to_string());
@@ -157,6 +157,9 @@ pub(crate) fn delta_args(delta: &MetadataDelta) -> Vec<String> {
             }
             MetadataChange::Delete { key } => args.extend(["d".to_owned(), key.clone()]),
             MetadataChange::Evict => args.push("e".to_owned()),
+            MetadataChange::Increment { key, by } => {
+                args.extend(["i".to_owned(), key.clone(), by.to_string()]);
+            }
         }
     }
     args
@@ -297,13 +300,13 @@ fn server_error(message: &str) -> StoreError {
 }
 
 /// Rebuilds a session from its hash; `None` for an empty hash (no such key).
-pub(crate) fn decode(fields: Fields) -> Result<Option<Session>, StoreError> {
+pub(crate) fn decode(fields: Fields) -> Result<Option<SessionRecord>, StoreError> {
     if fields.is_empty() {
         return Ok(None);
     }
     let corrupt = |what: &str| StoreError::Corrupt(format!("session hash: {what}"));
     let base = fields.get("b").ok_or_else(|| corrupt("no base field"))?;
-    let mut session: Session = serde_json::from_slice(base)
+    let mut session: SessionRecord = serde_json::from_slice(base)
         .map_err(|e| StoreError::Corrupt(format!("session JSON: {e}")))?;
     let number = |name: &str| -> Result<i64, StoreError> {
         fields
@@ -353,19 +356,19 @@ mod tests {
     #[test]
     fn deadline_is_expiry_plus_grace_plus_one() {
         let layout = Layout::new("kc".into(), Duration::from_secs(60));
-        let session = Session::default().with_expires(1_000);
+        let session = SessionRecord::default().with_expires(1_000);
         assert_eq!(layout.deadline(&session), Some(1_061));
-        assert_eq!(layout.expire_at_arg(&Session::default()), "0");
-        assert_eq!(layout.index_score(&Session::default()), "+inf");
+        assert_eq!(layout.expire_at_arg(&SessionRecord::default()), "0");
+        assert_eq!(layout.index_score(&SessionRecord::default()), "+inf");
         assert_eq!(
-            layout.deadline(&Session::default().with_expires(i64::MAX)),
+            layout.deadline(&SessionRecord::default().with_expires(i64::MAX)),
             None
         );
     }
 
     #[test]
     fn base_leaves_out_defaults_and_the_separate_fields() {
-        let session = Session::new(serde_json::Map::new())
+        let session = SessionRecord::new(serde_json::Map::new())
             .with_key_id(KeyId::of(&ApiKey::new("k")))
             .with_alias("a")
             .with_expires(1_000);
@@ -373,8 +376,8 @@ mod tests {
             base_json(&session).unwrap(),
             r#"{"alias":"a","expires":1000,"quota_max":-1,"quota_remaining":-1}"#
         );
-        assert_eq!(base_json(&Session::default()).unwrap(), "{}");
-        let mut negative_zero = Session::default();
+        assert_eq!(base_json(&SessionRecord::default()).unwrap(), "{}");
+        let mut negative_zero = SessionRecord::default();
         negative_zero.rate = -0.0;
         assert_eq!(base_json(&negative_zero).unwrap(), r#"{"rate":-0.0}"#);
         // A base written in full (as before) still reads back.
@@ -457,7 +460,9 @@ mod tests {
 
     #[test]
     fn session_round_trips_through_fields() {
-        let mut session = Session::default().with_alias("a").with_policies(["p"]);
+        let mut session = SessionRecord::default()
+            .with_alias("a")
+            .with_policies(["p"]);
         session.meta_data.insert("big".into(), json!(u64::MAX));
         session.meta_data.insert("empty".into(), json!({}));
         let mut fields = Fields::default();

@@ -7,7 +7,7 @@
 //!
 //! use keycard_core::key::{ApiKey, KeyId};
 //! use keycard_core::metadata::MetadataDelta;
-//! use keycard_core::session::Session;
+//! use keycard_core::session::SessionRecord;
 //! use keycard_core::store::SessionStore;
 //! use keycard_redis::{CacheConfig, RedisStore};
 //! use serde_json::json;
@@ -22,7 +22,7 @@
 //!     .await?;
 //!
 //! let id = KeyId::of(&ApiKey::new("demo-key"));
-//! store.create(Session::default().with_key_id(id.clone()).with_alias("alice")).await?;
+//! store.create(SessionRecord::default().with_key_id(id.clone()).with_alias("alice")).await?;
 //!
 //! let mut delta = MetadataDelta::new();
 //! delta.set("plan", json!("gold"));

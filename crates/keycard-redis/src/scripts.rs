@@ -67,7 +67,7 @@ return {2, version, created, now, old, token}
 );
 
 /// The body of the apply scripts: `KEYS[1]` session, `ARGV` ops `s key raw-json` | `d key` |
-/// `e`. Set-if-exists (`false` when there is no session); field writes keep the key's TTL; leaves
+/// `i key by` | `e`. Set-if-exists (`false` when there is no session); field writes keep the key's TTL; leaves
 /// the new version in `v`.
 macro_rules! apply_delta {
     () => {
@@ -82,6 +82,18 @@ while i <= #ARGV do
   elseif op == 'd' then
     redis.call('HDEL', KEYS[1], 'm:' .. ARGV[i + 1])
     i = i + 2
+  elseif op == 'i' then
+    -- Stored values are raw JSON, so an integer entry is a string HINCRBY reads; anything else
+    -- becomes the increment. An overflow leaves the entry as it was (as MetadataChange says).
+    local field = 'm:' .. ARGV[i + 1]
+    local current = redis.call('HGET', KEYS[1], field)
+    local added = false
+    if current and string.match(current, '^%-?%d+$') then
+      local reply = redis.pcall('HINCRBY', KEYS[1], field, ARGV[i + 2])
+      added = type(reply) ~= 'table' or string.find(reply.err or '', 'overflow', 1, true) ~= nil
+    end
+    if not added then redis.call('HSET', KEYS[1], field, ARGV[i + 2]) end
+    i = i + 3
   elseif op == 'e' then
     local dead = {}
     for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do

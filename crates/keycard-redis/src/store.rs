@@ -12,7 +12,7 @@ use fred::interfaces::{ClientLike, EventInterface, HashesInterface, KeysInterfac
 use fred::types::{ClusterHash, CustomCommand, Value};
 use keycard_core::key::KeyId;
 use keycard_core::metadata::MetadataDelta;
-use keycard_core::session::{Session, unix_now};
+use keycard_core::session::{SessionRecord, unix_now};
 use keycard_core::store::{Page, SessionStore, StoreError, StoreFuture};
 use tokio::task::JoinHandle;
 
@@ -412,7 +412,7 @@ impl Inner {
     /// token, and returns the token. Called *before* the session write, so a stored session is
     /// never missing from its indexes; an entry whose write then fails is skipped by listings and
     /// cleaned later.
-    async fn index(&self, session: &Session) -> Result<String, StoreError> {
+    async fn index(&self, session: &SessionRecord) -> Result<String, StoreError> {
         let token = new_token();
         let score = self.layout.index_score(session);
         tokio::try_join!(
@@ -473,7 +473,7 @@ impl Inner {
 
     /// One `HGETALL`, or a cache hit: the cached `Arc` itself, which `load` unwraps (copying
     /// only a session the cache also holds).
-    async fn load_arc(&self, key_id: &KeyId) -> Result<Option<Arc<Session>>, StoreError> {
+    async fn load_arc(&self, key_id: &KeyId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         let epoch = match &self.cache {
             Some(cache) => {
                 if let Some(session) = cache.get(key_id.as_str()) {
@@ -499,7 +499,7 @@ impl Inner {
         Ok(session)
     }
 
-    async fn load_many(&self, ids: &[String]) -> Result<Vec<Option<Session>>, StoreError> {
+    async fn load_many(&self, ids: &[String]) -> Result<Vec<Option<SessionRecord>>, StoreError> {
         let pipeline = self.client.pipeline();
         for id in ids {
             let key = self.layout.session(&key_id_from(id.clone()));
@@ -595,15 +595,15 @@ impl Inner {
 }
 
 impl SessionStore for RedisStore {
-    fn load<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
+    fn load<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<SessionRecord>> {
         Box::pin(async move { Ok(self.inner.load_arc(key_id).await?.map(Arc::unwrap_or_clone)) })
     }
 
-    fn load_shared<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Arc<Session>>> {
+    fn load_shared<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Arc<SessionRecord>>> {
         Box::pin(self.inner.load_arc(key_id))
     }
 
-    fn create(&self, mut session: Session) -> StoreFuture<'_, Session> {
+    fn create(&self, mut session: SessionRecord) -> StoreFuture<'_, SessionRecord> {
         Box::pin(async move {
             let inner = &*self.inner;
             let token = inner.index(&session).await?;
@@ -635,7 +635,7 @@ impl SessionStore for RedisStore {
         })
     }
 
-    fn replace(&self, mut session: Session) -> StoreFuture<'_, Session> {
+    fn replace(&self, mut session: SessionRecord) -> StoreFuture<'_, SessionRecord> {
         Box::pin(async move {
             let inner = &*self.inner;
             let token = inner.index(&session).await?;
@@ -676,7 +676,7 @@ impl SessionStore for RedisStore {
             session.last_updated = layout::int(field()?)?;
             let old_base = layout::text(field()?)?;
             let old_token = layout::text(field()?)?;
-            let old_alias = serde_json::from_str::<Session>(&old_base)
+            let old_alias = serde_json::from_str::<SessionRecord>(&old_base)
                 .map(|s| s.alias)
                 .ok();
             if let Some(old_alias) = old_alias.filter(|a| *a != session.alias) {
@@ -698,7 +698,7 @@ impl SessionStore for RedisStore {
         &'a self,
         key_id: &'a KeyId,
         delta: &'a MetadataDelta,
-    ) -> StoreFuture<'a, Option<Session>> {
+    ) -> StoreFuture<'a, Option<SessionRecord>> {
         Box::pin(async move {
             let inner = &*self.inner;
             let (key, reply) = inner
@@ -734,7 +734,7 @@ impl SessionStore for RedisStore {
         })
     }
 
-    fn delete<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
+    fn delete<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<SessionRecord>> {
         Box::pin(async move {
             let inner = &*self.inner;
             let key = inner.layout.session(key_id);
@@ -765,7 +765,7 @@ impl SessionStore for RedisStore {
         alias: &'a str,
         after: Option<&'a str>,
         limit: usize,
-    ) -> StoreFuture<'a, Page<Session>> {
+    ) -> StoreFuture<'a, Page<SessionRecord>> {
         Box::pin(async move {
             let inner = &*self.inner;
             inner

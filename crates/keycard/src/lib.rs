@@ -2,45 +2,60 @@
 //!
 //! # Crate map
 //!
-//! | module | what |
+//! | item | what |
 //! | --- | --- |
-//! | [`auth`] | `SessionLoadLayer`: key → session → [`handle::SessionHandle`] in the request |
+//! | [`Keycard`] | the whole stack from one builder, in data-flow order: load → rewrite → headers → body → your service → save |
+//! | [`session`] | [`Session`](session::Session): the request's session and the axum extractor; [`SessionRecord`](session::SessionRecord): the stored form |
+//! | [`auth`] | `SessionLoadLayer`: key → session → [`Session`](session::Session) in the request |
 //! | [`persist`] | `PersistLayer`: saves the request's metadata changes once, atomically |
-//! | [`headers`] | `InjectHeaders`: request/response headers from `$tyk_meta` / `$tyk_context` templates |
-//! | [`rewrite`] | `UrlRewrite`: rewrite the URL from regex rules, `$tyk_meta` / `$tyk_context` and triggers (wrap the whole `Router`) |
-//! | [`body`] | `TransformBody`: request/response bodies from minijinja templates (feature `body`) |
-//! | [`extract`] | the axum `Session` extractor (feature `axum`) |
+//! | [`headers`] | `InjectHeadersLayer`: request/response headers from `$tyk_meta` / `$tyk_context` templates |
+//! | [`rewrite`] | `UrlRewriteLayer`: rewrite the URL from regex rules, `$tyk_meta` / `$tyk_context` and triggers |
+//! | [`body`] | `TransformBodyLayer`: request/response bodies from minijinja templates (feature `body`) |
 //! | `admin` | the management API router (feature `admin`, crate `keycard-admin`) |
 //! | `redis` | `RedisStore`: sessions in Redis with a local cache (feature `redis`, crate `keycard-redis`) |
 //! | [`context`] | `$tyk_context` values and the API to add your own |
-//! | [`session`], [`metadata`], [`store`], [`policy`], [`key`], [`vars`] | the core model (crate `keycard-core`) |
+//! | [`metadata`], [`store`], [`policy`], [`key`], [`vars`] | the core model (crate `keycard-core`) |
 
 #![forbid(unsafe_code)]
 
+mod stack;
+
 #[cfg(feature = "admin")]
 pub use keycard_admin as admin;
-pub use keycard_core::{key, metadata, policy, session, store, vars};
+pub use keycard_core::{key, metadata, policy, store, vars};
 #[cfg(feature = "body")]
 pub use keycard_layers::body;
-#[cfg(feature = "axum")]
-pub use keycard_layers::extract;
-pub use keycard_layers::{auth, context, handle, headers, persist, rewrite};
+pub use keycard_layers::{auth, context, headers, persist, rewrite};
 #[cfg(feature = "redis")]
 pub use keycard_redis as redis;
 
+pub use self::stack::{Keycard, KeycardService};
+/// The layer of a stage a [`Keycard`] leaves out (re-exported from `tower-layer`).
+pub use tower_layer::Identity;
+
+/// The request's session ([`Session`](session::Session), also the axum extractor) and the
+/// stored record ([`SessionRecord`](session::SessionRecord)).
+pub mod session {
+    pub use keycard_core::session::{SessionRecord, unix_now};
+    #[cfg(feature = "axum")]
+    pub use keycard_layers::session::{MetadataRejection, SessionRejection};
+    pub use keycard_layers::session::{NoSession, Session};
+}
+
 /// The types most stacks need.
 pub mod prelude {
+    pub use crate::Keycard;
     pub use crate::auth::{KeySource, SessionLoadLayer};
     #[cfg(feature = "body")]
-    pub use crate::body::{BodyRule, TransformBody};
-    #[cfg(feature = "axum")]
-    pub use crate::extract::Session;
-    pub use crate::handle::SessionHandle;
-    pub use crate::headers::{InjectHeaders, Scope};
+    pub use crate::body::{BodyRule, TransformBodyLayer};
+    pub use crate::headers::{HeaderRules, InjectHeadersLayer, Scope};
     pub use crate::key::{ApiKey, KeyId};
     pub use crate::metadata::{Metadata, MetadataLimits};
     pub use crate::persist::PersistLayer;
     pub use crate::policy::{MemoryPolicies, Policy};
-    pub use crate::rewrite::{RewriteRule, Trigger, UrlRewrite};
+    pub use crate::rewrite::{RewriteRule, Trigger, UrlRewriteLayer};
+    #[cfg(feature = "axum")]
+    pub use crate::session::MetadataRejection;
+    pub use crate::session::{Session, SessionRecord};
     pub use crate::store::{MemoryStore, SessionStore};
 }

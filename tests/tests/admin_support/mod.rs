@@ -9,7 +9,7 @@ use keycard_admin::{AdminApi, AdminApiBuilder, AdminToken, LogoutStats};
 use keycard_core::key::{ApiKey, KeyId};
 use keycard_core::metadata::Metadata;
 use keycard_core::policy::MemoryPolicies;
-use keycard_core::session::Session;
+use keycard_core::session::SessionRecord;
 use keycard_core::store::{MemoryStore, SessionStore};
 use keycard_tests::http::{request, spawn};
 use keycard_tests::stores::UnavailableStore;
@@ -107,7 +107,7 @@ impl Admin {
         seed(&self.store, alias, meta).await
     }
 
-    pub async fn stored(&self, id: &KeyId) -> Option<Session> {
+    pub async fn stored(&self, id: &KeyId) -> Option<SessionRecord> {
         self.store.load(id).await.unwrap()
     }
 }
@@ -152,7 +152,11 @@ pub async fn seed(store: &MemoryStore, alias: &str, meta: Value) -> KeyId {
     };
     let id = KeyId::of(&ApiKey::generate());
     store
-        .create(Session::new(meta).with_key_id(id.clone()).with_alias(alias))
+        .create(
+            SessionRecord::new(meta)
+                .with_key_id(id.clone())
+                .with_alias(alias),
+        )
         .await
         .unwrap();
     id

@@ -1,6 +1,6 @@
 //! The compact form [`MemoryStore`](super::MemoryStore) keeps a session in.
 //!
-//! A [`Session`] is about 220 bytes inline and its metadata map is a B-tree node plus two heap
+//! A [`SessionRecord`] is about 220 bytes inline and its metadata map is a B-tree node plus two heap
 //! strings per entry. At a million sessions that dominates the store's memory, so the store keeps
 //! instead:
 //!
@@ -11,7 +11,7 @@
 //!   allocation per session instead of a dozen.
 //!
 //! The encoding is private to this process (nothing is persisted) and is only ever read back by
-//! [`Record::session`], which rebuilds an equal [`Session`]. It is:
+//! [`Record::session`], which rebuilds an equal [`SessionRecord`]. It is:
 //!
 //! ```text
 //! body    = flags:u8 alias:str org_id:str policies:strs tags:strs
@@ -33,7 +33,7 @@ use serde_json::{Map, Number, Value};
 
 use crate::key::{KeyId, hex_into, parse_digest};
 use crate::metadata::Metadata;
-use crate::session::Session;
+use crate::session::SessionRecord;
 
 /// A key id as the store's maps hold it. A canonical id (64 lower-case hex characters, what
 /// [`KeyId::of`] and [`KeyId::from_hash`] produce) is kept as its 32-byte digest; anything else
@@ -154,9 +154,9 @@ const OBJECT: u8 = 8;
 
 impl Body {
     /// Encodes everything of `session` but its key id, expiry, timestamps and version.
-    pub(super) fn encode(session: &Session) -> Self {
-        // Destructured so that a new `Session` field fails to compile here until it is stored.
-        let Session {
+    pub(super) fn encode(session: &SessionRecord) -> Self {
+        // Destructured so that a new `SessionRecord` field fails to compile here until it is stored.
+        let SessionRecord {
             key_id: _,
             alias,
             org_id,
@@ -207,7 +207,7 @@ impl Body {
 
 impl Record {
     /// The record of `session`, whose other fields `body` encodes.
-    pub(super) fn new(session: &Session, body: Body, stamp: u64) -> Self {
+    pub(super) fn new(session: &SessionRecord, body: Body, stamp: u64) -> Self {
         Self {
             expires: session.expires,
             date_created: session.date_created,
@@ -226,7 +226,7 @@ impl Record {
     }
 
     /// The session this record holds, under `key_id`.
-    pub(super) fn session(&self, key_id: KeyId) -> Result<Session, Corrupt> {
+    pub(super) fn session(&self, key_id: KeyId) -> Result<SessionRecord, Corrupt> {
         let mut reader = Reader(&self.body.0);
         let flags = reader.byte()?;
         let alias = reader.str()?.to_owned();
@@ -251,7 +251,7 @@ impl Record {
         if !reader.0.is_empty() {
             return Err(Corrupt);
         }
-        Ok(Session {
+        Ok(SessionRecord {
             key_id,
             alias,
             org_id,
@@ -458,14 +458,14 @@ mod tests {
     use crate::key::ApiKey;
     use serde_json::json;
 
-    fn round_trip(session: &Session) -> Session {
+    fn round_trip(session: &SessionRecord) -> SessionRecord {
         let record = Record::new(session, Body::encode(session), 1);
         assert_eq!(record.alias().unwrap(), session.alias);
         record.session(session.key_id.clone()).unwrap()
     }
 
-    fn every_field() -> Session {
-        Session {
+    fn every_field() -> SessionRecord {
+        SessionRecord {
             key_id: KeyId::of(&ApiKey::new("k")),
             alias: "alice ☃".into(),
             org_id: "org-53ac07777cbb8c2d".into(),
@@ -498,9 +498,9 @@ mod tests {
     #[test]
     fn defaults_round_trip() {
         for session in [
-            Session::default(),
-            Session::new(Metadata::new()),
-            Session::default().with_expires(-1),
+            SessionRecord::default(),
+            SessionRecord::new(Metadata::new()),
+            SessionRecord::default().with_expires(-1),
         ] {
             assert_eq!(round_trip(&session), session);
         }
@@ -510,53 +510,53 @@ mod tests {
     fn each_field_alone_round_trips() {
         // One non-default field at a time, so a field that leaks into another is caught.
         let full = every_field();
-        let base = Session::default();
+        let base = SessionRecord::default();
         let variants = [
-            Session {
+            SessionRecord {
                 alias: full.alias.clone(),
                 ..base.clone()
             },
-            Session {
+            SessionRecord {
                 org_id: full.org_id.clone(),
                 ..base.clone()
             },
-            Session {
+            SessionRecord {
                 is_inactive: true,
                 ..base.clone()
             },
-            Session {
+            SessionRecord {
                 apply_policies: full.apply_policies.clone(),
                 ..base.clone()
             },
-            Session {
+            SessionRecord {
                 tags: full.tags.clone(),
                 ..base.clone()
             },
-            Session {
+            SessionRecord {
                 rate: 2.0,
                 ..base.clone()
             },
-            Session {
+            SessionRecord {
                 per: 60.0,
                 ..base.clone()
             },
-            Session {
+            SessionRecord {
                 quota_max: -1,
                 ..base.clone()
             },
-            Session {
+            SessionRecord {
                 quota_remaining: 7,
                 ..base.clone()
             },
-            Session {
+            SessionRecord {
                 quota_renewal_rate: 86_400,
                 ..base.clone()
             },
-            Session {
+            SessionRecord {
                 quota_renews: 1_800_000_000,
                 ..base.clone()
             },
-            Session {
+            SessionRecord {
                 meta_data: full.meta_data.clone(),
                 ..base.clone()
             },
@@ -569,10 +569,10 @@ mod tests {
     #[test]
     fn floats_are_kept_bit_for_bit() {
         for f in [-0.0, f64::MIN_POSITIVE, f64::MAX, f64::NAN, 0.1 + 0.2] {
-            let session = Session {
+            let session = SessionRecord {
                 rate: f,
                 per: -f,
-                ..Session::default()
+                ..SessionRecord::default()
             };
             let back = round_trip(&session);
             assert_eq!(back.rate.to_bits(), f.to_bits());
@@ -607,7 +607,7 @@ mod tests {
         for value in values {
             let mut meta = Metadata::new();
             meta.insert("k".into(), value.clone());
-            let session = Session::new(meta);
+            let session = SessionRecord::new(meta);
             let back = round_trip(&session).meta_data.remove("k").unwrap();
             assert_eq!(back, value);
             if let (Value::Number(a), Value::Number(b)) = (&back, &value) {
@@ -636,7 +636,7 @@ mod tests {
         }
         let mut padded = body.to_vec();
         padded.push(0);
-        let record = Record::new(&Session::default(), Body(padded.into()), 1);
+        let record = Record::new(&SessionRecord::default(), Body(padded.into()), 1);
         assert!(record.session(KeyId::default()).is_err());
     }
 

@@ -1,3 +1,5 @@
+//! The response future of the session-load stage.
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -6,17 +8,18 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http::{Request, Response};
 use keycard_core::key::KeyId;
-use keycard_core::session::Session;
+use keycard_core::session::SessionRecord;
 use keycard_core::store::StoreError;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::layer::Config;
+use super::config::Config;
+use crate::session::Session;
 
 /// The store lookup. The store is a trait object, so this one step is boxed; the inner service's
 /// future is not.
 pub(super) type LoadFuture =
-    Pin<Box<dyn Future<Output = (KeyId, Result<Option<Arc<Session>>, StoreError>)> + Send>>;
+    Pin<Box<dyn Future<Output = (KeyId, Result<Option<Arc<SessionRecord>>, StoreError>)> + Send>>;
 
 pin_project! {
     /// The response future of [`SessionLoad`](super::SessionLoad).
@@ -45,6 +48,8 @@ pin_project! {
         Inner {
             #[pin]
             future: S::Future,
+            // The session and config, to say so when no save stage took its changes.
+            check: Option<(Session, Arc<Config>)>,
         },
         Done {
             response: Option<S::Response>,
@@ -58,7 +63,10 @@ where
 {
     pub(super) fn inner(future: S::Future) -> Self {
         Self {
-            state: State::Inner { future },
+            state: State::Inner {
+                future,
+                check: None,
+            },
         }
     }
 
@@ -109,12 +117,13 @@ where
                 } => {
                     let (key_id, loaded) = ready!(load.as_mut().poll(cx));
                     let next = match config.admit(&key_id, loaded) {
-                        Ok(handle) => {
+                        Ok(session) => {
                             let mut request = request.take().expect("polled after completion");
-                            request.extensions_mut().insert(handle);
+                            request.extensions_mut().insert(session.clone());
                             let mut inner = inner.take().expect("polled after completion");
                             State::Inner {
                                 future: inner.call(request),
+                                check: Some((session, config.clone())),
                             }
                         }
                         Err(rejection) => State::Done {
@@ -123,7 +132,13 @@ where
                     };
                     this.state.set(next);
                 }
-                StateProj::Inner { future } => return future.poll(cx),
+                StateProj::Inner { future, check } => {
+                    let output = ready!(future.poll(cx));
+                    if let Some((session, config)) = check.take() {
+                        config.check_saved(&session);
+                    }
+                    return Poll::Ready(output);
+                }
                 StateProj::Done { response } => {
                     return Poll::Ready(Ok(response.take().expect("polled after completion")));
                 }

@@ -4,45 +4,44 @@
 //! | case | status | body |
 //! | --- | --- | --- |
 //! | no key in any source | 401 | `{"error":"Authorization field missing"}` |
-//! | unknown key, key shorter than the minimum, or a policy that does not exist | 403 | `{"error":"Access to this API has been disallowed"}` |
+//! | unknown key, key shorter than the minimum, a key header that is not visible ASCII, or a policy that does not exist | 403 | `{"error":"Access to this API has been disallowed"}` |
 //! | inactive session (its own flag or a policy's) | 403 | `{"error":"Key is inactive, please renew"}` |
 //! | `expires` set and in the past | 401 | `{"error":"Key has expired, please renew"}` |
 //! | store unreachable or timed out | 503 | `{"error":"Session store unavailable"}` |
 //!
 //! A 401 carries `WWW-Authenticate: Bearer` when the key is (or would be) read from the
 //! `Authorization` header. The raw key never appears in logs; traces carry the first 8 hex
-//! characters of its hash at most.
+//! characters of its hash at most. Once the key id is computed the credential is removed from
+//! the request (unless [`SessionLoadLayer::keep_credential`]) and the raw key is dropped (unless
+//! [`SessionLoadLayer::expose_token`] lets `$tyk_context.token` read it).
+//!
+//! Most applications use this layer through `keycard::Keycard`, which adds the save stage and the
+//! others in data-flow order; use it alone to build a custom stack.
 //!
 //! # Example
 //!
 //! ```
 //! use axum::{Router, routing::get};
 //! use http::{Request, StatusCode};
-//! use keycard_core::key::{ApiKey, KeyId};
-//! use keycard_core::session::Session;
-//! use keycard_core::store::{MemoryStore, SessionStore};
+//! use keycard_core::store::MemoryStore;
 //! use keycard_layers::auth::{KeySource, SessionLoadLayer};
-//! use keycard_layers::handle::SessionHandle;
+//! use keycard_layers::session::Session;
+//! use serde_json::json;
 //! use tower::ServiceExt;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! let store = MemoryStore::new();
-//! let meta = serde_json::json!({"user_id": "u-1"}).as_object().unwrap().clone();
-//! let id = KeyId::of(&ApiKey::new("secret-key"));
-//! store.create(Session::new(meta).with_key_id(id)).await.unwrap();
+//! store.insert_key("secret-key", json!({"user_id": "u-1"})).unwrap();
 //!
 //! let app = Router::new()
 //!     .route(
 //!         "/",
-//!         get(|axum::Extension(session): axum::Extension<SessionHandle>| async move {
-//!             session.get("user_id").unwrap().to_string()
-//!         }),
+//!         get(|session: Session| async move { session.get::<String>("user_id").unwrap().unwrap() }),
 //!     )
 //!     .layer(
 //!         SessionLoadLayer::new(store)
-//!             .key_sources([KeySource::authorization(), KeySource::query("api_key")])
-//!             .strip_credential(),
+//!             .key_sources([KeySource::authorization(), KeySource::query("api_key")]),
 //!     );
 //!
 //! let request = Request::get("/?api_key=secret-key").body(axum::body::Body::empty()).unwrap();
@@ -55,12 +54,15 @@
 //! # }
 //! ```
 
+mod config;
 mod future;
 mod layer;
+mod service;
 mod source;
 
 pub use self::future::ResponseFuture;
-pub use self::layer::{DEFAULT_MIN_KEY_LENGTH, SessionLoad, SessionLoadLayer};
+pub use self::layer::{DEFAULT_MIN_KEY_LENGTH, SessionLoadLayer};
+pub use self::service::SessionLoad;
 pub use self::source::KeySource;
 
 #[cfg(test)]

@@ -46,11 +46,16 @@ impl KeySource {
         matches!(&self.0, Source::Header(name) if name == header::AUTHORIZATION)
     }
 
-    /// The key in this source, if any (empty values count as absent).
-    pub(crate) fn find<B>(&self, request: &Request<B>) -> Option<ApiKey> {
+    /// The key in this source: `None` when absent (empty values count as absent),
+    /// `Some(None)` for a header that is there but is not visible ASCII (a bad credential, not
+    /// a missing one).
+    pub(crate) fn find<B>(&self, request: &Request<B>) -> Option<Option<ApiKey>> {
         let key = match &self.0 {
             Source::Header(name) => {
-                let value = request.headers().get(name)?.to_str().ok()?.trim();
+                let Ok(value) = request.headers().get(name)?.to_str() else {
+                    return Some(None);
+                };
+                let value = value.trim();
                 if name == header::AUTHORIZATION {
                     strip_bearer(value)
                 } else {
@@ -63,7 +68,7 @@ impl KeySource {
                 .map(|(_, v)| v.into_owned())?,
             Source::Cookie(name) => cookie(request.headers(), name)?.to_owned(),
         };
-        (!key.is_empty()).then(|| ApiKey::new(key))
+        (!key.is_empty()).then(|| Some(ApiKey::new(key)))
     }
 
     /// Removes the credential from the request so it never reaches an upstream.
@@ -185,7 +190,9 @@ mod tests {
     }
 
     fn found(source: &KeySource, request: &Request<()>) -> Option<String> {
-        source.find(request).map(|k| k.expose().to_owned())
+        source
+            .find(request)
+            .map(|k| k.expect("visible ASCII").expose().to_owned())
     }
 
     #[test]

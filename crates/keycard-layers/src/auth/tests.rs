@@ -7,13 +7,13 @@ use http::{HeaderMap, Request, StatusCode};
 use keycard_core::key::{ApiKey, KeyId};
 use keycard_core::metadata::MetadataDelta;
 use keycard_core::policy::{MemoryPolicies, Policy};
-use keycard_core::session::{Session, unix_now};
+use keycard_core::session::{SessionRecord, unix_now};
 use keycard_core::store::{MemoryStore, Page, SessionStore, StoreError, StoreFuture};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use super::{KeySource, SessionLoadLayer};
-use crate::handle::{NoSession, SessionHandle};
+use crate::session::{NoSession, Session};
 use crate::test_support::store_with;
 
 fn app(layer: SessionLoadLayer) -> Router {
@@ -21,10 +21,10 @@ fn app(layer: SessionLoadLayer) -> Router {
         .route(
             "/",
             get(
-                |handle: Option<Extension<SessionHandle>>,
+                |handle: Option<Extension<Session>>,
                  none: Option<Extension<NoSession>>,
                  headers: HeaderMap| async move {
-                    let user = handle.map(|Extension(h)| h.get("user_id"));
+                    let user = handle.map(|Extension(h)| h.get_value("user_id"));
                     axum::Json(json!({
                         "user": user,
                         "anonymous": none.is_some(),
@@ -79,7 +79,7 @@ async fn missing_key_from_a_query_source_has_no_www_authenticate() {
 
 #[tokio::test]
 async fn unknown_and_short_keys_get_403() {
-    let store = store_with("ab", Session::default()).await;
+    let store = store_with("ab", SessionRecord::default()).await;
     let app = app(SessionLoadLayer::new(store));
     for key in ["Bearer nope", "Bearer ab"] {
         let (status, headers, body) = call(&app, get_with(Some(key))).await;
@@ -94,7 +94,11 @@ async fn unknown_and_short_keys_get_403() {
 
 #[tokio::test]
 async fn valid_key_loads_the_session() {
-    let store = store_with("good-key", Session::new(meta(json!({"user_id": "u-1"})))).await;
+    let store = store_with(
+        "good-key",
+        SessionRecord::new(meta(json!({"user_id": "u-1"}))),
+    )
+    .await;
     let (status, _, body) = call(
         &app(SessionLoadLayer::new(store)),
         get_with(Some("Bearer good-key")),
@@ -102,12 +106,15 @@ async fn valid_key_loads_the_session() {
     .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["user"], "u-1");
-    assert_eq!(body["authorization"], true);
+    assert_eq!(
+        body["authorization"], false,
+        "the credential is removed by default"
+    );
 }
 
 #[tokio::test]
 async fn inactive_key_gets_403_and_so_does_an_inactive_policy() {
-    let mut session = Session::default();
+    let mut session = SessionRecord::default();
     session.is_inactive = true;
     let store = store_with("key-1", session).await;
     let (status, _, body) = call(&app(SessionLoadLayer::new(store)), get_with(Some("key-1"))).await;
@@ -116,7 +123,7 @@ async fn inactive_key_gets_403_and_so_does_an_inactive_policy() {
 
     let policies = MemoryPolicies::new();
     policies.insert(Policy::new("off").inactive());
-    let store = store_with("key-1", Session::default().with_policies(["off"])).await;
+    let store = store_with("key-1", SessionRecord::default().with_policies(["off"])).await;
     let layer = SessionLoadLayer::new(store).policies(policies);
     let (status, _, body) = call(&app(layer), get_with(Some("key-1"))).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -125,7 +132,11 @@ async fn inactive_key_gets_403_and_so_does_an_inactive_policy() {
 
 #[tokio::test]
 async fn expired_key_gets_401_with_message() {
-    let store = store_with("key-1", Session::default().with_expires(unix_now() - 5)).await;
+    let store = store_with(
+        "key-1",
+        SessionRecord::default().with_expires(unix_now() - 5),
+    )
+    .await;
     let (status, headers, body) =
         call(&app(SessionLoadLayer::new(store)), get_with(Some("key-1"))).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -135,7 +146,7 @@ async fn expired_key_gets_401_with_message() {
 
 #[tokio::test]
 async fn unknown_policy_gets_403() {
-    let store = store_with("key-1", Session::default().with_policies(["gone"])).await;
+    let store = store_with("key-1", SessionRecord::default().with_policies(["gone"])).await;
     let (status, _, body) = call(&app(SessionLoadLayer::new(store)), get_with(Some("key-1"))).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(
@@ -150,7 +161,7 @@ async fn policies_shape_the_view() {
     policies.insert(Policy::new("p").with_meta("user_id", json!("from-policy")));
     let store = store_with(
         "key-1",
-        Session::new(meta(json!({"user_id": "own"}))).with_policies(["p"]),
+        SessionRecord::new(meta(json!({"user_id": "own"}))).with_policies(["p"]),
     )
     .await;
     let layer = SessionLoadLayer::new(store.clone()).policies(policies);
@@ -175,19 +186,23 @@ fn down<'a, T: Send + 'a>() -> StoreFuture<'a, T> {
 }
 
 impl SessionStore for DownStore {
-    fn load<'a>(&'a self, _: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
+    fn load<'a>(&'a self, _: &'a KeyId) -> StoreFuture<'a, Option<SessionRecord>> {
         down()
     }
-    fn create(&self, _: Session) -> StoreFuture<'_, Session> {
+    fn create(&self, _: SessionRecord) -> StoreFuture<'_, SessionRecord> {
         down()
     }
-    fn replace(&self, _: Session) -> StoreFuture<'_, Session> {
+    fn replace(&self, _: SessionRecord) -> StoreFuture<'_, SessionRecord> {
         down()
     }
-    fn apply<'a>(&'a self, _: &'a KeyId, _: &'a MetadataDelta) -> StoreFuture<'a, Option<Session>> {
+    fn apply<'a>(
+        &'a self,
+        _: &'a KeyId,
+        _: &'a MetadataDelta,
+    ) -> StoreFuture<'a, Option<SessionRecord>> {
         down()
     }
-    fn delete<'a>(&'a self, _: &'a KeyId) -> StoreFuture<'a, Option<Session>> {
+    fn delete<'a>(&'a self, _: &'a KeyId) -> StoreFuture<'a, Option<SessionRecord>> {
         down()
     }
     fn list_by_alias<'a>(
@@ -195,7 +210,7 @@ impl SessionStore for DownStore {
         _: &'a str,
         _: Option<&'a str>,
         _: usize,
-    ) -> StoreFuture<'a, Page<Session>> {
+    ) -> StoreFuture<'a, Page<SessionRecord>> {
         down()
     }
     fn list_keys<'a>(&'a self, _: Option<&'a str>, _: usize) -> StoreFuture<'a, Page<KeyId>> {
@@ -223,15 +238,16 @@ async fn optional_mode_lets_keyless_requests_through_but_not_bad_keys() {
 }
 
 #[tokio::test]
-async fn credential_is_stripped_when_asked() {
-    let store = store_with("key-1", Session::default()).await;
-    let layer = SessionLoadLayer::new(store.clone()).strip_credential();
+async fn credential_is_stripped_unless_kept() {
+    let store = store_with("key-1", SessionRecord::default()).await;
+    let layer = SessionLoadLayer::new(store.clone());
     let (_, _, body) = call(&app(layer), get_with(Some("Bearer key-1"))).await;
     assert_eq!(body["authorization"], false);
+    let layer = SessionLoadLayer::new(store.clone()).keep_credential();
+    let (_, _, body) = call(&app(layer), get_with(Some("Bearer key-1"))).await;
+    assert_eq!(body["authorization"], true);
 
-    let layer = SessionLoadLayer::new(store)
-        .key_sources([KeySource::cookie("kc")])
-        .strip_credential();
+    let layer = SessionLoadLayer::new(store).key_sources([KeySource::cookie("kc")]);
     let request = Request::get("/")
         .header("cookie", "theme=dark; kc=key-1")
         .body(Body::empty())
@@ -243,7 +259,7 @@ async fn credential_is_stripped_when_asked() {
 
 #[tokio::test]
 async fn sources_are_tried_in_order() {
-    let store = store_with("key-1", Session::new(meta(json!({"user_id": "u"})))).await;
+    let store = store_with("key-1", SessionRecord::new(meta(json!({"user_id": "u"})))).await;
     let layer = SessionLoadLayer::new(store).key_sources([
         KeySource::header(http::HeaderName::from_static("x-api-key")),
         KeySource::query("key"),
@@ -261,7 +277,7 @@ async fn sources_are_tried_in_order() {
 
 #[tokio::test]
 async fn configuring_a_clone_leaves_the_original_unchanged() {
-    let store = store_with("key-1", Session::default()).await;
+    let store = store_with("key-1", SessionRecord::default()).await;
     let base = SessionLoadLayer::new(store);
     let optional = base.clone().optional();
     let (status, _, _) = call(&app(optional), get_with(None)).await;

@@ -9,7 +9,7 @@ use minijinja::value::{Enumerator, Object, ObjectRepr, Serde, ValueKind};
 use serde_json::{Map, Value as Json};
 
 use super::rule::BodyFormat;
-use crate::context::{ForwardedFor, RequestVars};
+use crate::context::RequestVars;
 
 /// The variable holding the session metadata.
 pub(super) const META: &str = "_tyk_meta";
@@ -117,22 +117,15 @@ pub(super) struct ContextObject {
     uri: Uri,
     headers: HeaderMap,
     extensions: Extensions,
-    forwarded_for: ForwardedFor,
 }
 
 impl ContextObject {
     /// A snapshot of a request's context (the request moves on to the inner service).
-    pub(super) fn capture(
-        uri: &Uri,
-        headers: &HeaderMap,
-        extensions: &Extensions,
-        forwarded_for: ForwardedFor,
-    ) -> Value {
+    pub(super) fn capture(uri: &Uri, headers: &HeaderMap, extensions: &Extensions) -> Value {
         Value::from_object(Self {
             uri: uri.clone(),
             headers: headers.clone(),
             extensions: extensions.clone(),
-            forwarded_for,
         })
     }
 }
@@ -148,7 +141,6 @@ impl Object for ContextObject {
             uri: &self.uri,
             headers: &self.headers,
             extensions: &self.extensions,
-            forwarded_for: self.forwarded_for,
         };
         vars.context(key.as_str()?)
             .map(|v| Value::from(v.into_owned()))

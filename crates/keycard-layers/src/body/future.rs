@@ -15,8 +15,8 @@ use tower_service::Service;
 use super::data::ContextObject;
 use super::service::TransformedBody;
 use super::{Config, Failure, has_no_body, set_body_headers};
-use crate::handle::SessionHandle;
 use crate::response::json_error;
+use crate::session::Session;
 
 pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -77,7 +77,7 @@ pub(super) struct ReadRequest<S> {
     pub(super) rule: usize,
     pub(super) parts: request::Parts,
     pub(super) inner: S,
-    pub(super) handle: Option<SessionHandle>,
+    pub(super) handle: Option<Session>,
 }
 
 pub(super) fn request_too_large<B: From<Bytes>>() -> Response<B> {
@@ -109,14 +109,9 @@ impl<S> ReadRequest<S> {
             }
         };
         let rule = &config.rules[rule];
-        let context = rule.uses_context.then(|| {
-            ContextObject::capture(
-                &parts.uri,
-                &parts.headers,
-                &parts.extensions,
-                config.forwarded_for,
-            )
-        });
+        let context = rule
+            .uses_context
+            .then(|| ContextObject::capture(&parts.uri, &parts.headers, &parts.extensions));
         match config.transform(rule, &parts.headers, raw, handle.as_ref(), context) {
             Ok(body) => {
                 set_body_headers(&mut parts.headers, rule, body.len());
@@ -158,7 +153,7 @@ pub(super) struct ResponsePlan {
     pub(super) config: Arc<Config>,
     /// The rules whose scope matched the request, in order.
     pub(super) candidates: Vec<usize>,
-    pub(super) handle: Option<SessionHandle>,
+    pub(super) handle: Option<Session>,
     /// The request's context, when a candidate reads `_tyk_context`.
     pub(super) context: Option<Value>,
 }
@@ -237,7 +232,7 @@ impl ReadResponse {
 }
 
 pin_project! {
-    /// The response future of [`TransformBodyService`](super::TransformBodyService).
+    /// The response future of [`TransformBody`](super::TransformBody).
     pub struct ResponseFuture<S, ReqBody, ResBody>
     where
         S: Service<Request<TransformedBody<ReqBody>>>,

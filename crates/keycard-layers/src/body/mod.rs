@@ -6,8 +6,8 @@
 //! method ([`Scope`]) and optionally to content types. Templates are compiled once, when the
 //! layer is built, and render with fuel and recursion limits, so a template cannot loop forever.
 //!
-//! - [`TransformBody::request`] rewrites the request body before the inner service sees it;
-//! - [`TransformBody::response`] rewrites the response body, rendering from the request's
+//! - [`TransformBodyBuilder::request`] rewrites the request body before the inner service sees it;
+//! - [`TransformBodyBuilder::response`] rewrites the response body, rendering from the request's
 //!   session (including the handler's changes) and a snapshot of the request's context.
 //!
 //! The first rule whose scope and content type match applies. A message no rule selects passes
@@ -33,7 +33,7 @@
 //! `transfer-encoding` are removed, and `content-type` is set when the rule says so
 //! ([`BodyRule::output_content_type`]). A compressed body (`gzip`, `deflate`, `br`, or a list of
 //! them) is decoded first and sent on uncompressed; re-compression is a compression layer's job.
-//! Bodies are buffered up to [`TransformBody::limit`] (default 1 MiB), before and after decoding.
+//! Bodies are buffered up to [`TransformBodyBuilder::limit`] (default 1 MiB), before and after decoding.
 //!
 //! | case | request transform | response transform |
 //! | --- | --- | --- |
@@ -60,21 +60,17 @@
 //! ```
 //! use axum::{Router, routing::post};
 //! use http::{Method, Request};
-//! use keycard_core::key::{ApiKey, KeyId};
-//! use keycard_core::session::Session;
-//! use keycard_core::store::{MemoryStore, SessionStore};
+//! use keycard_core::store::MemoryStore;
 //! use keycard_layers::auth::SessionLoadLayer;
-//! use keycard_layers::body::{BodyRule, Scope, TransformBody};
+//! use keycard_layers::body::{BodyRule, Scope, TransformBodyLayer};
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = MemoryStore::new();
-//! let meta = serde_json::json!({"name": "John Smith"});
-//! let id = KeyId::of(&ApiKey::new("secret-key"));
-//! store.create(Session::new(meta.as_object().unwrap().clone()).with_key_id(id)).await?;
+//! store.insert_key("secret-key", serde_json::json!({"name": "John Smith"}))?;
 //!
-//! let transform = TransformBody::request()
+//! let transform = TransformBodyLayer::request()
 //!     .rule(
 //!         Scope::path("/orders").method(Method::POST),
 //!         BodyRule::json(r#"{"id":"{{ id }}","u":{{ _tyk_meta.name|tojson }}}"#).session_data(),
@@ -104,8 +100,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, Value};
 
-use crate::context::ForwardedFor;
-use crate::handle::SessionHandle;
+use crate::session::Session;
 
 mod data;
 mod decode;
@@ -118,7 +113,7 @@ mod tests;
 pub use crate::scope::Scope;
 pub use future::ResponseFuture;
 pub use rule::{BodyFormat, BodyRule};
-pub use service::{TransformBodyLayer, TransformBodyService, TransformedBody};
+pub use service::{TransformBody, TransformBodyLayer, TransformedBody};
 
 use data::{CONTEXT, META, body_variables};
 use decode::{DecodeError, decode};
@@ -135,7 +130,7 @@ const RECURSION_LIMIT: usize = 100;
 
 /// Which message the rules change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Side {
+pub(super) enum Side {
     Request,
     Response,
 }
@@ -173,32 +168,20 @@ pub enum BodyConfigError {
 /// Builds a [`TransformBodyLayer`]: scoped body rules, a buffering limit and a fuel budget.
 #[derive(Clone, Debug)]
 #[must_use = "call .build() to get the layer"]
-pub struct TransformBody {
+pub struct TransformBodyBuilder {
     side: Side,
     rules: Vec<(Scope, BodyRule)>,
     limit: usize,
     fuel: u64,
-    forwarded_for: ForwardedFor,
 }
 
-impl TransformBody {
-    /// Rules that rewrite the request body before it reaches the inner service.
-    pub fn request() -> Self {
-        Self::new(Side::Request)
-    }
-
-    /// Rules that rewrite the response body, rendered from the request's session and context.
-    pub fn response() -> Self {
-        Self::new(Side::Response)
-    }
-
-    fn new(side: Side) -> Self {
+impl TransformBodyBuilder {
+    pub(super) fn new(side: Side) -> Self {
         Self {
             side,
             rules: Vec::new(),
             limit: DEFAULT_LIMIT,
             fuel: DEFAULT_FUEL,
-            forwarded_for: ForwardedFor::Ignore,
         }
     }
 
@@ -220,12 +203,6 @@ impl TransformBody {
     /// template runtime error.
     pub fn fuel(mut self, fuel: u64) -> Self {
         self.fuel = fuel;
-        self
-    }
-
-    /// Whether `_tyk_context.remote_addr` may come from `X-Forwarded-For`.
-    pub fn forwarded_for(mut self, forwarded_for: ForwardedFor) -> Self {
-        self.forwarded_for = forwarded_for;
         self
     }
 
@@ -282,7 +259,6 @@ impl TransformBody {
             env,
             rules,
             limit: self.limit,
-            forwarded_for: self.forwarded_for,
         })))
     }
 }
@@ -294,7 +270,6 @@ struct Config {
     env: Environment<'static>,
     rules: Vec<CompiledRule>,
     limit: usize,
-    forwarded_for: ForwardedFor,
 }
 
 /// Why a selected body was not transformed.
@@ -317,7 +292,7 @@ impl Config {
         rule: &CompiledRule,
         headers: &HeaderMap,
         raw: Bytes,
-        handle: Option<&SessionHandle>,
+        handle: Option<&Session>,
         context: Option<Value>,
     ) -> Result<Bytes, Failure> {
         let body = decode(headers, raw, self.limit).map_err(|e| match e {

@@ -35,7 +35,7 @@ impl BodyFormat {
 /// # let _ = rule;
 /// ```
 #[derive(Clone, Debug)]
-#[must_use = "pass the rule to TransformBody::rule"]
+#[must_use = "pass the rule to TransformBodyBuilder::rule"]
 pub struct BodyRule {
     pub(super) format: BodyFormat,
     pub(super) template: String,

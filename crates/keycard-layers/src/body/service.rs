@@ -15,10 +15,10 @@ use super::data::ContextObject;
 use super::future::{
     BoxError, ReadBody, ReadRequest, ResponseFuture, ResponsePlan, request_too_large,
 };
-use super::{Config, Side};
+use super::{Config, Side, TransformBodyBuilder};
 use crate::context::RequestId;
-use crate::handle::{NoSession, SessionHandle};
 use crate::response::missing_session_layer;
+use crate::session::Session;
 
 pin_project! {
     /// A body that went through a [`TransformBodyLayer`]: the original body, streamed untouched,
@@ -109,7 +109,7 @@ impl<B: Body<Data = Bytes>> Body for TransformedBody<B> {
     }
 }
 
-/// Transforms bodies; built by [`TransformBody`](super::TransformBody).
+/// Transforms bodies; built by [`TransformBodyBuilder`](super::TransformBodyBuilder).
 #[derive(Clone, Debug)]
 pub struct TransformBodyLayer {
     config: Arc<Config>,
@@ -121,11 +121,28 @@ impl TransformBodyLayer {
     }
 }
 
+impl TransformBodyLayer {
+    /// Rules that rewrite the request body before it reaches the inner service.
+    pub fn request() -> TransformBodyBuilder {
+        TransformBodyBuilder::new(Side::Request)
+    }
+
+    /// Rules that rewrite the response body, rendered from the request's session and context.
+    pub fn response() -> TransformBodyBuilder {
+        TransformBodyBuilder::new(Side::Response)
+    }
+
+    /// Whether these rules change the request body (else the response body).
+    pub fn is_request(&self) -> bool {
+        self.config.side == Side::Request
+    }
+}
+
 impl<S> Layer<S> for TransformBodyLayer {
-    type Service = TransformBodyService<S>;
+    type Service = TransformBody<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        TransformBodyService {
+        TransformBody {
             inner,
             config: self.config.clone(),
         }
@@ -134,39 +151,26 @@ impl<S> Layer<S> for TransformBodyLayer {
 
 /// The service of [`TransformBodyLayer`].
 #[derive(Clone, Debug)]
-pub struct TransformBodyService<S> {
+pub struct TransformBody<S> {
     inner: S,
     config: Arc<Config>,
 }
 
-impl<S> TransformBodyService<S> {
-    /// A reference to the inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// A mutable reference to the inner service.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+impl<S> TransformBody<S> {
+    define_inner_service_accessors!();
 }
 
 /// The request's session handle; `Err` when a rule needs the session and the request went through
 /// no session-load layer at all.
-fn session<B>(request: &Request<B>, needed: bool) -> Result<Option<SessionHandle>, ()> {
-    let handle = request.extensions().get::<SessionHandle>().cloned();
-    if needed && handle.is_none() && request.extensions().get::<NoSession>().is_none() {
+fn session<B>(request: &Request<B>, needed: bool) -> Result<Option<Session>, ()> {
+    let handle = request.extensions().get::<Session>().cloned();
+    if needed && !crate::session::loaded(request.extensions()) {
         return Err(());
     }
     Ok(handle)
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for TransformBodyService<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for TransformBody<S>
 where
     S: Service<Request<TransformedBody<ReqBody>>, Response = Response<ResBody>> + Clone,
     ReqBody: Body<Data = Bytes>,
@@ -237,12 +241,7 @@ where
                 };
                 let context = rules().any(|rule| rule.uses_context).then(|| {
                     RequestId::get_or_create(&mut request);
-                    ContextObject::capture(
-                        request.uri(),
-                        request.headers(),
-                        request.extensions(),
-                        config.forwarded_for,
-                    )
+                    ContextObject::capture(request.uri(), request.headers(), request.extensions())
                 });
                 let plan = ResponsePlan {
                     config: config.clone(),

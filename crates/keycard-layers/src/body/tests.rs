@@ -12,10 +12,10 @@ use serde_json::{Value, json};
 use tower::{ServiceBuilder, ServiceExt};
 
 use super::decode::tests::encode;
-use super::{BodyConfigError, BodyRule, Scope, TransformBody, TransformBodyLayer};
+use super::{BodyConfigError, BodyRule, Scope, TransformBodyLayer};
 use crate::auth::SessionLoadLayer;
 use crate::context::ContextValues;
-use crate::handle::SessionHandle;
+use crate::session::Session;
 use crate::test_support::{KEY, store};
 
 const VECTOR: &str = r#"{"id":"{{ id }}","u":{{ _tyk_meta.name|tojson }}}"#;
@@ -78,8 +78,8 @@ fn json_body(bytes: &Bytes) -> Value {
     serde_json::from_slice(bytes).unwrap_or_else(|_| panic!("not JSON: {bytes:?}"))
 }
 
-fn request_rule(rule: BodyRule) -> TransformBody {
-    TransformBody::request().rule(Scope::path("/t/*").method(Method::POST), rule)
+fn request_rule(rule: BodyRule) -> super::TransformBodyBuilder {
+    TransformBodyLayer::request().rule(Scope::path("/t/*").method(Method::POST), rule)
 }
 
 #[tokio::test]
@@ -156,7 +156,7 @@ fn chunked(chunks: &[&str]) -> Body {
 
 #[tokio::test]
 async fn invalid_request_body_is_400_and_never_reaches_the_handler() {
-    let transform = TransformBody::request()
+    let transform = TransformBodyLayer::request()
         .rule(Scope::path("/t/json"), BodyRule::json("{{ a }}"))
         .rule(Scope::path("/t/xml"), BodyRule::xml("{{ a }}"))
         .build()
@@ -200,7 +200,7 @@ async fn template_runtime_error_is_500_on_requests_and_502_on_responses() {
     assert_eq!(json_body(&out), json!({"error": "Body transform failed"}));
     assert!(!seen.ran());
 
-    let transform = TransformBody::response()
+    let transform = TransformBodyLayer::response()
         .rule(Scope::path("/json"), BodyRule::json(failing))
         .build()
         .unwrap();
@@ -246,7 +246,7 @@ fn encoded_upstream(coding: &'static str, body: &'static [u8]) -> Router {
 #[tokio::test]
 async fn compressed_upstream_responses_are_decoded_transformed_and_sent_plain() {
     for coding in ["gzip", "deflate", "br"] {
-        let transform = TransformBody::response()
+        let transform = TransformBodyLayer::response()
             .rule(
                 Scope::path("/"),
                 BodyRule::json(
@@ -301,7 +301,7 @@ async fn compressed_request_bodies_are_decoded_and_bombs_refused() {
 
 #[tokio::test]
 async fn unselected_requests_and_responses_pass_through_byte_identical() {
-    let transform = TransformBody::request()
+    let transform = TransformBodyLayer::request()
         .rule(
             Scope::path("/t/*").method(Method::POST),
             BodyRule::json("{}"),
@@ -352,7 +352,7 @@ async fn unselected_bodies_stream_without_buffering() {
             }
         }),
     );
-    let transform = TransformBody::response()
+    let transform = TransformBodyLayer::response()
         .rule(Scope::path("/json"), BodyRule::json("{}"))
         .build()
         .unwrap();
@@ -387,7 +387,7 @@ async fn unselected_bodies_stream_without_buffering() {
 
 #[tokio::test]
 async fn response_transform_sees_the_handlers_metadata_changes_and_context() {
-    let transform = TransformBody::response()
+    let transform = TransformBodyLayer::response()
         .rule(
             Scope::path("/r/*"),
             BodyRule::json(
@@ -400,8 +400,8 @@ async fn response_transform_sees_the_handlers_metadata_changes_and_context() {
         .unwrap();
     let router = Router::new().route(
         "/r/{x}",
-        get(|Extension(session): Extension<SessionHandle>| async move {
-            session.set_metadata("plan", json!("gold")).unwrap();
+        get(|Extension(session): Extension<Session>| async move {
+            session.set("plan", json!("gold")).unwrap();
             axum::Json(json!("hello"))
         }),
     );
@@ -434,7 +434,7 @@ async fn response_transform_sees_the_handlers_metadata_changes_and_context() {
 
 #[tokio::test]
 async fn invalid_upstream_body_passes_through_and_oversized_is_502() {
-    let transform = TransformBody::response()
+    let transform = TransformBodyLayer::response()
         .rule(Scope::path("/*"), BodyRule::json("{{ n }}"))
         .limit(16)
         .build()
@@ -527,7 +527,7 @@ async fn works_around_services_whose_bodies_are_not_from_bytes() {
         tx.send(Bytes::from_static(br#"{"a":1}"#)).unwrap();
         Ok::<_, Infallible>(Response::new(body))
     });
-    let transform = TransformBody::response()
+    let transform = TransformBodyLayer::response()
         .rule(Scope::path("/*"), BodyRule::json("a={{ a }}"))
         .build()
         .unwrap();
@@ -587,7 +587,7 @@ async fn whole_body_can_be_wrapped_or_merged() {
 
 #[tokio::test]
 async fn missing_values_render_empty_or_null_and_attributes_of_nothing_fail() {
-    let transform = TransformBody::request()
+    let transform = TransformBodyLayer::request()
         .rule(Scope::path("/t/print"), BodyRule::json("[{{ missing }}]"))
         .rule(
             Scope::path("/t/json"),

@@ -6,12 +6,12 @@
 //! had, so a client-sent `X-User-Id: admin` never survives next to the injected one. Rules are
 //! global or scoped to a path pattern and method:
 //!
-//! - [`InjectHeaders::request`]: global rules first, then scoped ones (scoped win);
-//! - [`InjectHeaders::response`]: scoped first, then global (global wins), as in Tyk. Response
+//! - [`InjectHeadersBuilder::request`]: global rules first, then scoped ones (scoped win);
+//! - [`InjectHeadersBuilder::response`]: scoped first, then global (global wins), as in Tyk. Response
 //!   values are rendered from the request's session (including the handler's changes) and
 //!   context.
 //!
-//! A missing variable renders as the empty string (Tyk); [`InjectHeaders::set_or_omit`] drops
+//! A missing variable renders as the empty string (Tyk); [`InjectHeadersBuilder::set_or_omit`] drops
 //! the header instead. A rendered value that is not a valid header value (CR, LF, NUL...) fails
 //! the request with 500 `{"error":"Invalid header value"}` and nothing is sent: no header is
 //! split, no rule half-applied.
@@ -24,25 +24,20 @@
 //! ```
 //! use axum::{Router, routing::get};
 //! use http::{HeaderMap, Request};
-//! use keycard_core::key::{ApiKey, KeyId};
-//! use keycard_core::session::Session;
-//! use keycard_core::store::{MemoryStore, SessionStore};
+//! use keycard_core::store::MemoryStore;
 //! use keycard_layers::auth::SessionLoadLayer;
-//! use keycard_layers::headers::{InjectHeaders, Scope};
+//! use keycard_layers::headers::{HeaderRules, InjectHeadersLayer, Scope};
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = MemoryStore::new();
-//! let meta = serde_json::json!({"user_id": "u-1", "tenant": "acme"});
-//! let id = KeyId::of(&ApiKey::new("secret-key"));
-//! store.create(Session::new(meta.as_object().unwrap().clone()).with_key_id(id)).await?;
+//! store.insert_key("secret-key", serde_json::json!({"user_id": "u-1", "tenant": "acme"}))?;
 //!
-//! let inject = InjectHeaders::request()
-//!     .remove("authorization")
+//! let inject = InjectHeadersLayer::request()
 //!     .set("x-user-id", "$tyk_meta.user_id")
 //!     .set("x-tenant", "$tyk_meta.tenant")
-//!     .scoped(Scope::path("/admin/*"), InjectHeaders::rules().set("x-admin", "yes"))
+//!     .scoped(Scope::path("/admin/*"), HeaderRules::new().set("x-admin", "yes"))
 //!     .build()?;
 //!
 //! let app = Router::new()
@@ -77,10 +72,10 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::context::{ForwardedFor, RequestId, RequestVars};
-use crate::handle::{NoSession, SessionHandle};
+use crate::context::{RequestId, RequestVars};
 use crate::response::{json_error, missing_session_layer};
 pub use crate::scope::Scope;
+use crate::session::Session;
 
 /// Which message the rules change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,6 +101,11 @@ enum Spec {
 }
 
 impl HeaderRules {
+    /// An empty rule list, for [`InjectHeadersBuilder::scoped`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     /// Removes header `name`.
     pub fn remove(mut self, name: impl Into<String>) -> Self {
         self.specs.push(Spec::Remove(name.into()));
@@ -185,35 +185,18 @@ pub enum HeaderConfigError {
 /// Builds an [`InjectHeadersLayer`]: global rules plus scoped rule sets.
 #[derive(Clone, Debug)]
 #[must_use = "call .build() to get the layer"]
-pub struct InjectHeaders {
+pub struct InjectHeadersBuilder {
     side: Side,
     global: HeaderRules,
     scoped: Vec<(Scope, HeaderRules)>,
-    forwarded_for: ForwardedFor,
 }
 
-impl InjectHeaders {
-    /// Rules applied to the request before it reaches the inner service.
-    pub fn request() -> Self {
-        Self::new(Side::Request)
-    }
-
-    /// Rules applied to the response, rendered from the request's session and context.
-    pub fn response() -> Self {
-        Self::new(Side::Response)
-    }
-
-    /// An empty rule list, for [`scoped`](Self::scoped).
-    pub fn rules() -> HeaderRules {
-        HeaderRules::default()
-    }
-
+impl InjectHeadersBuilder {
     fn new(side: Side) -> Self {
         Self {
             side,
             global: HeaderRules::default(),
             scoped: Vec::new(),
-            forwarded_for: ForwardedFor::Ignore,
         }
     }
 
@@ -239,12 +222,6 @@ impl InjectHeaders {
     /// Rules that apply only to requests in `scope`.
     pub fn scoped(mut self, scope: Scope, rules: HeaderRules) -> Self {
         self.scoped.push((scope, rules));
-        self
-    }
-
-    /// Whether `$tyk_context.remote_addr` may come from `X-Forwarded-For`.
-    pub fn forwarded_for(mut self, forwarded_for: ForwardedFor) -> Self {
-        self.forwarded_for = forwarded_for;
         self
     }
 
@@ -275,7 +252,6 @@ impl InjectHeaders {
                 side: self.side,
                 global,
                 scoped,
-                forwarded_for: self.forwarded_for,
                 context_names,
                 uses_request_id,
             }),
@@ -301,7 +277,6 @@ struct Config {
     side: Side,
     global: CompiledRules,
     scoped: Vec<(Scope, CompiledRules)>,
-    forwarded_for: ForwardedFor,
     /// Context variables the templates read (snapshotted for response rules).
     context_names: Vec<String>,
     uses_request_id: bool,
@@ -370,17 +345,34 @@ impl Config {
     }
 }
 
-/// Injects headers; built by [`InjectHeaders`].
+/// Injects headers; built by [`InjectHeadersBuilder`].
 #[derive(Clone, Debug)]
 pub struct InjectHeadersLayer {
     config: Arc<Config>,
 }
 
+impl InjectHeadersLayer {
+    /// Rules applied to the request before it reaches the inner service.
+    pub fn request() -> InjectHeadersBuilder {
+        InjectHeadersBuilder::new(Side::Request)
+    }
+
+    /// Rules applied to the response, rendered from the request's session and context.
+    pub fn response() -> InjectHeadersBuilder {
+        InjectHeadersBuilder::new(Side::Response)
+    }
+
+    /// Whether these rules change the request (else the response).
+    pub fn is_request(&self) -> bool {
+        self.config.side == Side::Request
+    }
+}
+
 impl<S> Layer<S> for InjectHeadersLayer {
-    type Service = InjectHeadersService<S>;
+    type Service = InjectHeaders<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        InjectHeadersService {
+        InjectHeaders {
             inner,
             config: self.config.clone(),
         }
@@ -389,26 +381,13 @@ impl<S> Layer<S> for InjectHeadersLayer {
 
 /// The service of [`InjectHeadersLayer`].
 #[derive(Clone, Debug)]
-pub struct InjectHeadersService<S> {
+pub struct InjectHeaders<S> {
     inner: S,
     config: Arc<Config>,
 }
 
-impl<S> InjectHeadersService<S> {
-    /// A reference to the inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// A mutable reference to the inner service.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+impl<S> InjectHeaders<S> {
+    define_inner_service_accessors!();
 }
 
 fn invalid_header_value<B: From<Bytes>>() -> Response<B> {
@@ -416,7 +395,7 @@ fn invalid_header_value<B: From<Bytes>>() -> Response<B> {
     json_error(StatusCode::INTERNAL_SERVER_ERROR, "Invalid header value")
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for InjectHeadersService<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for InjectHeaders<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: From<Bytes>,
@@ -430,8 +409,8 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let handle = request.extensions().get::<SessionHandle>().cloned();
-        if handle.is_none() && request.extensions().get::<NoSession>().is_none() {
+        let handle = request.extensions().get::<Session>().cloned();
+        if !crate::session::loaded(request.extensions()) {
             return ResponseFuture::done(missing_session_layer("InjectHeadersLayer"));
         }
         let config = &self.config;
@@ -442,7 +421,7 @@ where
         match config.side {
             Side::Request => {
                 let rendered = with_metadata(handle.as_ref(), |metadata| {
-                    let vars = RequestVars::new(&request, metadata, config.forwarded_for);
+                    let vars = RequestVars::new(&request, metadata);
                     config.render(&sets, &vars)
                 });
                 match rendered {
@@ -454,7 +433,7 @@ where
                 }
             }
             Side::Response => {
-                let vars = RequestVars::new(&request, None, config.forwarded_for);
+                let vars = RequestVars::new(&request, None);
                 let context = config
                     .context_names
                     .iter()
@@ -472,7 +451,7 @@ where
     }
 }
 
-fn with_metadata<R>(handle: Option<&SessionHandle>, f: impl FnOnce(Option<&Metadata>) -> R) -> R {
+fn with_metadata<R>(handle: Option<&Session>, f: impl FnOnce(Option<&Metadata>) -> R) -> R {
     match handle {
         Some(handle) => handle.with_metadata(|metadata| f(Some(metadata))),
         None => f(None),
@@ -483,7 +462,7 @@ fn with_metadata<R>(handle: Option<&SessionHandle>, f: impl FnOnce(Option<&Metad
 struct ResponsePlan {
     config: Arc<Config>,
     sets: Cow<'static, [usize]>,
-    handle: Option<SessionHandle>,
+    handle: Option<Session>,
     context: HashMap<String, String>,
 }
 
@@ -523,7 +502,7 @@ impl ResponsePlan {
 }
 
 pin_project! {
-    /// The response future of [`InjectHeadersService`].
+    /// The response future of [`InjectHeaders`].
     pub struct ResponseFuture<F, T> {
         #[pin]
         state: State<F, T>,

@@ -9,9 +9,9 @@ use keycard_core::store::MemoryStore;
 use serde_json::{Value, json};
 use tower::{ServiceBuilder, ServiceExt};
 
-use super::{InjectHeaders, InjectHeadersLayer, Scope};
+use super::{HeaderRules, InjectHeadersLayer, Scope};
 use crate::auth::SessionLoadLayer;
-use crate::handle::SessionHandle;
+use crate::session::Session;
 use crate::test_support::{KEY, store};
 
 /// An app whose handler answers with the request headers it received as JSON, counting calls.
@@ -27,8 +27,8 @@ fn echo(store: MemoryStore, inject: InjectHeadersLayer, calls: Arc<AtomicUsize>)
                     .collect();
                 axum::Json(Value::Object(map))
             })
-            .post(|Extension(session): Extension<SessionHandle>| async move {
-                session.set_metadata("plan", json!("changed")).unwrap();
+            .post(|Extension(session): Extension<Session>| async move {
+                session.set("plan", json!("changed")).unwrap();
             }),
         )
         .layer(
@@ -60,7 +60,7 @@ fn get_req(path: &str, extra: &[(&str, &str)]) -> Request<Body> {
 #[tokio::test]
 async fn spec_vector_injects_replaces_and_removes() {
     let store = store(json!({"user_id": "u-1", "tenant": "acme"})).await;
-    let inject = InjectHeaders::request()
+    let inject = InjectHeadersLayer::request()
         .set("X-User-Id", "$tyk_meta.user_id")
         .set("X-Tenant", "$tyk_meta.tenant")
         .remove("Authorization")
@@ -77,7 +77,7 @@ async fn spec_vector_injects_replaces_and_removes() {
 #[tokio::test]
 async fn crlf_in_metadata_fails_with_500_and_nothing_reaches_the_handler() {
     let store = store(json!({"x": "a\r\nSet-Cookie: s=1"})).await;
-    let inject = InjectHeaders::request()
+    let inject = InjectHeadersLayer::request()
         .set("X-A", "$tyk_meta.x")
         .build()
         .unwrap();
@@ -93,7 +93,7 @@ async fn crlf_in_metadata_fails_with_500_and_nothing_reaches_the_handler() {
 #[tokio::test]
 async fn missing_variable_is_empty_or_omitted() {
     let store = store(json!({})).await;
-    let inject = InjectHeaders::request()
+    let inject = InjectHeadersLayer::request()
         .set("x-empty", "[$tyk_meta.nope]")
         .set_or_omit("x-omitted", "$tyk_meta.nope")
         .build()
@@ -111,11 +111,11 @@ async fn missing_variable_is_empty_or_omitted() {
 #[tokio::test]
 async fn scoped_request_rules_run_after_global_and_win() {
     let store = store(json!({"user_id": "u-1"})).await;
-    let inject = InjectHeaders::request()
+    let inject = InjectHeadersLayer::request()
         .set("x-who", "global")
         .scoped(
             Scope::path("/admin/*").method(Method::GET),
-            InjectHeaders::rules().set("x-who", "scoped $tyk_meta.user_id"),
+            HeaderRules::new().set("x-who", "scoped $tyk_meta.user_id"),
         )
         .build()
         .unwrap();
@@ -129,12 +129,12 @@ async fn scoped_request_rules_run_after_global_and_win() {
 #[tokio::test]
 async fn response_rules_render_from_the_session_after_the_handler_and_global_wins() {
     let store = store(json!({"plan": "gold"})).await;
-    let inject = InjectHeaders::response()
+    let inject = InjectHeadersLayer::response()
         .set("x-plan", "$tyk_meta.plan")
         .set("x-path", "$tyk_context.path")
         .scoped(
             Scope::path("/*"),
-            InjectHeaders::rules()
+            HeaderRules::new()
                 .set("x-plan", "scoped")
                 .set("x-scoped", "yes"),
         )
@@ -155,12 +155,12 @@ async fn response_rules_render_from_the_session_after_the_handler_and_global_win
 
 #[tokio::test]
 async fn invalid_template_or_name_is_a_build_error() {
-    let err = InjectHeaders::request()
+    let err = InjectHeadersLayer::request()
         .set("x-a", "${tyk_meta.open")
         .build()
         .unwrap_err();
     assert!(err.to_string().contains("x-a"), "{err}");
-    let err = InjectHeaders::request()
+    let err = InjectHeadersLayer::request()
         .set("bad header", "v")
         .build()
         .unwrap_err();
@@ -169,7 +169,7 @@ async fn invalid_template_or_name_is_a_build_error() {
 
 #[tokio::test]
 async fn outside_session_load_fails_loudly() {
-    let inject = InjectHeaders::request().set("x", "y").build().unwrap();
+    let inject = InjectHeadersLayer::request().set("x", "y").build().unwrap();
     let app = Router::new()
         .route("/", get(|| async { "reached" }))
         .layer(inject);
@@ -184,7 +184,7 @@ async fn outside_session_load_fails_loudly() {
 #[tokio::test]
 async fn request_id_is_stable_between_rules() {
     let store = store(json!({})).await;
-    let inject = InjectHeaders::request()
+    let inject = InjectHeadersLayer::request()
         .set("x-a", "$tyk_context.request_id")
         .set("x-b", "$tyk_context.request_id")
         .build()

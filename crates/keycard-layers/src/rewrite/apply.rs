@@ -15,8 +15,8 @@ use super::RewrittenFrom;
 use super::layer::Config;
 use super::rule::{CompiledTrigger, Matcher};
 use crate::context::{ContextValues, RequestVars};
-use crate::handle::SessionHandle;
 use crate::response::json_error;
+use crate::session::Session;
 
 /// At most this many payload matches publish context values: a regex that matches everywhere
 /// (`a*`) must not turn a 1 MiB body into a million context entries.
@@ -118,7 +118,7 @@ pub(super) fn rewrite<B>(
     config: &Config,
     matched: &Matched,
     request: &mut Request<B>,
-    handle: Option<&SessionHandle>,
+    handle: Option<&Session>,
     body: Option<&[u8]>,
 ) -> Result<(), Refusal> {
     let rule = &config.rules[matched.rule];
@@ -126,7 +126,7 @@ pub(super) fn rewrite<B>(
         let mut values = Vec::new();
         let mut template = &rule.target;
         {
-            let vars = RequestVars::new(request, metadata, config.forwarded_for);
+            let vars = RequestVars::new(request, metadata);
             let body = body.map(String::from_utf8_lossy);
             for (n, trigger) in rule.triggers.iter().enumerate() {
                 if fires(trigger, n, &vars, body.as_deref(), &mut values) {
@@ -160,7 +160,7 @@ fn render<B>(
     metadata: Option<&Metadata>,
 ) -> Result<Uri, Refusal> {
     let vars = RewriteVars {
-        request: RequestVars::new(request, metadata, config.forwarded_for),
+        request: RequestVars::new(request, metadata),
         matched,
     };
     let rendered = template.render_url(&vars).map_err(|error| {

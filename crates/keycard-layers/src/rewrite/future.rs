@@ -14,7 +14,7 @@ use tower_service::Service;
 
 use super::apply::{Matched, Refusal, rewrite};
 use super::layer::Config;
-use crate::handle::SessionHandle;
+use crate::session::Session;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -23,12 +23,12 @@ pub(super) struct Pending<S> {
     pub(super) inner: S,
     pub(super) parts: Parts,
     pub(super) matched: Matched,
-    pub(super) handle: Option<SessionHandle>,
+    pub(super) handle: Option<Session>,
     pub(super) config: Arc<Config>,
 }
 
 pin_project! {
-    /// The response future of [`UrlRewriteService`](super::UrlRewriteService).
+    /// The response future of [`UrlRewrite`](super::UrlRewrite).
     pub struct ResponseFuture<S, B>
     where
         S: Service<Request<B>>,

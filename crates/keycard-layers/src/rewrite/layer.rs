@@ -13,9 +13,9 @@ use tower_service::Service;
 use super::apply::{Matched, Refusal, rewrite};
 use super::future::{Pending, ResponseFuture};
 use super::rule::{CompiledRule, RewriteConfigError, RewriteRule};
-use crate::context::{ForwardedFor, RequestId};
-use crate::handle::{NoSession, SessionHandle};
+use crate::context::RequestId;
 use crate::response::missing_session_layer;
+use crate::session::Session;
 
 /// The default limit on a body buffered for a payload trigger: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
@@ -24,30 +24,23 @@ pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
 /// matches wins; later rules are not consulted.
 #[derive(Clone, Debug)]
 #[must_use = "call .build() to get the layer"]
-pub struct UrlRewrite {
+pub struct UrlRewriteBuilder {
     rules: Vec<RewriteRule>,
     body_limit: usize,
     allowed_hosts: Option<Vec<String>>,
-    forwarded_for: ForwardedFor,
 }
 
-impl Default for UrlRewrite {
+impl Default for UrlRewriteBuilder {
     fn default() -> Self {
-        Self::rules()
-    }
-}
-
-impl UrlRewrite {
-    /// An empty rule list, a 1 MiB body limit, and any host allowed in absolute targets.
-    pub fn rules() -> Self {
         Self {
             rules: Vec::new(),
             body_limit: DEFAULT_BODY_LIMIT,
             allowed_hosts: None,
-            forwarded_for: ForwardedFor::Ignore,
         }
     }
+}
 
+impl UrlRewriteBuilder {
     /// Adds a rule after the ones already added.
     pub fn rule(mut self, rule: RewriteRule) -> Self {
         self.rules.push(rule);
@@ -83,12 +76,6 @@ impl UrlRewrite {
         self.allowed_hosts
             .get_or_insert_with(Vec::new)
             .extend(hosts);
-        self
-    }
-
-    /// Whether `$tyk_context.remote_addr` may come from `X-Forwarded-For`.
-    pub fn forwarded_for(mut self, forwarded_for: ForwardedFor) -> Self {
-        self.forwarded_for = forwarded_for;
         self
     }
 
@@ -132,7 +119,6 @@ impl UrlRewrite {
                 rules,
                 body_limit: self.body_limit,
                 allowed_hosts: self.allowed_hosts,
-                forwarded_for: self.forwarded_for,
                 uses_request_id,
             }),
         })
@@ -146,22 +132,28 @@ pub(super) struct Config {
     pub(super) rules: Vec<CompiledRule>,
     pub(super) body_limit: usize,
     pub(super) allowed_hosts: Option<Vec<String>>,
-    pub(super) forwarded_for: ForwardedFor,
     uses_request_id: bool,
 }
 
-/// Rewrites request URLs; built by [`UrlRewrite`]. Wrap it around the whole `Router` (see the
+/// Rewrites request URLs; built by [`UrlRewriteBuilder`]. Wrap it around the whole `Router` (see the
 /// [module docs](super)).
 #[derive(Clone, Debug)]
 pub struct UrlRewriteLayer {
     config: Arc<Config>,
 }
 
+impl UrlRewriteLayer {
+    /// An empty rule list, a 1 MiB body limit, and any host allowed in absolute targets.
+    pub fn rules() -> UrlRewriteBuilder {
+        UrlRewriteBuilder::default()
+    }
+}
+
 impl<S> Layer<S> for UrlRewriteLayer {
-    type Service = UrlRewriteService<S>;
+    type Service = UrlRewrite<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        UrlRewriteService {
+        UrlRewrite {
             inner,
             config: self.config.clone(),
         }
@@ -170,29 +162,16 @@ impl<S> Layer<S> for UrlRewriteLayer {
 
 /// The service of [`UrlRewriteLayer`].
 #[derive(Clone, Debug)]
-pub struct UrlRewriteService<S> {
+pub struct UrlRewrite<S> {
     inner: S,
     config: Arc<Config>,
 }
 
-impl<S> UrlRewriteService<S> {
-    /// A reference to the inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// A mutable reference to the inner service.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+impl<S> UrlRewrite<S> {
+    define_inner_service_accessors!();
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for UrlRewriteService<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for UrlRewrite<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     ReqBody: Body<Data = Bytes> + From<Bytes>,
@@ -208,8 +187,8 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let handle = request.extensions().get::<SessionHandle>().cloned();
-        if handle.is_none() && request.extensions().get::<NoSession>().is_none() {
+        let handle = request.extensions().get::<Session>().cloned();
+        if !crate::session::loaded(request.extensions()) {
             return ResponseFuture::done(missing_session_layer("UrlRewriteLayer"));
         }
         let config = &self.config;

@@ -16,7 +16,7 @@
 //!   one. The original URI is kept in the [`RewrittenFrom`] extension.
 //! - **Absolute targets** (`http://host/...`, `https://...`) replace scheme and authority too,
 //!   for a proxy handler downstream to send the request there; the `Host` header is left for
-//!   that handler to set. [`UrlRewrite::allow_hosts`] restricts the hosts (no open SSRF through
+//!   that handler to set. [`UrlRewriteBuilder::allow_hosts`] restricts the hosts (no open SSRF through
 //!   metadata). Other schemes are a build error.
 //! - **[`Trigger`]s** are tried in order; the first that fires supplies its own `rewrite_to`.
 //!   Its matches become context values (below), published in the request's
@@ -36,9 +36,9 @@
 //! | --- | --- | --- |
 //! | a variable renders a `.` / `..` path segment, or the target is not a valid URL | 500 | `{"error":"Invalid rewrite target"}` |
 //! | absolute target whose host is not in the allow-list | 500 | `{"error":"Rewrite target not allowed"}` |
-//! | payload trigger: body over the limit (default 1 MiB, [`UrlRewrite::body_limit`]) | 413 | `{"error":"Request body too large"}` |
+//! | payload trigger: body over the limit (default 1 MiB, [`UrlRewriteBuilder::body_limit`]) | 413 | `{"error":"Request body too large"}` |
 //! | payload trigger: the body fails mid-read | 400 | `{"error":"Failed to read request body"}` |
-//! | stacked outside `SessionLoadLayer` (no session, no [`NoSession`](crate::handle::NoSession)) | 500 | `{"error":"Server misconfigured: session layer missing"}` |
+//! | stacked outside `SessionLoadLayer` (no session, no [`NoSession`](crate::session::NoSession)) | 500 | `{"error":"Server misconfigured: session layer missing"}` |
 //!
 //! Behind a session-load layer in optional mode, a request without a session renders
 //! `$tyk_meta` variables empty and fires no `session_meta_matches`.
@@ -80,21 +80,17 @@
 //! use axum::extract::Path;
 //! use axum::{Router, routing::get};
 //! use http::Request;
-//! use keycard_core::key::{ApiKey, KeyId};
-//! use keycard_core::session::Session;
-//! use keycard_core::store::{MemoryStore, SessionStore};
+//! use keycard_core::store::MemoryStore;
 //! use keycard_layers::auth::SessionLoadLayer;
-//! use keycard_layers::rewrite::{RewriteRule, Trigger, UrlRewrite};
+//! use keycard_layers::rewrite::{RewriteRule, Trigger, UrlRewriteLayer};
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = MemoryStore::new();
-//! let meta = serde_json::json!({"shard": "eu-2"});
-//! let id = KeyId::of(&ApiKey::new("secret-key"));
-//! store.create(Session::new(meta.as_object().unwrap().clone()).with_key_id(id)).await?;
+//! store.insert_key("secret-key", serde_json::json!({"shard": "eu-2"}))?;
 //!
-//! let rewrite = UrlRewrite::rules()
+//! let rewrite = UrlRewriteLayer::rules()
 //!     .rule(
 //!         RewriteRule::new(r"^/orders/(\d+)$", "/shards/$tyk_meta.shard/orders/$1").trigger(
 //!             Trigger::any()
@@ -147,7 +143,7 @@ mod rule;
 use http::Uri;
 
 pub use self::future::ResponseFuture;
-pub use self::layer::{DEFAULT_BODY_LIMIT, UrlRewrite, UrlRewriteLayer, UrlRewriteService};
+pub use self::layer::{DEFAULT_BODY_LIMIT, UrlRewrite, UrlRewriteBuilder, UrlRewriteLayer};
 pub use self::rule::{RegexMatch, RewriteConfigError, RewriteRule, Trigger, TriggerOn};
 
 /// The URI a request had before [`UrlRewriteLayer`] rewrote it (a request extension, present

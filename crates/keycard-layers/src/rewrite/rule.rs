@@ -37,7 +37,7 @@ use serde::{Deserialize, Deserializer};
 /// # Ok::<(), serde_json::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[must_use = "a rule does nothing until it is added to UrlRewrite::rules()"]
+#[must_use = "a rule does nothing until it is added to UrlRewriteLayer::rules()"]
 pub struct RewriteRule {
     match_pattern: String,
     rewrite_to: String,

@@ -12,13 +12,10 @@ use tower::util::BoxCloneService;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 use super::rule::canonical_header_name;
-use super::{
-    RegexMatch, RewriteConfigError, RewriteRule, RewrittenFrom, Trigger, UrlRewrite,
-    UrlRewriteLayer,
-};
+use super::{RegexMatch, RewriteConfigError, RewriteRule, RewrittenFrom, Trigger, UrlRewriteLayer};
 use crate::auth::SessionLoadLayer;
 use crate::context::ContextValues;
-use crate::headers::InjectHeaders;
+use crate::headers::InjectHeadersLayer;
 use crate::test_support::{KEY, store};
 
 /// What the inner service received: the request parts (URI, extensions) and the body.
@@ -51,7 +48,10 @@ async fn stack(meta: Value, rewrite: UrlRewriteLayer) -> (App, Seen) {
 }
 
 fn rules(rules: impl IntoIterator<Item = RewriteRule>) -> UrlRewriteLayer {
-    UrlRewrite::rules().extend_rules(rules).build().unwrap()
+    UrlRewriteLayer::rules()
+        .extend_rules(rules)
+        .build()
+        .unwrap()
 }
 
 fn get(uri: &str, headers: &[(&str, &str)]) -> Request<Body> {
@@ -307,7 +307,7 @@ async fn payload_trigger_that_does_not_fire_still_passes_the_body_unchanged() {
 async fn body_over_the_limit_is_413_and_never_reaches_the_service() {
     let rule = RewriteRule::new("^/pay", "/plain")
         .trigger(Trigger::any().payload("x").rewrite_to("/fired"));
-    let rewrite = UrlRewrite::rules()
+    let rewrite = UrlRewriteLayer::rules()
         .rule(rule)
         .body_limit(4)
         .build()
@@ -595,7 +595,7 @@ async fn absolute_target_changes_scheme_and_authority() {
         r"^/orders/(.*)",
         "http://${tyk_meta.shard}.internal:8080/orders/$1",
     );
-    let rewrite = UrlRewrite::rules()
+    let rewrite = UrlRewriteLayer::rules()
         .rule(rule)
         .allow_hosts(["EU-2.internal"])
         .build()
@@ -612,7 +612,7 @@ async fn absolute_target_changes_scheme_and_authority() {
 #[tokio::test]
 async fn absolute_target_outside_the_allow_list_is_500() {
     let rule = RewriteRule::new(r"^/orders/(.*)", "https://$tyk_meta.shard/orders/$1");
-    let rewrite = UrlRewrite::rules()
+    let rewrite = UrlRewriteLayer::rules()
         .rule(rule)
         .allow_hosts(["eu-2.internal", "eu-3.internal:8443"])
         .build()
@@ -627,7 +627,7 @@ async fn absolute_target_outside_the_allow_list_is_500() {
 #[tokio::test]
 async fn allow_list_entry_with_a_port_matches_that_port_only() {
     let layer = |target: &str| {
-        UrlRewrite::rules()
+        UrlRewriteLayer::rules()
             .rule(RewriteRule::new("^/x", target))
             .allow_hosts(["h.internal:8443"])
             .build()
@@ -691,7 +691,7 @@ async fn trigger_values_reach_later_layers() {
             .header("X-Test", r"hello-(\w+)")
             .rewrite_to("/fired"),
     );
-    let inject = InjectHeaders::request()
+    let inject = InjectHeadersLayer::request()
         .set("x-who", "$tyk_context.trigger-0-X-Test-0-0")
         .build()
         .unwrap();
@@ -713,7 +713,7 @@ async fn trigger_values_reach_later_layers() {
 
 #[test]
 fn invalid_configurations_are_build_errors() {
-    let build = |rule: RewriteRule| UrlRewrite::rules().rule(rule).build().unwrap_err();
+    let build = |rule: RewriteRule| UrlRewriteLayer::rules().rule(rule).build().unwrap_err();
 
     let err = build(RewriteRule::new("(unclosed", "/x"));
     assert!(
@@ -781,7 +781,10 @@ async fn tyk_url_rewrite_json_deserialises_and_runs() {
         }]
     }]);
     let parsed: Vec<RewriteRule> = serde_json::from_value(rules_json).unwrap();
-    let rewrite = UrlRewrite::rules().extend_rules(parsed).build().unwrap();
+    let rewrite = UrlRewriteLayer::rules()
+        .extend_rules(parsed)
+        .build()
+        .unwrap();
     let (app, seen) = stack(json!({"shard": "eu-2"}), rewrite).await;
     send(&app, get("/orders/7", &[("x-test", "hello-world")])).await;
     assert_eq!(last_uri(&seen), "/test/world/orders/7");

@@ -1,0 +1,98 @@
+//! The session-load service.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use keycard_core::key::KeyId;
+use tower_service::Service;
+
+use super::config::{Config, Rejection};
+use super::future::{LoadFuture, ResponseFuture};
+use super::layer::SessionLoadLayer;
+use crate::context::ClientAddr;
+use crate::session::NoSession;
+
+/// The service of [`SessionLoadLayer`].
+#[derive(Clone)]
+pub struct SessionLoad<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> SessionLoad<S> {
+    /// Wraps `inner` with the configuration of `layer`.
+    pub fn new(inner: S, layer: &SessionLoadLayer) -> Self {
+        Self::from_layer(inner, layer.config.clone())
+    }
+
+    pub(super) fn from_layer(inner: S, config: Arc<Config>) -> Self {
+        Self { inner, config }
+    }
+
+    define_inner_service_accessors!();
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionLoad<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ResBody: From<Bytes>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let config = &self.config;
+        // Context every later stage reads, resolved once here.
+        if let Some(ip) = config
+            .forwarded_for
+            .client_addr(request.headers(), request.extensions())
+        {
+            request.extensions_mut().insert(ClientAddr(ip));
+        }
+        let found = config
+            .sources
+            .iter()
+            .find_map(|source| source.find(&request).map(|key| (source, key)));
+        let Some((source, key)) = found else {
+            if config.optional {
+                request.extensions_mut().insert(NoSession);
+                return ResponseFuture::inner(self.inner.call(request));
+            }
+            let www_authenticate = config.sources.iter().any(|s| s.is_authorization());
+            return ResponseFuture::reject(Rejection::Missing.response(www_authenticate));
+        };
+        if !config.keep_credential {
+            source.strip(&mut request);
+        }
+        let www_authenticate = source.is_authorization();
+        let Some(key) = key else {
+            tracing::debug!("keycard: credential is not visible ASCII");
+            return ResponseFuture::reject(Rejection::UnknownKey.response(www_authenticate));
+        };
+        if key.len() < config.min_key_length {
+            tracing::debug!("keycard: key shorter than the minimum length");
+            return ResponseFuture::reject(Rejection::UnknownKey.response(www_authenticate));
+        }
+        let key_id = KeyId::of(&key);
+        // The raw key goes no further unless templates were allowed to read it.
+        if config.expose_token {
+            request.extensions_mut().insert(key);
+        }
+        let store = config.store.clone();
+        let load: LoadFuture = Box::pin(async move {
+            let loaded = store.load_shared(&key_id).await;
+            (key_id, loaded)
+        });
+        // The clone that was driven to readiness is the one that gets the call.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::load(load, request, inner, config.clone(), www_authenticate)
+    }
+}
