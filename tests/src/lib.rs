@@ -7,5 +7,4 @@
 pub mod http;
 pub mod logs;
 pub mod redis_support;
-pub mod store_conformance;
-pub mod stores;
+pub use keycard_core::testing::{conformance as store_conformance, stores};

@@ -14,4 +14,6 @@ pub mod metadata;
 pub mod policy;
 pub mod session;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod vars;

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use keycard::key::KeyId;
-use keycard::metadata::MetadataDelta;
-use keycard::session::SessionRecord;
-use keycard::store::{Page, SessionStore, StoreError, StoreFuture};
+use crate::key::KeyId;
+use crate::metadata::MetadataDelta;
+use crate::session::SessionRecord;
+use crate::store::{Page, SessionStore, StoreError, StoreFuture};
 
 /// Wraps a store and counts its calls; clones share the counters.
 #[derive(Clone, Debug)]

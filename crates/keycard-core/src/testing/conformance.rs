@@ -1,15 +1,26 @@
 //! The behaviour every [`SessionStore`] must have, as one async fn run against each store.
 //!
 //! The store must be empty (for Redis: a fresh prefix) and built with an expiry grace of
-//! [`GRACE`].
+//! [`GRACE`]. Run it from a multi-threaded tokio test on your own store:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use keycard_core::store::MemoryStore;
+//! use keycard_core::testing::conformance::{GRACE, conformance};
+//!
+//! #[tokio::test(flavor = "multi_thread")]
+//! async fn my_store_keeps_the_contract() {
+//!     conformance(Arc::new(MemoryStore::with_expiry_grace(GRACE))).await;
+//! }
+//! ```
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keycard_core::key::{ApiKey, KeyId};
-use keycard_core::metadata::MetadataDelta;
-use keycard_core::session::{SessionRecord, unix_now};
-use keycard_core::store::{SessionStore, StoreError};
+use crate::key::{ApiKey, KeyId};
+use crate::metadata::MetadataDelta;
+use crate::session::{SessionRecord, unix_now};
+use crate::store::{SessionStore, StoreError};
 use serde_json::json;
 
 /// The expiry grace period the store under test must be built with.
@@ -39,6 +50,8 @@ pub async fn conformance<S: SessionStore>(store: Arc<S>) {
     list_by_alias_pages(&*store).await;
     list_keys_pages(&*store).await;
     concurrent_applies_all_survive(store.clone()).await;
+    increments_add_up_exactly(store.clone()).await;
+    increments_follow_the_integer_rules(&*store).await;
     expired_sessions_are_visible_inside_grace_only(&*store).await;
 }
 
@@ -476,6 +489,90 @@ async fn concurrent_applies_all_survive<S: SessionStore>(store: Arc<S>) {
     for n in 0..N {
         assert_eq!(session.meta_data[&format!("k{n}")], json!(n));
     }
+}
+
+/// 1000 concurrent increments of one key (with a `Set` of another key in each delta) end at
+/// exactly +1000: the store adds, it does not overwrite.
+async fn increments_add_up_exactly<S: SessionStore>(store: Arc<S>) {
+    const N: i64 = 1000;
+    store
+        .create(
+            SessionRecord::default()
+                .with_key_id(id("increments"))
+                .metadata(json!({"n": 5})),
+        )
+        .await
+        .unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..N {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let d = delta(|d| {
+                d.increment("n", 1).set(format!("k{}", n % 10), json!(n));
+            });
+            store.save_changes(&id("increments"), &d).await
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Some(result) = tokio::time::timeout_at(deadline.into(), tasks.join_next())
+        .await
+        .expect("1000 increments finish within 60 s")
+    {
+        assert!(result.unwrap().unwrap().is_some());
+    }
+    let session = store.load(&id("increments")).await.unwrap().unwrap();
+    assert_eq!(
+        session.meta_data["n"],
+        json!(5 + N),
+        "every increment counted"
+    );
+    assert_eq!(session.version, 1 + N as u64);
+}
+
+/// A missing key or a non-integer value becomes the increment; an overflow leaves the value;
+/// negative increments subtract; large integers stay exact.
+async fn increments_follow_the_integer_rules(store: &impl SessionStore) {
+    let big = 9_007_199_254_740_993_i64; // 2^53 + 1: a double would round it
+    store
+        .create(
+            SessionRecord::default()
+                .with_key_id(id("increment-rules"))
+                .metadata(json!({
+                    "text": "x", "float": 1.5, "max": i64::MAX, "big": big, "neg": -3,
+                    "huge": u64::MAX, "obj": {}
+                })),
+        )
+        .await
+        .unwrap();
+    let d = delta(|d| {
+        d.increment("missing", 7)
+            .increment("text", 2)
+            .increment("float", 1)
+            .increment("max", 1)
+            .increment("big", 1)
+            .increment("neg", -4)
+            .increment("huge", 1)
+            .increment("obj", 1);
+    });
+    store
+        .save_changes(&id("increment-rules"), &d)
+        .await
+        .unwrap()
+        .expect("the session exists");
+    let session = store.load(&id("increment-rules")).await.unwrap().unwrap();
+    assert_eq!(
+        serde_json::Value::Object(session.meta_data),
+        json!({
+            "missing": 7, "text": 2, "float": 1, "max": i64::MAX, "big": big + 1, "neg": -7,
+            "huge": 1, "obj": 1
+        })
+    );
+    // The same delta on a missing session creates nothing.
+    assert_eq!(
+        store.save_changes(&id("increment-none"), &d).await.unwrap(),
+        None
+    );
+    assert_eq!(store.load(&id("increment-none")).await.unwrap(), None);
 }
 
 async fn expired_sessions_are_visible_inside_grace_only(store: &impl SessionStore) {
