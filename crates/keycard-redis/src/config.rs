@@ -1,14 +1,13 @@
-//! Building a [`RedisStore`]: topology, timeouts, prefix, replica acknowledgements, cache.
+//! Building a [`RedisStore`](crate::RedisStore): topology, timeouts, prefix, replica acknowledgements, cache.
 
 use std::time::Duration;
 
-use fred::prelude::{Builder, Config, ReconnectPolicy, ServerConfig};
+use fred::prelude::{Builder, ReconnectPolicy};
 use fred::types::RespVersion;
 use fred::types::config::UnresponsiveConfig;
 use keycard_core::store::DEFAULT_EXPIRY_GRACE;
 
 use crate::cache::CacheConfig;
-use crate::store::RedisStore;
 
 /// The default command timeout: a hung Redis turns into [`StoreError::Unavailable`] after this.
 ///
@@ -19,7 +18,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "keycard";
 
-/// Why a [`RedisStore`] could not be built or connected.
+/// Why a [`RedisStore`](crate::RedisStore) could not be built or connected.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectError {
@@ -31,8 +30,11 @@ pub enum ConnectError {
     Connect(#[source] fred::error::Error),
 }
 
-/// Builds a [`RedisStore`]; start from [`RedisStore::url`], [`RedisStore::config`],
-/// [`RedisStore::fred_builder`], [`RedisStore::sentinel`] or [`RedisStore::cluster`].
+/// Builds a [`RedisStore`](crate::RedisStore); start from
+/// [`RedisStore::url`](crate::RedisStore::url), [`config`](crate::RedisStore::config),
+/// [`fred_builder`](crate::RedisStore::fred_builder), [`sentinel`](crate::RedisStore::sentinel)
+/// or [`cluster`](crate::RedisStore::cluster); finish with
+/// [`connect`](RedisStoreBuilder::connect).
 ///
 /// The store always runs with a reconnect policy, a connect timeout, a command timeout and
 /// unresponsive-connection detection; those fred settings are owned by this builder (values set
@@ -111,17 +113,8 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Connects, loads the scripts and (with a cache) starts client tracking.
-    ///
-    /// # Errors
-    /// [`ConnectError::Config`] for an invalid configuration, [`ConnectError::Connect`] when Redis
-    /// cannot be reached within the connect timeout.
-    pub async fn connect(self) -> Result<RedisStore, ConnectError> {
-        RedisStore::connect_with(self.finish()?).await
-    }
-
     /// Validates the settings and applies them to the fred builder.
-    fn finish(mut self) -> Result<Self, ConnectError> {
+    pub(crate) fn finish(mut self) -> Result<Self, ConnectError> {
         if self.prefix.is_empty() || self.prefix.contains(['{', '}']) {
             return Err(ConnectError::Config(format!(
                 "the key prefix {:?} must be non-empty and contain no braces",
@@ -168,62 +161,10 @@ impl RedisStoreBuilder {
     }
 }
 
-impl RedisStore {
-    /// A store for a Redis URL: `redis://` or `rediss://` (standalone, TLS needs the `tls`
-    /// feature), `redis-cluster://host:port?node=host:port`, `redis-sentinel://...`
-    /// (see fred's `Config::from_url`).
-    ///
-    /// # Errors
-    /// [`ConnectError::Config`] if the URL cannot be parsed.
-    pub fn url(url: &str) -> Result<RedisStoreBuilder, ConnectError> {
-        // Without a TLS feature fred would connect to a `rediss://` URL in plain text.
-        if cfg!(not(feature = "tls")) && (url.starts_with("rediss") || url.starts_with("valkeys")) {
-            return Err(ConnectError::Config(
-                "TLS (rediss://) needs the `tls` feature of keycard-redis".into(),
-            ));
-        }
-        let config = Config::from_url(url).map_err(|e| ConnectError::Config(e.to_string()))?;
-        Ok(Self::config(config))
-    }
-
-    /// A store for a fred [`Config`] (any topology, credentials, TLS, database...).
-    pub fn config(config: Config) -> RedisStoreBuilder {
-        Self::fred_builder(Builder::from_config(config))
-    }
-
-    /// A store for a fred [`Builder`], for settings this builder does not cover (TCP options,
-    /// sentinel credentials...).
-    pub fn fred_builder(builder: Builder) -> RedisStoreBuilder {
-        RedisStoreBuilder::new(builder)
-    }
-
-    /// A store behind Redis Sentinel: the sentinels' addresses and the monitored service name.
-    pub fn sentinel<H: Into<String>>(
-        sentinels: impl IntoIterator<Item = (H, u16)>,
-        service_name: impl Into<String>,
-    ) -> RedisStoreBuilder {
-        let hosts: Vec<(String, u16)> = sentinels.into_iter().map(|(h, p)| (h.into(), p)).collect();
-        Self::config(Config {
-            server: ServerConfig::new_sentinel(hosts, service_name.into()),
-            ..Config::default()
-        })
-    }
-
-    /// A store on a Redis Cluster, given some of its nodes (the rest are discovered).
-    pub fn cluster<H: Into<String>>(
-        nodes: impl IntoIterator<Item = (H, u16)>,
-    ) -> RedisStoreBuilder {
-        let hosts: Vec<(String, u16)> = nodes.into_iter().map(|(h, p)| (h.into(), p)).collect();
-        Self::config(Config {
-            server: ServerConfig::new_clustered(hosts),
-            ..Config::default()
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::RedisStore;
 
     #[cfg(not(feature = "tls"))]
     #[test]

@@ -9,6 +9,7 @@ use fred::clients::Client;
 use fred::error::Error as FredError;
 use fred::interfaces::TrackingInterface;
 use fred::interfaces::{ClientLike, EventInterface, HashesInterface, KeysInterface};
+use fred::prelude::{Builder, Config, ServerConfig};
 use fred::types::{ClusterHash, CustomCommand, Value};
 use keycard_core::key::KeyId;
 use keycard_core::metadata::MetadataDelta;
@@ -803,5 +804,70 @@ impl SessionStore for RedisStore {
                 })
                 .await
         })
+    }
+}
+
+/// Where a store starts: the constructors of its builder.
+impl RedisStore {
+    /// A store for a Redis URL: `redis://` or `rediss://` (standalone, TLS needs the `tls`
+    /// feature), `redis-cluster://host:port?node=host:port`, `redis-sentinel://...`
+    /// (see fred's `Config::from_url`).
+    ///
+    /// # Errors
+    /// [`ConnectError::Config`] if the URL cannot be parsed.
+    pub fn url(url: &str) -> Result<RedisStoreBuilder, ConnectError> {
+        // Without a TLS feature fred would connect to a `rediss://` URL in plain text.
+        if cfg!(not(feature = "tls")) && (url.starts_with("rediss") || url.starts_with("valkeys")) {
+            return Err(ConnectError::Config(
+                "TLS (rediss://) needs the `tls` feature of keycard-redis".into(),
+            ));
+        }
+        let config = Config::from_url(url).map_err(|e| ConnectError::Config(e.to_string()))?;
+        Ok(Self::config(config))
+    }
+
+    /// A store for a fred [`Config`] (any topology, credentials, TLS, database...).
+    pub fn config(config: Config) -> RedisStoreBuilder {
+        Self::fred_builder(Builder::from_config(config))
+    }
+
+    /// A store for a fred [`Builder`], for settings this builder does not cover (TCP options,
+    /// sentinel credentials...).
+    pub fn fred_builder(builder: Builder) -> RedisStoreBuilder {
+        RedisStoreBuilder::new(builder)
+    }
+
+    /// A store behind Redis Sentinel: the sentinels' addresses and the monitored service name.
+    pub fn sentinel<H: Into<String>>(
+        sentinels: impl IntoIterator<Item = (H, u16)>,
+        service_name: impl Into<String>,
+    ) -> RedisStoreBuilder {
+        let hosts: Vec<(String, u16)> = sentinels.into_iter().map(|(h, p)| (h.into(), p)).collect();
+        Self::config(Config {
+            server: ServerConfig::new_sentinel(hosts, service_name.into()),
+            ..Config::default()
+        })
+    }
+
+    /// A store on a Redis Cluster, given some of its nodes (the rest are discovered).
+    pub fn cluster<H: Into<String>>(
+        nodes: impl IntoIterator<Item = (H, u16)>,
+    ) -> RedisStoreBuilder {
+        let hosts: Vec<(String, u16)> = nodes.into_iter().map(|(h, p)| (h.into(), p)).collect();
+        Self::config(Config {
+            server: ServerConfig::new_clustered(hosts),
+            ..Config::default()
+        })
+    }
+}
+
+impl RedisStoreBuilder {
+    /// Connects, loads the scripts and (with a cache) starts client tracking.
+    ///
+    /// # Errors
+    /// [`ConnectError::Config`] for an invalid configuration, [`ConnectError::Connect`] when Redis
+    /// cannot be reached within the connect timeout.
+    pub async fn connect(self) -> Result<RedisStore, ConnectError> {
+        RedisStore::connect_with(self.finish()?).await
     }
 }

@@ -6,10 +6,8 @@ use std::sync::atomic::AtomicBool;
 use keycard_core::metadata::MetadataLimits;
 use keycard_core::policy::{NoPolicies, PolicySource};
 use keycard_core::store::SessionStore;
-use tower_layer::Layer;
 
 use super::config::Config;
-use super::service::SessionLoad;
 use super::source::KeySource;
 use crate::context::ForwardedFor;
 
@@ -128,13 +126,5 @@ impl SessionLoadLayer {
     pub fn forwarded_for(mut self, forwarded_for: ForwardedFor) -> Self {
         self.config_mut().forwarded_for = forwarded_for;
         self
-    }
-}
-
-impl<S> Layer<S> for SessionLoadLayer {
-    type Service = SessionLoad<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        SessionLoad::from_layer(inner, self.config.clone())
     }
 }

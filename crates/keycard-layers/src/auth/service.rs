@@ -6,6 +6,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{Request, Response};
 use keycard_core::key::KeyId;
+use tower_layer::Layer;
 use tower_service::Service;
 
 use super::config::{Config, Rejection};
@@ -32,6 +33,14 @@ impl<S> SessionLoad<S> {
     }
 
     define_inner_service_accessors!();
+}
+
+impl<S> Layer<S> for SessionLoadLayer {
+    type Service = SessionLoad<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionLoad::from_layer(inner, self.config.clone())
+    }
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionLoad<S>

@@ -12,9 +12,9 @@ use minijinja::Value;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use super::config::{Config, Failure, has_no_body, set_body_headers};
 use super::data::ContextObject;
-use super::service::TransformedBody;
-use super::{Config, Failure, has_no_body, set_body_headers};
+use super::transformed::TransformedBody;
 use crate::response::json_error;
 use crate::session::Session;
 

@@ -1,142 +1,23 @@
 //! The layer, its service and the body type it hands on.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Method, Request, Response};
-use http_body::{Body, Frame, SizeHint};
-use pin_project_lite::pin_project;
+use http_body::Body;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::config::{Config, Side, TransformBodyLayer};
 use super::data::ContextObject;
 use super::future::{
     BoxError, ReadBody, ReadRequest, ResponseFuture, ResponsePlan, request_too_large,
 };
-use super::{Config, Side, TransformBodyBuilder};
+use super::transformed::TransformedBody;
 use crate::context::RequestId;
 use crate::response::missing_session_layer;
 use crate::session::Session;
-
-pin_project! {
-    /// A body that went through a [`TransformBodyLayer`]: the original body, streamed untouched,
-    /// or the bytes a rule rendered (or a rejection).
-    pub struct TransformedBody<B> {
-        #[pin]
-        kind: Kind<B>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<B> {
-        Original {
-            #[pin]
-            body: B,
-        },
-        Bytes {
-            bytes: Option<Bytes>,
-        },
-    }
-}
-
-impl<B> TransformedBody<B> {
-    /// `body`, passed on as it is.
-    pub fn original(body: B) -> Self {
-        Self {
-            kind: Kind::Original { body },
-        }
-    }
-
-    /// A body of `bytes`.
-    pub fn bytes(bytes: Bytes) -> Self {
-        Self {
-            kind: Kind::Bytes {
-                bytes: Some(bytes).filter(|b| !b.is_empty()),
-            },
-        }
-    }
-}
-
-impl<B> From<Bytes> for TransformedBody<B> {
-    fn from(bytes: Bytes) -> Self {
-        Self::bytes(bytes)
-    }
-}
-
-impl<B> std::fmt::Debug for TransformedBody<B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.kind {
-            Kind::Original { .. } => f.write_str("TransformedBody::Original"),
-            Kind::Bytes { bytes } => f
-                .debug_tuple("TransformedBody::Bytes")
-                .field(&bytes.as_ref().map_or(0, Bytes::len))
-                .finish(),
-        }
-    }
-}
-
-impl<B: Body<Data = Bytes>> Body for TransformedBody<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match self.project().kind.project() {
-            KindProj::Original { body } => body.poll_frame(cx),
-            KindProj::Bytes { bytes } => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Original { body } => body.is_end_stream(),
-            Kind::Bytes { bytes } => bytes.is_none(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Original { body } => body.size_hint(),
-            Kind::Bytes { bytes } => {
-                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
-            }
-        }
-    }
-}
-
-/// Transforms bodies; built by [`TransformBodyBuilder`](super::TransformBodyBuilder).
-#[derive(Clone, Debug)]
-pub struct TransformBodyLayer {
-    config: Arc<Config>,
-}
-
-impl TransformBodyLayer {
-    pub(super) fn new(config: Arc<Config>) -> Self {
-        Self { config }
-    }
-}
-
-impl TransformBodyLayer {
-    /// Rules that rewrite the request body before it reaches the inner service.
-    pub fn request() -> TransformBodyBuilder {
-        TransformBodyBuilder::new(Side::Request)
-    }
-
-    /// Rules that rewrite the response body, rendered from the request's session and context.
-    pub fn response() -> TransformBodyBuilder {
-        TransformBodyBuilder::new(Side::Response)
-    }
-
-    /// Whether these rules change the request body (else the response body).
-    pub fn is_request(&self) -> bool {
-        self.config.side == Side::Request
-    }
-}
 
 impl<S> Layer<S> for TransformBodyLayer {
     type Service = TransformBody<S>;

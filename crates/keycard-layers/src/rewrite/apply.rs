@@ -11,12 +11,16 @@ use keycard_core::vars::{Template, Vars};
 use regex::{CaptureLocations, Captures};
 use serde_json::Value;
 
-use super::RewrittenFrom;
 use super::layer::Config;
 use super::rule::{CompiledTrigger, Matcher};
 use crate::context::{ContextValues, RequestVars};
 use crate::response::json_error;
 use crate::session::Session;
+
+/// The URI a request had before [`UrlRewriteLayer`](super::UrlRewriteLayer) rewrote it (a request extension, present
+/// only on rewritten requests).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RewrittenFrom(pub Uri);
 
 /// At most this many payload matches publish context values: a regex that matches everywhere
 /// (`a*`) must not turn a 1 MiB body into a million context entries.

@@ -139,17 +139,13 @@ mod apply;
 mod future;
 mod layer;
 mod rule;
+mod service;
 
-use http::Uri;
-
+pub use self::apply::RewrittenFrom;
 pub use self::future::ResponseFuture;
-pub use self::layer::{DEFAULT_BODY_LIMIT, UrlRewrite, UrlRewriteBuilder, UrlRewriteLayer};
+pub use self::layer::{DEFAULT_BODY_LIMIT, UrlRewriteBuilder, UrlRewriteLayer};
 pub use self::rule::{RegexMatch, RewriteConfigError, RewriteRule, Trigger, TriggerOn};
-
-/// The URI a request had before [`UrlRewriteLayer`] rewrote it (a request extension, present
-/// only on rewritten requests).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RewrittenFrom(pub Uri);
+pub use self::service::UrlRewrite;
 
 #[cfg(test)]
 mod tests;
