@@ -233,15 +233,8 @@ impl Vars for RequestVars<'_> {
                 .map(|(_, v)| v);
         }
         if let Some(cookie) = name.strip_prefix("cookies_") {
-            return self
-                .headers
-                .get_all(http::header::COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(';'))
-                .filter_map(|pair| pair.split_once('='))
-                .find(|(n, _)| n.trim().replace('-', "_") == cookie)
-                .map(|(_, v)| Cow::Borrowed(v.trim()));
+            return crate::cookie::find(self.headers, |n| n.replace('-', "_") == cookie)
+                .map(Cow::Borrowed);
         }
         None
     }
@@ -262,7 +255,7 @@ mod tests {
         let mut request = Request::builder()
             .uri("/a/b/c?k=v%201&k=second")
             .header("X-Name", "alice")
-            .header("cookie", "sess-id=s1; other=o")
+            .header("cookie", "sess-id=s1; other=o; quoted=\"q v\"")
             .body(())
             .unwrap();
         request
@@ -275,6 +268,8 @@ mod tests {
         assert_eq!(render("$tyk_context.headers_x_name", &request), "alice");
         assert_eq!(render("$tyk_context.request_data_k", &request), "v 1");
         assert_eq!(render("$tyk_context.cookies_sess_id", &request), "s1");
+        // One cookie parser for keys and context: quotes are not part of the value.
+        assert_eq!(render("$tyk_context.cookies_quoted", &request), "q v");
         assert_eq!(render("$tyk_context.remote_addr", &request), "10.0.0.7");
         assert_eq!(render("$tyk_context.token", &request), "raw-key");
         assert_eq!(render("[$tyk_context.nope]", &request), "[]");

@@ -23,6 +23,7 @@ pub mod auth;
 #[cfg_attr(docsrs, doc(cfg(feature = "body")))]
 pub mod body;
 pub mod context;
+mod cookie;
 pub mod headers;
 pub mod persist;
 mod response;

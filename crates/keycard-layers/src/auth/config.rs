@@ -33,7 +33,7 @@ pub(super) struct Config {
 
 /// Why a request was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Rejection {
+pub(super) enum Refusal {
     Missing,
     UnknownKey,
     Inactive,
@@ -41,7 +41,7 @@ pub(super) enum Rejection {
     Unavailable,
 }
 
-impl Rejection {
+impl Refusal {
     pub(super) fn response<B: From<Bytes>>(self, www_authenticate: bool) -> Response<B> {
         let (status, message) = match self {
             Self::Missing => (StatusCode::UNAUTHORIZED, "Authorization field missing"),
@@ -70,17 +70,17 @@ impl Config {
         &self,
         key_id: &KeyId,
         loaded: Result<Option<Arc<SessionRecord>>, StoreError>,
-    ) -> Result<Session, Rejection> {
+    ) -> Result<Session, Refusal> {
         let key = key_id.short();
         let mut record = match loaded {
             Ok(Some(record)) => record,
             Ok(None) => {
                 tracing::debug!(key, "keycard: unknown key");
-                return Err(Rejection::UnknownKey);
+                return Err(Refusal::UnknownKey);
             }
             Err(error) => {
                 tracing::error!(key, error = %error, cause = ?std::error::Error::source(&error), "keycard: session store failed");
-                return Err(Rejection::Unavailable);
+                return Err(Refusal::Unavailable);
             }
         };
         // The stored record is shared (see `SessionStore::load_shared`): only a record that
@@ -89,15 +89,15 @@ impl Config {
             && let Err(missing) = apply_policies(Arc::make_mut(&mut record), &*self.policies)
         {
             tracing::warn!(key, policy = %missing.id, "keycard: session lists a policy that does not exist");
-            return Err(Rejection::UnknownKey);
+            return Err(Refusal::UnknownKey);
         }
         if record.is_inactive {
             tracing::debug!(key, "keycard: inactive key");
-            return Err(Rejection::Inactive);
+            return Err(Refusal::Inactive);
         }
         if record.is_expired_at(unix_now()) {
             tracing::debug!(key, "keycard: expired key");
-            return Err(Rejection::Expired);
+            return Err(Refusal::Expired);
         }
         // Stores return the record under the id it was loaded by; only a store that leaves the
         // field empty pays for a copy.

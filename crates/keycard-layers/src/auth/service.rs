@@ -9,7 +9,7 @@ use keycard_core::key::KeyId;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::config::{Config, Rejection};
+use super::config::{Config, Refusal};
 use super::future::{LoadFuture, ResponseFuture};
 use super::layer::SessionLoadLayer;
 use crate::context::ClientAddr;
@@ -75,7 +75,7 @@ where
                 return ResponseFuture::inner(self.inner.call(request));
             }
             let www_authenticate = config.sources.iter().any(|s| s.is_authorization());
-            return ResponseFuture::reject(Rejection::Missing.response(www_authenticate));
+            return ResponseFuture::reject(Refusal::Missing.response(www_authenticate));
         };
         if !config.keep_credential {
             source.strip(&mut request);
@@ -83,11 +83,11 @@ where
         let www_authenticate = source.is_authorization();
         let Some(key) = key else {
             tracing::debug!("keycard: credential is not visible ASCII");
-            return ResponseFuture::reject(Rejection::UnknownKey.response(www_authenticate));
+            return ResponseFuture::reject(Refusal::UnknownKey.response(www_authenticate));
         };
         if key.len() < config.min_key_length {
             tracing::debug!("keycard: key shorter than the minimum length");
-            return ResponseFuture::reject(Rejection::UnknownKey.response(www_authenticate));
+            return ResponseFuture::reject(Refusal::UnknownKey.response(www_authenticate));
         }
         let key_id = KeyId::of(&key);
         // The raw key goes no further unless templates were allowed to read it.

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use http::header::{self, HeaderName};
-use http::{HeaderMap, HeaderValue, Request, Uri};
+use http::{Request, Uri};
 use keycard_core::key::ApiKey;
 
 /// One place to look for the API key. A [`SessionLoadLayer`](super::SessionLoadLayer) tries its
@@ -66,7 +66,9 @@ impl KeySource {
             Source::Query(name) => form_urlencoded::parse(request.uri().query()?.as_bytes())
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.into_owned())?,
-            Source::Cookie(name) => cookie(request.headers(), name)?.to_owned(),
+            Source::Cookie(name) => {
+                crate::cookie::find(request.headers(), |n| n == name)?.to_owned()
+            }
         };
         (!key.is_empty()).then(|| Some(ApiKey::new(key)))
     }
@@ -82,7 +84,7 @@ impl KeySource {
                     *request.uri_mut() = uri;
                 }
             }
-            Source::Cookie(name) => strip_cookie(request.headers_mut(), name),
+            Source::Cookie(name) => crate::cookie::strip(request.headers_mut(), name),
         }
     }
 }
@@ -105,53 +107,6 @@ fn strip_bearer(value: &str) -> &str {
     match value.get(..7) {
         Some(prefix) if prefix.eq_ignore_ascii_case("bearer ") => value[7..].trim_start(),
         _ => value,
-    }
-}
-
-fn cookie_pairs(value: &str) -> impl Iterator<Item = (&str, &str)> {
-    value.split(';').filter_map(|pair| {
-        let (name, value) = pair.split_once('=')?;
-        let value = value.trim();
-        let value = value
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .unwrap_or(value);
-        Some((name.trim(), value))
-    })
-}
-
-/// The first cookie called `name` in the request's `Cookie` headers.
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(cookie_pairs)
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v)
-}
-
-fn strip_cookie(headers: &mut HeaderMap, name: &str) {
-    let kept: Vec<HeaderValue> = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| {
-            let Ok(text) = value.to_str() else {
-                return Some(value.clone());
-            };
-            let rest: Vec<&str> = text
-                .split(';')
-                .map(str::trim)
-                .filter(|pair| pair.split_once('=').is_none_or(|(n, _)| n.trim() != name))
-                .filter(|pair| !pair.is_empty())
-                .collect();
-            // Joining valid header text with "; " stays valid.
-            (!rest.is_empty()).then(|| HeaderValue::from_str(&rest.join("; ")).ok())?
-        })
-        .collect();
-    headers.remove(header::COOKIE);
-    for value in kept {
-        headers.append(header::COOKIE, value);
     }
 }
 

@@ -169,7 +169,7 @@ pub(super) struct Config {
 
 /// Why a selected body was not transformed.
 #[derive(Debug)]
-pub(super) enum Failure {
+pub(super) enum Refusal {
     /// Over the limit once decoded.
     TooLarge,
     /// A `content-encoding` this layer cannot undo.
@@ -189,13 +189,13 @@ impl Config {
         raw: Bytes,
         handle: Option<&Session>,
         context: Option<Value>,
-    ) -> Result<Bytes, Failure> {
+    ) -> Result<Bytes, Refusal> {
         let body = decode(headers, raw, self.limit).map_err(|e| match e {
-            DecodeError::TooLarge => Failure::TooLarge,
-            DecodeError::Unsupported(coding) => Failure::UnsupportedEncoding(coding),
-            DecodeError::Corrupt(why) => Failure::Invalid(why),
+            DecodeError::TooLarge => Refusal::TooLarge,
+            DecodeError::Unsupported(coding) => Refusal::UnsupportedEncoding(coding),
+            DecodeError::Corrupt(why) => Refusal::Invalid(why),
         })?;
-        let mut variables = body_variables(rule.format, &body).map_err(Failure::Invalid)?;
+        let mut variables = body_variables(rule.format, &body).map_err(Refusal::Invalid)?;
         if rule.session_data {
             let meta = match handle {
                 Some(handle) => handle.with_metadata(|metadata| Value::from(Serde(metadata))),
@@ -206,10 +206,10 @@ impl Config {
         if let Some(context) = context {
             variables.push((Value::from(CONTEXT), context));
         }
-        let template = self.env.get_template(&rule.name).map_err(Failure::Render)?;
+        let template = self.env.get_template(&rule.name).map_err(Refusal::Render)?;
         let output = template
             .render(Value::from_pairs(variables))
-            .map_err(Failure::Render)?;
+            .map_err(Refusal::Render)?;
         Ok(Bytes::from(output))
     }
 }

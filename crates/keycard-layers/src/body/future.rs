@@ -12,7 +12,7 @@ use minijinja::Value;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::config::{Config, Failure, has_no_body, set_body_headers};
+use super::config::{Config, Refusal, has_no_body, set_body_headers};
 use super::data::ContextObject;
 use super::transformed::TransformedBody;
 use crate::response::json_error;
@@ -120,8 +120,8 @@ impl<S> ReadRequest<S> {
                     Request::from_parts(parts, TransformedBody::bytes(body)),
                 ))
             }
-            Err(Failure::TooLarge) => Err(request_too_large()),
-            Err(Failure::UnsupportedEncoding(coding)) => {
+            Err(Refusal::TooLarge) => Err(request_too_large()),
+            Err(Refusal::UnsupportedEncoding(coding)) => {
                 tracing::info!(
                     coding,
                     path = parts.uri.path(),
@@ -132,12 +132,12 @@ impl<S> ReadRequest<S> {
                     "Unsupported content encoding",
                 ))
             }
-            Err(Failure::Invalid(why)) => {
+            Err(Refusal::Invalid(why)) => {
                 tracing::debug!(%why, path = parts.uri.path(), "keycard: request body refused");
                 let message = format!("Request body is not valid {}", rule.format.name());
                 Err(json_error(StatusCode::BAD_REQUEST, &message))
             }
-            Err(Failure::Render(error)) => {
+            Err(Refusal::Render(error)) => {
                 tracing::error!(%error, template = rule.name, path = parts.uri.path(), "keycard: request body transform failed");
                 Err(json_error(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -217,13 +217,13 @@ impl ReadResponse {
                 set_body_headers(&mut parts.headers, rule, body.len());
                 Response::from_parts(parts, TransformedBody::bytes(body))
             }
-            Err(Failure::TooLarge) => upstream_too_large(),
+            Err(Refusal::TooLarge) => upstream_too_large(),
             // Spec: a response the rule cannot read reaches the client as the upstream sent it.
-            Err(Failure::Invalid(why) | Failure::UnsupportedEncoding(why)) => {
+            Err(Refusal::Invalid(why) | Refusal::UnsupportedEncoding(why)) => {
                 tracing::warn!(%why, template = rule.name, format = rule.format.name(), "keycard: upstream response body not transformed, passed through");
                 Response::from_parts(parts, TransformedBody::bytes(raw))
             }
-            Err(Failure::Render(error)) => {
+            Err(Refusal::Render(error)) => {
                 tracing::error!(%error, template = rule.name, "keycard: response body transform failed");
                 json_error(StatusCode::BAD_GATEWAY, "Body transform failed")
             }
