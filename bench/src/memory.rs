@@ -27,16 +27,12 @@ pub(crate) fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         let store = MemoryStore::new();
         let before = rss_bytes()?;
         for i in 0..sessions {
-            let Some(meta) = json!({
+            let meta = json!({
                 "user_id": format!("u-{i:08}"), "tenant_id": "acme-corp",
                 "plan": "gold", "shard": "eu-2", "region": "eu-west-1"
-            })
-            .as_object()
-            .cloned() else {
-                unreachable!("an object literal")
-            };
-            let session = SessionRecord::new(meta)
-                .with_key_id(KeyId::of(&ApiKey::new(format!("key-{i}"))))
+            });
+            let session = SessionRecord::for_key(&format!("key-{i}"))
+                .metadata(meta)
                 .with_alias(format!("user-{i}"));
             store.create(session).await?;
         }

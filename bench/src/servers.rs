@@ -143,21 +143,16 @@ pub(crate) async fn server(config: Config) -> Result<Server, Box<dyn std::error:
     })
 }
 
-fn bench_metadata() -> Metadata {
-    let Value::Object(meta) = json!({
+fn bench_metadata() -> Value {
+    json!({
         "user_id": "u-bench", "tenant_id": "acme", "plan": "gold",
         "shard": "eu-2", "region": "eu-west"
-    }) else {
-        unreachable!("an object literal")
-    };
-    meta
+    })
 }
 
 async fn seeded_memory_store() -> Result<MemoryStore, Box<dyn std::error::Error>> {
     let store = MemoryStore::new();
-    let session =
-        SessionRecord::new(bench_metadata()).with_key_id(KeyId::of(&ApiKey::new(BENCH_KEY)));
-    store.create(session).await?;
+    store.insert_key(BENCH_KEY, bench_metadata())?;
     Ok(store)
 }
 
@@ -176,8 +171,8 @@ async fn seeded_redis_store(cache: bool) -> Result<RedisStore, Box<dyn std::erro
         builder = builder.cache(CacheConfig::default());
     }
     let store = builder.connect().await?;
-    let session = SessionRecord::new(bench_metadata())
-        .with_key_id(KeyId::of(&ApiKey::new(BENCH_KEY)))
+    let session = SessionRecord::for_key(BENCH_KEY)
+        .metadata(bench_metadata())
         .with_expires(keycard::session::unix_now() + 3600);
     store.create(session).await?;
     Ok(store)
@@ -278,7 +273,10 @@ fn tower_sessions_routes() -> Router {
     use tower_sessions::Session as TsSession;
 
     async fn login(session: TsSession) -> Json<Value> {
-        for (key, value) in bench_metadata() {
+        let Value::Object(fields) = bench_metadata() else {
+            unreachable!("bench_metadata is an object literal")
+        };
+        for (key, value) in fields {
             if session.insert(&key, value).await.is_err() {
                 return Json(json!({"error": "session store failed"}));
             }

@@ -5,7 +5,7 @@ use axum::routing::get;
 use keycard::auth::{KeySource, SessionLoadLayer};
 use keycard::persist::PersistLayer;
 use keycard::policy::{MemoryPolicies, Policy};
-use keycard::prelude::{ApiKey, KeyId, MemoryStore, SessionStore};
+use keycard::prelude::{MemoryStore, SessionStore};
 use keycard::session::Session;
 use keycard::session::{SessionRecord, unix_now};
 use keycard_tests::http::{Client, TestResponse, spawn};
@@ -57,10 +57,7 @@ async fn seeded() -> (MemoryStore, MemoryPolicies) {
         ("ab", SessionRecord::default()),
     ];
     for (key, session) in sessions {
-        store
-            .create(session.with_key_id(KeyId::of(&ApiKey::new(key))))
-            .await
-            .unwrap();
+        store.create(session.with_key(key)).await.unwrap();
     }
     (store, policies)
 }

@@ -6,8 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use axum::Router;
 use axum::routing::get;
 use keycard::headers::InjectHeadersLayer;
-use keycard::prelude::{ApiKey, KeyId, MemoryStore, SessionLoadLayer, SessionStore};
-use keycard::session::SessionRecord;
+use keycard::prelude::{MemoryStore, SessionLoadLayer};
 use keycard_examples::quickstart::echo_router;
 use keycard_tests::http::{Client, spawn};
 use serde_json::{Value, json};
@@ -17,9 +16,7 @@ const AUTH: (&str, &str) = ("authorization", "Bearer header-key");
 
 async fn client(meta: Value, inject: InjectHeadersLayer, routes: Router) -> Client {
     let store = MemoryStore::new();
-    let session = SessionRecord::new(meta.as_object().unwrap().clone())
-        .with_key_id(KeyId::of(&ApiKey::new("header-key")));
-    store.create(session).await.unwrap();
+    store.insert_key("header-key", meta).unwrap();
     let app = routes.layer(
         ServiceBuilder::new()
             .layer(SessionLoadLayer::new(store))

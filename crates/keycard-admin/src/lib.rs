@@ -79,10 +79,12 @@
 mod audit;
 mod auth;
 mod body;
+mod credentials;
 mod error;
 pub mod logout;
 mod openapi;
 mod sessions;
+mod state;
 mod time;
 mod tyk;
 
@@ -93,11 +95,12 @@ use keycard_core::metadata::MetadataLimits;
 use keycard_core::policy::MemoryPolicies;
 use keycard_core::store::SessionStore;
 
-pub use crate::auth::AdminToken;
+pub use crate::credentials::AdminToken;
 pub use crate::logout::{BackChannelLogout, LogoutStats};
 
-use crate::auth::Secret;
+use crate::credentials::Secret;
 use crate::logout::LogoutSender;
+use crate::state::AdminState;
 
 /// The default minimum length of a custom key (`POST /tyk/keys/{key}`).
 pub const DEFAULT_MIN_KEY_LENGTH: usize = 16;
@@ -234,19 +237,3 @@ impl std::fmt::Debug for AdminApiBuilder {
             .finish_non_exhaustive()
     }
 }
-
-/// What every handler sees.
-struct AdminState {
-    store: Arc<dyn SessionStore>,
-    policies: MemoryPolicies,
-    /// Serialises policy writes made here, so "create if absent" is not a race between two
-    /// admin requests (the layers only read policies).
-    policy_writes: tokio::sync::Mutex<()>,
-    tyk_secret: Option<Secret>,
-    tokens: Vec<AdminToken>,
-    tyk_limits: MetadataLimits,
-    min_key_length: usize,
-    logout: LogoutSender,
-}
-
-type SharedState = Arc<AdminState>;

@@ -17,7 +17,8 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::error::json;
-use crate::{SharedState, sessions, tyk};
+use crate::state::SharedState;
+use crate::{sessions, tyk};
 
 /// A router that remembers which `(method, path)` pairs were registered.
 pub(crate) struct Routes {

@@ -12,11 +12,11 @@ use keycard_core::metadata::{Metadata, MetadataDelta, MetadataLimits};
 use keycard_core::session::SessionRecord;
 use serde_json::{Value, json};
 
-use crate::SharedState;
 use crate::audit::{self, MetadataChange};
 use crate::auth::{Bearer, DeleteSessions, ReadSessions, UpdateSessions};
 use crate::body::{Auth0Json, Param, query_pairs, query_value, take_param};
 use crate::error::{Auth0, Shape, json};
+use crate::state::SharedState;
 use crate::time::iso8601;
 
 type Auth0Param = Param<Auth0>;

@@ -21,7 +21,7 @@ use crate::audit::{self, MetadataChange};
 use crate::auth::{TYK_ACTOR, TykAdmin};
 use crate::body::{Param, TykJson, query_pairs, query_value, take_param};
 use crate::error::{Shape, Tyk, json};
-use crate::{AdminState, SharedState};
+use crate::state::{AdminState, SharedState};
 
 type TykParam = Param<Tyk>;
 

@@ -94,7 +94,12 @@ impl SessionRecord {
     /// assert_eq!(record.key_id, keycard_core::key::KeyId::of(&keycard_core::key::ApiKey::new("secret-key")));
     /// ```
     pub fn for_key(key: &str) -> Self {
-        Self::new(Metadata::new()).with_key_id(KeyId::of(&ApiKey::new(key)))
+        Self::new(Metadata::new()).with_key(key)
+    }
+
+    /// Sets the key id to the id of the raw key `key` (builder style; the raw key is not kept).
+    pub fn with_key(self, key: &str) -> Self {
+        self.with_key_id(KeyId::of(&ApiKey::new(key)))
     }
 
     /// Sets the metadata from a JSON object, such as `json!({"user_id": "u-1"})` (builder style).

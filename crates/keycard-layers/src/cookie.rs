@@ -19,7 +19,7 @@ fn pairs(value: &str) -> impl Iterator<Item = (&str, &str)> {
 }
 
 /// The value of the first cookie in the request's `Cookie` headers whose name `matches`.
-pub(crate) fn find<'h>(headers: &'h HeaderMap, matches: impl Fn(&str) -> bool) -> Option<&'h str> {
+pub(crate) fn find(headers: &HeaderMap, matches: impl Fn(&str) -> bool) -> Option<&str> {
     headers
         .get_all(header::COOKIE)
         .iter()

@@ -56,7 +56,7 @@ fn get_with(header: Option<&str>) -> Request<Body> {
 }
 
 fn meta(value: Value) -> keycard_core::metadata::Metadata {
-    value.as_object().unwrap().clone()
+    SessionRecord::default().metadata(value).meta_data
 }
 
 #[tokio::test]

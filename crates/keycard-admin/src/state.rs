@@ -1,0 +1,26 @@
+//! The state every handler of the API shares.
+
+use std::sync::Arc;
+
+use keycard_core::metadata::MetadataLimits;
+use keycard_core::policy::MemoryPolicies;
+use keycard_core::store::SessionStore;
+
+use crate::credentials::{AdminToken, Secret};
+use crate::logout::LogoutSender;
+
+/// What every handler sees.
+pub(crate) struct AdminState {
+    pub(crate) store: Arc<dyn SessionStore>,
+    pub(crate) policies: MemoryPolicies,
+    /// Serialises policy writes made here, so "create if absent" is not a race between two
+    /// admin requests (the layers only read policies).
+    pub(crate) policy_writes: tokio::sync::Mutex<()>,
+    pub(crate) tyk_secret: Option<Secret>,
+    pub(crate) tokens: Vec<AdminToken>,
+    pub(crate) tyk_limits: MetadataLimits,
+    pub(crate) min_key_length: usize,
+    pub(crate) logout: LogoutSender,
+}
+
+pub(crate) type SharedState = Arc<AdminState>;
