@@ -18,7 +18,7 @@
 
 #![forbid(unsafe_code)]
 
-mod stack;
+pub mod stack;
 
 #[cfg(feature = "admin")]
 pub use keycard_admin as admin;

@@ -6,8 +6,8 @@
 //! method ([`Scope`]) and optionally to content types. Templates are compiled once, when the
 //! layer is built, and render with fuel and recursion limits, so a template cannot loop forever.
 //!
-//! - [`TransformBodyBuilder::request`] rewrites the request body before the inner service sees it;
-//! - [`TransformBodyBuilder::response`] rewrites the response body, rendering from the request's
+//! - [`TransformBodyLayer::request`] rewrites the request body before the inner service sees it;
+//! - [`TransformBodyLayer::response`] rewrites the response body, rendering from the request's
 //!   session (including the handler's changes) and a snapshot of the request's context.
 //!
 //! The first rule whose scope and content type match applies. A message no rule selects passes

@@ -6,8 +6,8 @@
 //! had, so a client-sent `X-User-Id: admin` never survives next to the injected one. Rules are
 //! global or scoped to a path pattern and method:
 //!
-//! - [`InjectHeadersBuilder::request`]: global rules first, then scoped ones (scoped win);
-//! - [`InjectHeadersBuilder::response`]: scoped first, then global (global wins), as in Tyk. Response
+//! - [`InjectHeadersLayer::request`]: global rules first, then scoped ones (scoped win);
+//! - [`InjectHeadersLayer::response`]: scoped first, then global (global wins), as in Tyk. Response
 //!   values are rendered from the request's session (including the handler's changes) and
 //!   context.
 //!
