@@ -265,6 +265,36 @@ async fn patch_accepts_the_limits_exactly() {
     assert_eq!(status, StatusCode::OK, "255 characters, not bytes");
 }
 
+/// Auth0 runs on Node.js, where a string's length is counted in UTF-16 code units: a character
+/// outside the Basic Multilingual Plane (an emoji, U+1F600) counts two.
+#[tokio::test]
+async fn astral_characters_count_two_as_in_javascript() {
+    let admin = start().await;
+    let id = admin.seed("alice", json!({})).await;
+    let path = format!("/api/v2/sessions/{id}");
+    let one = |value: String| {
+        let meta: Metadata = [("mood".to_owned(), Value::from(value))]
+            .into_iter()
+            .collect();
+        patch_body(&meta)
+    };
+    let (status, body) = admin
+        .auth0(Method::PATCH, &path, ALL, &one("😀".repeat(127) + "a"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "255 code units: {body}");
+    for value in ["😀".repeat(128), "😀".repeat(255), "a".repeat(254) + "😀"] {
+        let (status, body) = admin.auth0(Method::PATCH, &path, ALL, &one(value)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body, bad_request(TOO_LARGE));
+    }
+    let stored = admin.stored(&id).await.unwrap();
+    assert_eq!(
+        stored.meta_data["mood"],
+        json!("😀".repeat(127) + "a"),
+        "refused writes store nothing"
+    );
+}
+
 #[tokio::test]
 async fn every_bad_patch_is_400_with_its_message_and_stores_nothing() {
     let admin = start().await;
@@ -379,6 +409,29 @@ async fn delete_session_is_202_then_404() {
     assert_eq!(
         body,
         auth0_error(StatusCode::NOT_FOUND, "The session does not exist")
+    );
+}
+
+/// Sessions without an alias are listed under the empty one, so an empty or blank user id must
+/// never reach the store: it would list or revoke every such session.
+#[tokio::test]
+async fn an_empty_or_blank_user_id_is_400_and_touches_nothing() {
+    let admin = start().await;
+    let aliasless = admin.seed("", json!({})).await;
+    for (user, shown) in [("", 0), ("%20", 0), ("%20%09", 0)] {
+        let path = format!("/api/v2/users/{user}/sessions");
+        let expected = bad_request(&format!(
+            "Path validation error: 'String is too short ({shown} chars), minimum 1' on property user_id."
+        ));
+        for method in [Method::GET, Method::DELETE] {
+            let (status, body) = admin.auth0(method.clone(), &path, ALL, "").await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {path}");
+            assert_eq!(body, expected, "{method} {path}");
+        }
+    }
+    assert!(
+        admin.stored(&aliasless).await.is_some(),
+        "nothing was revoked"
     );
 }
 

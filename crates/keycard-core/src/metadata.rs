@@ -36,11 +36,50 @@ pub enum KeyCharset {
     Restricted,
 }
 
+/// What a key or value length is counted in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LengthUnit {
+    /// Unicode scalar values (Rust's `chars()`).
+    #[default]
+    Chars,
+    /// UTF-16 code units: JavaScript's `String.length`, which Auth0's services (Node.js) count in.
+    /// A character outside the Basic Multilingual Plane (most emoji) counts 2.
+    Utf16,
+}
+
+impl LengthUnit {
+    /// The length of `text` in this unit.
+    pub fn len(self, text: &str) -> usize {
+        match self {
+            Self::Chars => text.chars().count(),
+            Self::Utf16 => text.encode_utf16().count(),
+        }
+    }
+}
+
 /// Bounds enforced on every metadata write: handle setters, the admin API and policies.
 ///
 /// Two profiles cover the reference systems: [`MetadataLimits::auth0`] (25 string entries, keys and
-/// values of at most 255 characters, keys `[A-Za-z0-9_-]`) and [`MetadataLimits::tyk`] (any JSON
-/// value, larger bounds). Both can be adjusted with the builder methods.
+/// values of at most 255 UTF-16 code units, keys `[A-Za-z0-9_-]`) and [`MetadataLimits::tyk`] (any
+/// JSON value, larger bounds). Both can be adjusted with the builder methods.
+///
+/// ```
+/// use keycard_core::metadata::{MetadataError, MetadataLimits};
+/// use serde_json::json;
+///
+/// let auth0 = MetadataLimits::auth0();
+/// // Auth0 counts like JavaScript: an emoji is two UTF-16 code units.
+/// assert!(auth0.check_entry("mood", &json!("😀".repeat(127))).is_ok());
+/// assert!(auth0.check_entry("mood", &json!("😀".repeat(128))).is_err());
+///
+/// // Values that will be sent in headers can be checked when they are written.
+/// let tyk = MetadataLimits::tyk().header_safe_values(true);
+/// assert_eq!(
+///     tyk.check_entry("user_id", &json!("u-1\r\nx-admin: yes")),
+///     Err(MetadataError::NotHeaderSafe { key: "user_id".into() }),
+/// );
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetadataLimits {
     max_entries: usize,
@@ -48,11 +87,16 @@ pub struct MetadataLimits {
     max_value_chars: usize,
     key_charset: KeyCharset,
     string_values_only: bool,
+    #[serde(default)]
+    length_unit: LengthUnit,
+    #[serde(default)]
+    header_safe_values: bool,
 }
 
 impl MetadataLimits {
     /// Auth0's session metadata limits: at most 25 entries, keys and values of at most 255
-    /// characters, keys of letters, digits, `_` and `-`, string values only.
+    /// characters counted as UTF-16 code units (JavaScript's `length`), keys of letters, digits,
+    /// `_` and `-`, string values only.
     pub const fn auth0() -> Self {
         Self {
             max_entries: 25,
@@ -60,6 +104,8 @@ impl MetadataLimits {
             max_value_chars: 255,
             key_charset: KeyCharset::Restricted,
             string_values_only: true,
+            length_unit: LengthUnit::Utf16,
+            header_safe_values: false,
         }
     }
 
@@ -73,6 +119,8 @@ impl MetadataLimits {
             max_value_chars: 65_536,
             key_charset: KeyCharset::Any,
             string_values_only: false,
+            length_unit: LengthUnit::Chars,
+            header_safe_values: false,
         }
     }
 
@@ -106,9 +154,25 @@ impl MetadataLimits {
         self
     }
 
+    /// Sets what lengths are counted in (default [`LengthUnit::Chars`]; Auth0's profile counts
+    /// [`LengthUnit::Utf16`]).
+    pub const fn length_unit(mut self, unit: LengthUnit) -> Self {
+        self.length_unit = unit;
+        self
+    }
+
+    /// Refuses string values (and strings nested in JSON values) that cannot be a header value:
+    /// any control character other than tab (CR, LF and NUL among them). Off by default; turn it
+    /// on where metadata is meant to be sent in headers, so a bad value is refused when it is
+    /// written instead of failing every request that renders it.
+    pub const fn header_safe_values(mut self, yes: bool) -> Self {
+        self.header_safe_values = yes;
+        self
+    }
+
     /// Checks one entry (key and value) against the limits.
     pub fn check_entry(&self, key: &str, value: &Value) -> Result<(), MetadataError> {
-        let key_chars = key.chars().count();
+        let key_chars = self.length_unit.len(key);
         if key_chars == 0 {
             return Err(MetadataError::EmptyKey);
         }
@@ -123,16 +187,21 @@ impl MetadataLimits {
             return Err(MetadataError::InvalidKey);
         }
         let value_chars = match value {
-            Value::String(s) => s.chars().count(),
+            Value::String(s) => self.length_unit.len(s),
             _ if self.string_values_only => {
                 return Err(MetadataError::NotAString {
                     key: key.to_owned(),
                 });
             }
-            other => other.to_string().chars().count(),
+            other => self.length_unit.len(&other.to_string()),
         };
         if value_chars > self.max_value_chars {
             return Err(self.size_error());
+        }
+        if self.header_safe_values && !header_safe(value) {
+            return Err(MetadataError::NotHeaderSafe {
+                key: key.to_owned(),
+            });
         }
         Ok(())
     }
@@ -158,6 +227,17 @@ impl MetadataLimits {
             max_entries: self.max_entries,
             max_chars: self.max_key_chars.max(self.max_value_chars),
         }
+    }
+}
+
+/// Whether every string in `value` can be (part of) a header value: no control character but tab.
+fn header_safe(value: &Value) -> bool {
+    let text = |s: &str| !s.chars().any(|c| c.is_control() && c != '\t');
+    match value {
+        Value::String(s) => text(s),
+        Value::Array(items) => items.iter().all(header_safe),
+        Value::Object(fields) => fields.iter().all(|(k, v)| text(k) && header_safe(v)),
+        _ => true,
     }
 }
 
@@ -192,6 +272,15 @@ pub enum MetadataError {
     #[error("Metadata values must be strings, but the value of \"{key}\" is not")]
     NotAString {
         /// The key whose value was not a string.
+        key: String,
+    },
+    /// A value with a control character (CR, LF, NUL...) where
+    /// [`MetadataLimits::header_safe_values`] is on.
+    #[error(
+        "Metadata value of \"{key}\" cannot be sent in a header: it contains a control character"
+    )]
+    NotHeaderSafe {
+        /// The key whose value was refused.
         key: String,
     },
     /// A typed value that does not serialise to JSON (a map with non-string keys, a failing
