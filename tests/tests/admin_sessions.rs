@@ -418,11 +418,11 @@ async fn delete_session_is_202_then_404() {
 async fn an_empty_or_blank_user_id_is_400_and_touches_nothing() {
     let admin = start().await;
     let aliasless = admin.seed("", json!({})).await;
-    for (user, shown) in [("", 0), ("%20", 0), ("%20%09", 0)] {
+    for user in ["", "%20", "%20%09"] {
         let path = format!("/api/v2/users/{user}/sessions");
-        let expected = bad_request(&format!(
-            "Path validation error: 'String is too short ({shown} chars), minimum 1' on property user_id."
-        ));
+        let expected = bad_request(
+            "Path validation error: 'String is too short (0 chars), minimum 1' on property user_id.",
+        );
         for method in [Method::GET, Method::DELETE] {
             let (status, body) = admin.auth0(method.clone(), &path, ALL, "").await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {path}");

@@ -37,14 +37,12 @@ fn bad_request(message: impl Into<String>) -> Response {
 
 /// The `user_id` path parameter, refused when empty or blank: the store lists sessions with no
 /// alias under the empty one, so `/api/v2/users//sessions` must not reach it.
-fn user_id(raw: String) -> Result<String, Response> {
-    if raw.trim().is_empty() {
-        return Err(bad_request(format!(
-            "Path validation error: 'String is too short ({} chars), minimum 1' on property user_id.",
-            raw.trim().chars().count()
-        )));
-    }
-    Ok(raw)
+fn blank_user_id(user_id: &str) -> Option<Response> {
+    user_id.trim().is_empty().then(|| {
+        bad_request(
+            "Path validation error: 'String is too short (0 chars), minimum 1' on property user_id.",
+        )
+    })
 }
 
 /// A session as the Auth0 API shows it.
@@ -192,10 +190,9 @@ pub(crate) async fn list_user_sessions(
     Param(user_id, ..): Auth0Param,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let user_id = match self::user_id(user_id) {
-        Ok(user_id) => user_id,
-        Err(refused) => return refused,
-    };
+    if let Some(refused) = blank_user_id(&user_id) {
+        return refused;
+    }
     let pairs = query_pairs(query.as_deref());
     let Ok(take) = take_param(&pairs, PAGE_DEFAULT, PAGE_MAX) else {
         return bad_request(format!(
@@ -222,10 +219,9 @@ pub(crate) async fn delete_user_sessions(
     State(state): State<SharedState>,
     Param(user_id, ..): Auth0Param,
 ) -> Response {
-    let user_id = match self::user_id(user_id) {
-        Ok(user_id) => user_id,
-        Err(refused) => return refused,
-    };
+    if let Some(refused) = blank_user_id(&user_id) {
+        return refused;
+    }
     let mut after: Option<String> = None;
     loop {
         let page = match state
