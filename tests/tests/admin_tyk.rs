@@ -388,6 +388,49 @@ async fn bad_bodies_get_400_and_store_nothing() {
     );
 }
 
+/// With `header_safe_values` on, a value that could never be sent in a header (CR/LF, also
+/// nested in JSON) is refused when it is written, on keys and on policies; off (the Tyk default),
+/// it is stored as Tyk stores it.
+#[tokio::test]
+async fn header_safe_profile_refuses_control_characters_at_write_time() {
+    use keycard_core::metadata::MetadataLimits;
+    let strict = start_with(|b| b.tyk_limits(MetadataLimits::tyk().header_safe_values(true))).await;
+    let cases = [
+        (
+            r#"{"meta_data": {"user_id": "u-1\r\nX-Admin: yes"}}"#,
+            "user_id",
+        ),
+        (r#"{"meta_data": {"tags": ["ok", "bad\n"]}}"#, "tags"),
+        (r#"{"meta_data": {"nul": "a\u0000b"}}"#, "nul"),
+    ];
+    for (body, key) in cases {
+        let message = format!(
+            "Metadata value of \"{key}\" cannot be sent in a header: it contains a control character"
+        );
+        let (status, answer) = strict.tyk(Method::POST, "/tyk/keys", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(answer, tyk_error(&message), "{body}");
+        let (status, answer) = strict.tyk(Method::POST, "/tyk/policies", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "policy {body}");
+        assert_eq!(answer, tyk_error(&message), "policy {body}");
+    }
+    assert!(strict.store.is_empty());
+    let (status, _) = strict
+        .tyk(
+            Method::POST,
+            "/tyk/keys",
+            r#"{"meta_data": {"note": "tab\tis fine"}}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, _) = start()
+        .await
+        .tyk(Method::POST, "/tyk/keys", cases[0].0)
+        .await;
+    assert_eq!(status, StatusCode::OK, "off by default, as in Tyk");
+}
+
 #[tokio::test]
 async fn policies_crud() {
     let admin = start().await;

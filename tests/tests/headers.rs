@@ -120,3 +120,87 @@ async fn response_header_rule_reaches_the_client() {
     assert!(response.headers.get("x-absent").is_none());
     assert_eq!(response.text(), "ok");
 }
+
+/// An omitted identity header is removed, not left as the client sent it: with an optional
+/// session and no key, and with a session that has no `user_id`.
+#[tokio::test]
+async fn set_or_omit_removes_the_clients_copy() {
+    let inject = || {
+        InjectHeadersLayer::request()
+            .set_or_omit("x-user-id", "$tyk_meta.user_id")
+            .build()
+            .unwrap()
+    };
+    let store = MemoryStore::new();
+    store
+        .insert_key("header-key", json!({"plan": "gold"}))
+        .unwrap();
+    let app = echo_router().layer(
+        ServiceBuilder::new()
+            .layer(SessionLoadLayer::new(store).optional())
+            .layer(inject()),
+    );
+    let client = Client::new(spawn(app).await);
+    for headers in [
+        &[("x-user-id", "admin")][..],
+        &[AUTH, ("x-user-id", "admin")],
+    ] {
+        let response = client.get("/", headers).await;
+        assert_eq!(response.status, 200);
+        let seen = response.json();
+        assert!(seen.get("x-user-id").is_none(), "{seen}");
+    }
+}
+
+/// `X_User_Id` is `HTTP_X_USER_ID` to a CGI/WSGI backend, the same as `X-User-Id`: every spelling
+/// that differs only in `_`/`-` (and case) is removed beside the injected header, on set, omitted
+/// and removed names alike; `keep_lookalikes` keeps them.
+#[tokio::test]
+async fn lookalike_client_headers_never_reach_the_backend() {
+    let rules = || {
+        InjectHeadersLayer::request()
+            .set("x-user-id", "$tyk_meta.user_id")
+            .set_or_omit("x-tenant-id", "$tyk_meta.tenant_id")
+            .remove("x-internal")
+    };
+    let spoofed = [
+        AUTH,
+        ("x-user-id", "admin"),
+        ("X_User_Id", "admin"),
+        ("x_user-id", "admin"),
+        ("X-TENANT_ID", "globex"),
+        ("x_internal", "yes"),
+        ("x-unrelated_name", "kept"),
+    ];
+    let stripping = client(
+        json!({"user_id": "u-1"}),
+        rules().build().unwrap(),
+        echo_router(),
+    )
+    .await;
+    let seen = stripping.get("/", &spoofed).await.json();
+    assert_eq!(seen["x-user-id"], "u-1");
+    for name in [
+        "x_user_id",
+        "x_user-id",
+        "x-tenant_id",
+        "x-tenant-id",
+        "x_internal",
+    ] {
+        assert!(
+            seen.get(name).is_none(),
+            "{name} reached the backend: {seen}"
+        );
+    }
+    assert_eq!(seen["x-unrelated_name"], "kept");
+
+    let keeping = client(
+        json!({"user_id": "u-1"}),
+        rules().keep_lookalikes().build().unwrap(),
+        echo_router(),
+    )
+    .await;
+    let seen = keeping.get("/", &spoofed).await.json();
+    assert_eq!(seen["x-user-id"], "u-1");
+    assert_eq!(seen["x_user_id"], "admin");
+}

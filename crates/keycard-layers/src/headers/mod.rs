@@ -11,10 +11,23 @@
 //!   values are rendered from the request's session (including the handler's changes) and
 //!   context.
 //!
-//! A missing variable renders as the empty string (Tyk); [`InjectHeadersBuilder::set_or_omit`] drops
-//! the header instead. A rendered value that is not a valid header value (CR, LF, NUL...) fails
-//! the request with 500 `{"error":"Invalid header value"}` and nothing is sent: no header is
-//! split, no rule half-applied.
+//! A missing variable renders as the empty string (Tyk); [`InjectHeadersBuilder::set_or_omit`] leaves
+//! the header out instead — and removes the client's copy, so an omitted identity header is never
+//! the client's. A rendered value that is not a valid header value (CR, LF, NUL...) is never sent:
+//! by default ([`InvalidValue::Reject`]) the request fails with 500
+//! `{"error":"Invalid header value"}`, nothing is half-applied, and a warning names the header and
+//! the session's key id; a rule built with [`HeaderRule::on_invalid`]`(`[`InvalidValue::Omit`]`)`
+//! leaves that header out (and removes the client's copy) instead. To refuse such values when they
+//! are written, see `MetadataLimits::header_safe_values` in `keycard_core::metadata`.
+//!
+//! # Look-alike client headers
+//!
+//! Many backends read a header under more than one spelling: CGI/WSGI/Rack servers turn both
+//! `X-User-Id` and `X_User_Id` into `HTTP_X_USER_ID`, and some join the two values. So on the
+//! request side every header a rule sets or removes also removes the client headers whose name
+//! differs from it only in `_` versus `-` (names are already case-insensitive). A client's
+//! `X_User_Id: admin` therefore never reaches the backend beside the injected `x-user-id`.
+//! [`InjectHeadersBuilder::keep_lookalikes`] turns this off.
 //!
 //! Metadata is not a secret store (Auth0's warning): a response rule that echoes metadata to the
 //! client is the user's explicit choice.
@@ -93,11 +106,66 @@ pub struct HeaderRules {
 #[derive(Clone, Debug)]
 enum Spec {
     Remove(String),
-    Set {
-        name: String,
-        template: String,
-        omit_if_missing: bool,
-    },
+    Set(HeaderRule),
+}
+
+/// What a rule does with a rendered value that cannot be a header value (CR, LF, NUL...).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InvalidValue {
+    /// Fail the request with 500 `{"error":"Invalid header value"}` (the default).
+    #[default]
+    Reject,
+    /// Leave the header out, removing the client's copy.
+    Omit,
+}
+
+/// One "set" rule with its options, for [`HeaderRules::rule`] and [`InjectHeadersBuilder::rule`].
+///
+/// ```
+/// use keycard_layers::headers::{HeaderRule, InjectHeadersLayer, InvalidValue};
+///
+/// let inject = InjectHeadersLayer::request()
+///     .rule(
+///         HeaderRule::set("x-display-name", "$tyk_meta.display_name")
+///             .omit_if_missing()
+///             .on_invalid(InvalidValue::Omit),
+///     )
+///     .build()?;
+/// # Ok::<(), keycard_layers::headers::HeaderConfigError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct HeaderRule {
+    name: String,
+    template: String,
+    omit_if_missing: bool,
+    on_invalid: InvalidValue,
+}
+
+impl HeaderRule {
+    /// Sets header `name` to the rendered `template`, replacing any value it had.
+    pub fn set(name: impl Into<String>, template: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            template: template.into(),
+            omit_if_missing: false,
+            on_invalid: InvalidValue::Reject,
+        }
+    }
+
+    /// Leaves the header out (removing the client's copy) when a variable the template names
+    /// is missing, instead of rendering it as the empty string (Tyk #2358).
+    pub fn omit_if_missing(mut self) -> Self {
+        self.omit_if_missing = true;
+        self
+    }
+
+    /// What to do when the rendered value cannot be a header value (default
+    /// [`InvalidValue::Reject`]).
+    pub fn on_invalid(mut self, on_invalid: InvalidValue) -> Self {
+        self.on_invalid = on_invalid;
+        self
+    }
 }
 
 impl HeaderRules {
@@ -114,49 +182,57 @@ impl HeaderRules {
 
     /// Sets header `name` to the rendered `template`, replacing any value it had. Missing
     /// variables render as the empty string.
-    pub fn set(mut self, name: impl Into<String>, template: impl Into<String>) -> Self {
-        self.specs.push(Spec::Set {
-            name: name.into(),
-            template: template.into(),
-            omit_if_missing: false,
-        });
-        self
+    pub fn set(self, name: impl Into<String>, template: impl Into<String>) -> Self {
+        self.rule(HeaderRule::set(name, template))
     }
 
-    /// Like [`set`](Self::set), but leaves the header out when a variable the template names
-    /// is missing (Tyk #2358).
-    pub fn set_or_omit(mut self, name: impl Into<String>, template: impl Into<String>) -> Self {
-        self.specs.push(Spec::Set {
-            name: name.into(),
-            template: template.into(),
-            omit_if_missing: true,
-        });
+    /// Like [`set`](Self::set), but leaves the header out (and removes the client's copy) when
+    /// a variable the template names is missing (Tyk #2358).
+    pub fn set_or_omit(self, name: impl Into<String>, template: impl Into<String>) -> Self {
+        self.rule(HeaderRule::set(name, template).omit_if_missing())
+    }
+
+    /// Adds a set rule with its options.
+    pub fn rule(mut self, rule: HeaderRule) -> Self {
+        self.specs.push(Spec::Set(rule));
         self
     }
 
     fn compile(&self) -> Result<CompiledRules, HeaderConfigError> {
         let mut rules = CompiledRules::default();
         for spec in &self.specs {
-            match spec {
-                Spec::Remove(name) => rules.remove.push(header_name(name)?),
-                Spec::Set {
-                    name,
-                    template,
-                    omit_if_missing,
-                } => rules.set.push(SetRule {
-                    name: header_name(name)?,
-                    template: Template::parse(template).map_err(|source| {
-                        HeaderConfigError::Template {
-                            header: name.clone(),
-                            source,
-                        }
-                    })?,
-                    omit_if_missing: *omit_if_missing,
-                }),
-            }
+            let name = match spec {
+                Spec::Remove(name) => {
+                    let name = header_name(name)?;
+                    rules.remove.push(name.clone());
+                    name
+                }
+                Spec::Set(rule) => {
+                    let name = header_name(&rule.name)?;
+                    rules.set.push(SetRule {
+                        name: name.clone(),
+                        template: Template::parse(&rule.template).map_err(|source| {
+                            HeaderConfigError::Template {
+                                header: rule.name.clone(),
+                                source,
+                            }
+                        })?,
+                        omit_if_missing: rule.omit_if_missing,
+                        on_invalid: rule.on_invalid,
+                    });
+                    name
+                }
+            };
+            rules.lookalike_keys.push(lookalike_key(name.as_str()));
         }
         Ok(rules)
     }
+}
+
+/// The form two header names share when a CGI-style backend reads them as one: `_` and `-`
+/// alike (names are lowercase already).
+fn lookalike_key(name: &str) -> String {
+    name.replace('_', "-")
 }
 
 fn header_name(name: &str) -> Result<HeaderName, HeaderConfigError> {
@@ -189,6 +265,7 @@ pub struct InjectHeadersBuilder {
     side: Side,
     global: HeaderRules,
     scoped: Vec<(Scope, HeaderRules)>,
+    strip_lookalikes: bool,
 }
 
 impl InjectHeadersBuilder {
@@ -197,7 +274,21 @@ impl InjectHeadersBuilder {
             side,
             global: HeaderRules::default(),
             scoped: Vec::new(),
+            strip_lookalikes: side == Side::Request,
         }
+    }
+
+    /// Keeps client headers that differ from a set or removed name only in `_` versus `-`
+    /// (removed by default on the request side; see [the module docs](self#look-alike-client-headers)).
+    pub fn keep_lookalikes(mut self) -> Self {
+        self.strip_lookalikes = false;
+        self
+    }
+
+    /// A global set rule with its options. See [`HeaderRule`].
+    pub fn rule(mut self, rule: HeaderRule) -> Self {
+        self.global = self.global.rule(rule);
+        self
     }
 
     /// A global rule: removes header `name`.
@@ -254,6 +345,7 @@ impl InjectHeadersBuilder {
                 scoped,
                 context_names,
                 uses_request_id,
+                strip_lookalikes: self.strip_lookalikes,
             }),
         })
     }
@@ -263,6 +355,8 @@ impl InjectHeadersBuilder {
 struct CompiledRules {
     remove: Vec<HeaderName>,
     set: Vec<SetRule>,
+    /// [`lookalike_key`] of every name the rules set or remove.
+    lookalike_keys: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -270,7 +364,11 @@ struct SetRule {
     name: HeaderName,
     template: Template,
     omit_if_missing: bool,
+    on_invalid: InvalidValue,
 }
+
+/// A header of the applicable rules, rendered: a value to set, or `None` to leave it out.
+type RenderedHeader<'a> = (&'a HeaderName, Option<HeaderValue>);
 
 #[derive(Debug)]
 struct Config {
@@ -280,6 +378,7 @@ struct Config {
     /// Context variables the templates read (snapshotted for response rules).
     context_names: Vec<String>,
     uses_request_id: bool,
+    strip_lookalikes: bool,
 }
 
 impl Config {
@@ -308,39 +407,66 @@ impl Config {
     }
 
     /// Renders every applicable rule; nothing is changed yet, so a failure leaves no partial
-    /// result behind.
+    /// result behind. `Err` names the header whose value was refused.
     fn render(
         &self,
         sets: &[usize],
         vars: &(impl Vars + ?Sized),
-    ) -> Result<Vec<(&HeaderName, HeaderValue)>, RenderError> {
+    ) -> Result<Vec<RenderedHeader<'_>>, &HeaderName> {
         let count = sets.iter().map(|&index| self.rules(index).set.len()).sum();
         let mut rendered = Vec::with_capacity(count);
         for &index in sets {
             for rule in &self.rules(index).set {
-                let value = rule.template.render_header(vars)?;
-                if !(value.missing && rule.omit_if_missing) {
-                    rendered.push((&rule.name, value.value));
-                }
+                let value = match rule.template.render_header(vars) {
+                    Ok(value) if value.missing && rule.omit_if_missing => None,
+                    Ok(value) => Some(value.value),
+                    Err(RenderError::InvalidHeaderValue)
+                        if rule.on_invalid == InvalidValue::Omit =>
+                    {
+                        None
+                    }
+                    Err(_) => return Err(&rule.name),
+                };
+                rendered.push((&rule.name, value));
             }
         }
         Ok(rendered)
     }
 
-    /// Applies the removals of `sets`, then the rendered values (later ones replace earlier).
-    fn write(
-        &self,
-        sets: &[usize],
-        rendered: Vec<(&HeaderName, HeaderValue)>,
-        headers: &mut HeaderMap,
-    ) {
+    /// Applies the removals of `sets` (with the client's look-alikes of every name the rules
+    /// touch, when on), then the rendered values (later ones replace earlier).
+    fn write(&self, sets: &[usize], rendered: Vec<RenderedHeader<'_>>, headers: &mut HeaderMap) {
+        if self.strip_lookalikes {
+            self.remove_lookalikes(sets, headers);
+        }
         for &index in sets {
             for name in &self.rules(index).remove {
                 headers.remove(name);
             }
         }
         for (name, value) in rendered {
-            headers.insert(name.clone(), value);
+            match value {
+                Some(value) => headers.insert(name.clone(), value),
+                None => headers.remove(name),
+            };
+        }
+    }
+
+    /// Removes every header whose name is a look-alike (`_` for `-`) of one the rules touch.
+    /// Only names with an `_` can be one, so a request without any costs one scan of its names.
+    fn remove_lookalikes(&self, sets: &[usize], headers: &mut HeaderMap) {
+        let lookalikes: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| name.as_str().contains('_'))
+            .filter(|name| {
+                let key = lookalike_key(name.as_str());
+                sets.iter()
+                    .any(|&index| self.rules(index).lookalike_keys.contains(&key))
+            })
+            .cloned()
+            .collect();
+        for name in lookalikes {
+            headers.remove(name);
         }
     }
 }
@@ -390,8 +516,21 @@ impl<S> InjectHeaders<S> {
     define_inner_service_accessors!();
 }
 
-fn invalid_header_value<B: From<Bytes>>() -> Response<B> {
-    tracing::warn!("keycard: a header template rendered an invalid header value; request refused");
+/// The 500 for a rendered value that cannot be a header value, logged with the header and the
+/// session's key id (never the key, never the value).
+fn invalid_header_value<B: From<Bytes>>(
+    side: Side,
+    header: &HeaderName,
+    session: Option<&Session>,
+) -> Response<B> {
+    let key_id = session.map(|session| session.key_id().to_string());
+    tracing::warn!(
+        header = %header,
+        key_id = key_id.as_deref().unwrap_or("-"),
+        side = ?side,
+        "keycard: header rule rendered a value that cannot be a header (CR, LF, NUL...); \
+         request refused (HeaderRule::on_invalid(InvalidValue::Omit) leaves the header out instead)"
+    );
     json_error(StatusCode::INTERNAL_SERVER_ERROR, "Invalid header value")
 }
 
@@ -429,7 +568,11 @@ where
                         config.write(&sets, rendered, request.headers_mut());
                         ResponseFuture::inner(self.inner.call(request), None)
                     }
-                    Err(_) => ResponseFuture::done(invalid_header_value()),
+                    Err(header) => ResponseFuture::done(invalid_header_value(
+                        Side::Request,
+                        header,
+                        handle.as_ref(),
+                    )),
                 }
             }
             Side::Response => {
@@ -496,7 +639,7 @@ impl ResponsePlan {
                     .write(&self.sets, rendered, response.headers_mut());
                 response
             }
-            Err(_) => invalid_header_value(),
+            Err(header) => invalid_header_value(Side::Response, header, self.handle.as_ref()),
         }
     }
 }
