@@ -11,11 +11,6 @@
 //!
 //! (The request body rule runs on the way in, the response body rule on the way out.)
 //!
-//! ```text
-//!                                from _tyk_meta (the client's      as {"data": ..., "served_to":
-//!                                tenant_id is overwritten)         user_id}
-//! ```
-//!
 //! - `POST /orders` — the handler answers with the order it received, so you see the injected
 //!   `tenant_id`; the response transform wraps it;
 //! - `GET /orders` — a list of orders, wrapped the same way;
@@ -31,9 +26,16 @@ use serde_json::{Value, json};
 /// The most bytes of a request or response body the layers buffer (both sides).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// The request template: the client's JSON object with `tenant_id` set from the session; any
-/// `tenant_id` the client sent is dropped.
-pub const ENRICH_TEMPLATE: &str = r#"{"tenant_id":{{ _tyk_meta.tenant_id|tojson }}{% for key, value in _body|items if key != "tenant_id" %},{{ key|tojson }}:{{ value|tojson }}{% endfor %}}"#;
+/// The request template: the client's JSON object with `tenant_id` set from the session.
+///
+/// Every client key that a backend could read as `tenant_id` is dropped, not only the exact one:
+/// Go's `encoding/json` matches field names case-insensitively, folding each character as
+/// `ToUpper(ToLower(c))` (so `TENANT_ID` and `tenant_ıd`, with a dotless i, both fill a
+/// `TenantID` field), which `key|lower|upper` mirrors. The session's value is written last too,
+/// since decoders that keep duplicate keys keep the last one. The rule is
+/// [`objects_only`](keycard::body::BodyRule::objects_only), so a body that is not an object is a
+/// 400 and never reaches the template.
+pub const ENRICH_TEMPLATE: &str = r#"{{ "{" }}{% for key, value in _body|items if key|lower|upper != "TENANT_ID" %}{{ key|tojson }}:{{ value|tojson }},{% endfor %}"tenant_id":{{ _tyk_meta.tenant_id|tojson }}}"#;
 
 /// The response template: `{"data": <the upstream JSON>, "served_to": <user_id>}`.
 pub const WRAP_TEMPLATE: &str =
@@ -49,6 +51,7 @@ pub fn enrich_requests() -> Result<TransformBodyLayer, BodyConfigError> {
             Scope::path("/orders").method(Method::POST),
             BodyRule::json(ENRICH_TEMPLATE)
                 .session_data()
+                .objects_only()
                 .output_content_type("application/json"),
         )
         .limit(BODY_LIMIT)

@@ -158,3 +158,79 @@ async fn unselected_routes_pass_through_byte_identical() {
     let health = client.get("/health", &[AUTH]).await;
     assert_eq!((health.status.as_u16(), health.text()), (200, "ok".into()));
 }
+
+/// JSON that is valid but not an object is the client's mistake, not the template's: 400 with a
+/// clear message, and the handler is never called.
+#[tokio::test]
+async fn a_body_that_is_not_an_object_is_400_not_500() {
+    let client = example_client().await;
+    for body in ["[1,2]", r#""x""#, "42", "null", "true"] {
+        let response = post_orders(&client, body).await;
+        assert_eq!(response.status, 400, "{body}");
+        assert_eq!(
+            response.json(),
+            json!({"error": "Request body must be a JSON object"}),
+            "{body}"
+        );
+    }
+}
+
+/// The example's routes with a `POST /orders` that answers with the exact bytes it received.
+async fn raw_echo_client() -> Client {
+    client_around(Router::new().route(
+        "/orders",
+        post(|body: Bytes| async move { String::from_utf8_lossy(&body).into_owned() }),
+    ))
+    .await
+}
+
+/// `_tyk_meta`, `_tyk_context` and `_body` in a client body are dropped: not template variables
+/// and not in `_body`, so they never reach the handler.
+#[tokio::test]
+async fn reserved_body_keys_never_reach_the_handler() {
+    let response = post_orders(
+        &raw_echo_client().await,
+        r#"{"_tyk_meta":{"tenant_id":"evil"},"_tyk_context":{"path":"/x"},"_body":{"a":1},"item":"book"}"#,
+    )
+    .await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), r#"{"item":"book","tenant_id":"acme"}"#);
+}
+
+/// A Go backend's decoder fills `TenantID` from `TENANT_ID`, `Tenant_Id` or `tenant_ıd` (dotless
+/// i) as well: every such key is dropped, and the session's value comes last (decoders keeping
+/// duplicates keep the last).
+#[tokio::test]
+async fn tenant_id_under_another_case_is_dropped_too() {
+    let response = post_orders(
+        &raw_echo_client().await,
+        r#"{"TENANT_ID":"globex","Tenant_Id":"globex","tenant_ıd":"globex","item":"book"}"#,
+    )
+    .await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), r#"{"item":"book","tenant_id":"acme"}"#);
+}
+
+/// HEAD answers with the headers GET would: the GET's body is transformed, so the HEAD must not
+/// announce the untransformed length (RFC 9110 §9.3.2, §8.6).
+#[tokio::test]
+async fn head_never_reports_the_untransformed_length() {
+    let client = example_client().await;
+    let get = client.get("/orders", &[AUTH]).await;
+    assert_eq!(get.status, 200);
+    let head = client.send(Method::HEAD, "/orders", &[AUTH], None).await;
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    match head.headers.get(header::CONTENT_LENGTH) {
+        None => {}
+        Some(length) => assert_eq!(
+            length.to_str().unwrap(),
+            get.headers[header::CONTENT_LENGTH].to_str().unwrap(),
+            "a HEAD content-length must be the GET's"
+        ),
+    }
+    assert_eq!(
+        head.headers[header::CONTENT_TYPE],
+        get.headers[header::CONTENT_TYPE]
+    );
+}

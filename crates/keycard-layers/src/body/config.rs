@@ -9,7 +9,7 @@ use minijinja::{AutoEscape, Environment, Value};
 
 use crate::session::Session;
 
-use super::data::{CONTEXT, META, body_variables};
+use super::data::{BodyError, CONTEXT, META, body_variables};
 use super::decode::{DecodeError, decode};
 use super::rule::{BodyRule, CompiledRule};
 use crate::scope::Scope;
@@ -144,6 +144,7 @@ impl TransformBodyBuilder {
                 format: rule.format,
                 name,
                 session_data: rule.session_data,
+                objects_only: rule.objects_only,
                 uses_context: reads(CONTEXT),
                 content_types: rule.content_types,
                 output_content_type,
@@ -176,6 +177,8 @@ pub(super) enum Refusal {
     UnsupportedEncoding(String),
     /// Not valid JSON / XML, or not valid for its `content-encoding`.
     Invalid(String),
+    /// Valid JSON, but not the object the rule requires.
+    NotAnObject,
     /// The template failed while rendering (including running out of fuel).
     Render(minijinja::Error),
 }
@@ -195,7 +198,11 @@ impl Config {
             DecodeError::Unsupported(coding) => Refusal::UnsupportedEncoding(coding),
             DecodeError::Corrupt(why) => Refusal::Invalid(why),
         })?;
-        let mut variables = body_variables(rule.format, &body).map_err(Refusal::Invalid)?;
+        let mut variables =
+            body_variables(rule.format, &body, rule.objects_only).map_err(|e| match e {
+                BodyError::Invalid(why) => Refusal::Invalid(why),
+                BodyError::NotAnObject => Refusal::NotAnObject,
+            })?;
         if rule.session_data {
             let meta = match handle {
                 Some(handle) => handle.with_metadata(|metadata| Value::from(Serde(metadata))),
@@ -222,6 +229,14 @@ pub(super) fn set_body_headers(headers: &mut HeaderMap, rule: &CompiledRule, len
     if let Some(content_type) = &rule.output_content_type {
         headers.insert(header::CONTENT_TYPE, content_type.clone());
     }
+}
+
+/// The headers of a HEAD response whose GET `rule` would transform: as [`set_body_headers`],
+/// but without `content-length`, which only rendering the GET's body could tell (RFC 9110
+/// §8.6 lets a HEAD response leave it out; a wrong one is what it forbids).
+pub(super) fn set_head_headers(headers: &mut HeaderMap, rule: &CompiledRule) {
+    set_body_headers(headers, rule, 0);
+    headers.remove(header::CONTENT_LENGTH);
 }
 
 /// Statuses whose responses have no body to transform.

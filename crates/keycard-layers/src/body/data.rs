@@ -22,39 +22,56 @@ pub(super) const BODY: &str = "_body";
 /// JSON at 128 levels too).
 const MAX_XML_DEPTH: usize = 128;
 
+/// Why a body cannot be rendered from.
+pub(super) enum BodyError {
+    /// Not valid JSON / XML.
+    Invalid(String),
+    /// Valid, but not the JSON object the rule requires ([`BodyRule::objects_only`](super::BodyRule::objects_only)).
+    NotAnObject,
+}
+
 /// The body's template variables: a JSON object's entries, a JSON array as `array`, any other
 /// JSON value as `value`, an XML document as `{root: ...}`, an empty body as none; and the whole
-/// body as `_body` (`{}` when empty). Keys named like the reserved variables are dropped, so a
-/// client cannot pose as the session.
+/// body as `_body` (`{}` when empty). Keys named like the reserved variables are dropped, at the
+/// top level and from `_body` alike, so a client cannot pose as the session. With
+/// `objects_only`, a non-empty body that is not a JSON object is refused.
 pub(super) fn body_variables(
     format: BodyFormat,
     body: &[u8],
-) -> Result<Vec<(Value, Value)>, String> {
+    objects_only: bool,
+) -> Result<Vec<(Value, Value)>, BodyError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         let empty = Value::from_pairs(Vec::<(Value, Value)>::new());
         return Ok(vec![(Value::from(BODY), empty)]);
     }
+    let invalid = |e: &dyn std::fmt::Display| BodyError::Invalid(e.to_string());
     let value = match format {
-        BodyFormat::Json => serde_json::from_slice::<Value>(body).map_err(|e| e.to_string())?,
+        BodyFormat::Json => serde_json::from_slice::<Value>(body).map_err(|e| invalid(&e))?,
         BodyFormat::Xml => {
-            let text = std::str::from_utf8(body).map_err(|e| e.to_string())?;
-            Value::from(Serde(xml_to_json(text)?))
+            let text = std::str::from_utf8(body).map_err(|e| invalid(&e))?;
+            Value::from(Serde(xml_to_json(text).map_err(|e| invalid(&e))?))
         }
     };
-    let mut variables: Vec<(Value, Value)> = match value.kind() {
+    if objects_only && value.kind() != ValueKind::Map {
+        return Err(BodyError::NotAnObject);
+    }
+    let (mut variables, whole) = match value.kind() {
         ValueKind::Map => {
-            let keys = value.try_iter().map_err(|e| e.to_string())?;
-            keys.filter(|key| !matches!(key.as_str(), Some(META | CONTEXT | BODY)))
+            let keys = value.try_iter().map_err(|e| invalid(&e))?;
+            let entries: Vec<(Value, Value)> = keys
+                .filter(|key| !matches!(key.as_str(), Some(META | CONTEXT | BODY)))
                 .map(|key| {
                     let item = value.get_item(&key).unwrap_or_default();
                     (key, item)
                 })
-                .collect()
+                .collect();
+            let whole = Value::from_pairs(entries.clone());
+            (entries, whole)
         }
-        ValueKind::Seq => vec![(Value::from("array"), value.clone())],
-        _ => vec![(Value::from("value"), value.clone())],
+        ValueKind::Seq => (vec![(Value::from("array"), value.clone())], value),
+        _ => (vec![(Value::from("value"), value.clone())], value),
     };
-    variables.push((Value::from(BODY), value));
+    variables.push((Value::from(BODY), whole));
     Ok(variables)
 }
 
@@ -156,7 +173,9 @@ mod tests {
     use super::*;
 
     fn vars(format: BodyFormat, body: &str) -> String {
-        let pairs = body_variables(format, body.as_bytes()).unwrap();
+        let Ok(pairs) = body_variables(format, body.as_bytes(), false) else {
+            panic!("{body} does not parse");
+        };
         Value::from_pairs(pairs).to_string()
     }
 
@@ -173,13 +192,28 @@ mod tests {
         assert_eq!(vars(BodyFormat::Json, "7"), "{'_body': 7, 'value': 7}");
         assert_eq!(vars(BodyFormat::Json, " "), "{'_body': {}}");
         let spoof = br#"{"_tyk_meta":{"x":1},"_tyk_context":2,"_body":0,"k":3}"#;
-        let names: Vec<String> = body_variables(BodyFormat::Json, spoof)
-            .unwrap()
-            .into_iter()
-            .map(|(name, _)| name.to_string())
-            .collect();
-        assert_eq!(names, ["k", "_body"]);
-        assert!(body_variables(BodyFormat::Json, b"{nope").is_err());
+        let Ok(pairs) = body_variables(BodyFormat::Json, spoof, false) else {
+            panic!("the spoofing body parses");
+        };
+        assert_eq!(
+            Value::from_pairs(pairs).to_string(),
+            "{'_body': {'k': 3}, 'k': 3}",
+            "reserved keys are dropped at the top level and from _body"
+        );
+        assert!(matches!(
+            body_variables(BodyFormat::Json, b"{nope", false),
+            Err(BodyError::Invalid(_))
+        ));
+        for shape in ["[1,2]", "\"x\"", "42", "null"] {
+            assert!(matches!(
+                body_variables(BodyFormat::Json, shape.as_bytes(), true),
+                Err(BodyError::NotAnObject)
+            ));
+        }
+        assert!(
+            body_variables(BodyFormat::Json, b"", true).is_ok(),
+            "empty is {{}}"
+        );
     }
 
     #[test]

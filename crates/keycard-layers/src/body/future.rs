@@ -12,7 +12,7 @@ use minijinja::Value;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::config::{Config, Refusal, has_no_body, set_body_headers};
+use super::config::{Config, Refusal, has_no_body, set_body_headers, set_head_headers};
 use super::data::ContextObject;
 use super::transformed::TransformedBody;
 use crate::response::json_error;
@@ -137,6 +137,10 @@ impl<S> ReadRequest<S> {
                 let message = format!("Request body is not valid {}", rule.format.name());
                 Err(json_error(StatusCode::BAD_REQUEST, &message))
             }
+            Err(Refusal::NotAnObject) => Err(json_error(
+                StatusCode::BAD_REQUEST,
+                "Request body must be a JSON object",
+            )),
             Err(Refusal::Render(error)) => {
                 tracing::error!(%error, template = rule.name, path = parts.uri.path(), "keycard: request body transform failed");
                 Err(json_error(
@@ -156,6 +160,9 @@ pub(super) struct ResponsePlan {
     pub(super) handle: Option<Session>,
     /// The request's context, when a candidate reads `_tyk_context`.
     pub(super) context: Option<Value>,
+    /// A HEAD request: nothing is rendered, but the headers are those the GET's transformed
+    /// response would have, less the length no one can know without rendering.
+    pub(super) head: bool,
 }
 
 impl ResponsePlan {
@@ -221,6 +228,13 @@ impl ReadResponse {
             // Spec: a response the rule cannot read reaches the client as the upstream sent it.
             Err(Refusal::Invalid(why) | Refusal::UnsupportedEncoding(why)) => {
                 tracing::warn!(%why, template = rule.name, format = rule.format.name(), "keycard: upstream response body not transformed, passed through");
+                Response::from_parts(parts, TransformedBody::bytes(raw))
+            }
+            Err(Refusal::NotAnObject) => {
+                tracing::warn!(
+                    template = rule.name,
+                    "keycard: upstream response body is not a JSON object; passed through"
+                );
                 Response::from_parts(parts, TransformedBody::bytes(raw))
             }
             Err(Refusal::Render(error)) => {
@@ -327,6 +341,11 @@ where
                     let Some((plan, rule)) = selected else {
                         return Poll::Ready(Ok(response.map(TransformedBody::original)));
                     };
+                    if plan.head {
+                        let mut response = response.map(TransformedBody::original);
+                        set_head_headers(response.headers_mut(), &plan.config.rules[rule]);
+                        return Poll::Ready(Ok(response));
+                    }
                     let limit = plan.config.limit;
                     if response.body().size_hint().lower() > limit as u64 {
                         return Poll::Ready(Ok(upstream_too_large()));

@@ -25,8 +25,21 @@
 //! | `_tyk_context` | the context variables of [`crate::context`], by name: `path`, `path_parts`, `request_id`, `remote_addr`, `headers_<Name>`, `request_data_<k>`, `cookies_<name>`, `token`, and every [`ContextValues`](crate::context::ContextValues) entry |
 //!
 //! An empty body renders with no body variables (`{}`). A body key named `_tyk_meta`,
-//! `_tyk_context` or `_body` is dropped: a client cannot pose as the session. `_tyk_context` is looked up by
-//! name and cannot be iterated, so no template dumps every header by accident.
+//! `_tyk_context` or `_body` is dropped, from the top level and from `_body` alike: a client cannot
+//! pose as the session, and a template that copies `_body` never forwards them. `_tyk_context` is
+//! looked up by name and cannot be iterated, so no template dumps every header by accident.
+//!
+//! A template that iterates or merges the body's entries (`_body|items`) needs an object: mark
+//! its rule [`BodyRule::objects_only`] so `[1,2]`, `"x"`, `42` or `null` from a client is a 400
+//! instead of a failing render (a 500 is for the operator's own template errors).
+//!
+//! # Pitfall: a backend may read a key under another spelling
+//! A template that overwrites a key (`tenant_id` from the session) must drop every client key the
+//! backend would read as the same field, not only the exact one. Go's `encoding/json` matches
+//! field names case-insensitively (`TENANT_ID`, `Tenant_Id`, even `tenant_ıd` with a dotless i,
+//! since it folds characters as `ToUpper(ToLower(c))`), and many decoders keep the last of two
+//! duplicate keys. Filter with `key|lower|upper != "TENANT_ID"` and write the session's value
+//! last; the `body_enrichment` example shows the template.
 //!
 //! # What happens to the message
 //! The output replaces the body; `content-length` is recomputed, `content-encoding` and
@@ -39,13 +52,16 @@
 //! | --- | --- | --- |
 //! | body over the limit | 413 `{"error":"Request body too large"}` | 502 `{"error":"Upstream response too large to transform"}` |
 //! | body not valid JSON / XML (or its compression is corrupt) | 400 `{"error":"Request body is not valid JSON"}` (or `XML`) | the original body passes through, a warning is logged |
+//! | body not a JSON object, rule [`objects_only`](BodyRule::objects_only) | 400 `{"error":"Request body must be a JSON object"}` | the original body passes through, a warning is logged |
 //! | template runtime error | 500 `{"error":"Body transform failed"}`, cause logged | 502 `{"error":"Body transform failed"}`, cause logged |
 //! | unknown `content-encoding` | 415 `{"error":"Unsupported content encoding"}` | the original body passes through, a warning is logged |
 //! | body stream fails while read | 400 `{"error":"Request body could not be read"}` | 502 `{"error":"Upstream response could not be read"}` |
 //!
 //! Tyk sends a half-transformed body on errors; here an error never reaches the upstream (or the
-//! client) as a body. Responses without a body (`HEAD`, 1xx, 204, 206, 304) are never
-//! transformed.
+//! client) as a body. Responses without a body (1xx, 204, 206, 304) are never transformed. A
+//! `HEAD` response is matched as its `GET` and gets the headers the transformed `GET` would
+//! have, except `content-length`, which is removed: only rendering the body could tell it, and a
+//! HEAD must not announce a length the GET would not have.
 //!
 //! # Body types
 //! The layer maps bodies to [`TransformedBody<B>`], either the original body streamed untouched

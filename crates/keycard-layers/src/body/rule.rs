@@ -40,6 +40,7 @@ pub struct BodyRule {
     pub(super) format: BodyFormat,
     pub(super) template: String,
     pub(super) session_data: bool,
+    pub(super) objects_only: bool,
     pub(super) content_types: Vec<String>,
     pub(super) output_content_type: Option<String>,
 }
@@ -60,6 +61,7 @@ impl BodyRule {
             format,
             template,
             session_data: false,
+            objects_only: false,
             content_types: Vec::new(),
             output_content_type: None,
         }
@@ -69,6 +71,16 @@ impl BodyRule {
     /// A template that reads `_tyk_meta` without it is a build error.
     pub fn session_data(mut self) -> Self {
         self.session_data = true;
+        self
+    }
+
+    /// Accepts only a JSON object (or an empty body, which renders as `{}`): a request body of
+    /// another shape (`[1,2]`, `"x"`, `42`, `null`) is refused with 400
+    /// `{"error":"Request body must be a JSON object"}` before the template runs, and a
+    /// response body of another shape passes through untransformed. Use it for templates that
+    /// iterate or merge the body's entries, so client input cannot make them fail with a 500.
+    pub fn objects_only(mut self) -> Self {
+        self.objects_only = true;
         self
     }
 
@@ -100,6 +112,7 @@ pub(super) struct CompiledRule {
     /// The template's name in the layer's environment.
     pub(super) name: String,
     pub(super) session_data: bool,
+    pub(super) objects_only: bool,
     /// Whether the template reads `_tyk_context` (the context is captured only then).
     pub(super) uses_context: bool,
     pub(super) content_types: Vec<String>,
@@ -141,6 +154,7 @@ mod tests {
             format: BodyFormat::Json,
             name: "t".into(),
             session_data: false,
+            objects_only: false,
             uses_context: false,
             content_types: types.iter().map(|t| t.to_string()).collect(),
             output_content_type: None,

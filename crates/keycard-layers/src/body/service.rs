@@ -107,13 +107,30 @@ where
                 )
             }
             Side::Response => {
+                // A HEAD response carries the headers the GET would (RFC 9110 §9.3.2), so it
+                // is matched as the GET.
+                let head = method == Method::HEAD;
+                let as_method = if head { &Method::GET } else { method };
                 let candidates: Vec<usize> = (0..config.rules.len())
-                    .filter(|&i| config.rules[i].scope.matches(method, path))
+                    .filter(|&i| config.rules[i].scope.matches(as_method, path))
                     .collect();
-                if candidates.is_empty() || method == Method::HEAD {
+                if candidates.is_empty() {
                     return ResponseFuture::inner(
                         self.inner.call(request.map(TransformedBody::original)),
                         None,
+                    );
+                }
+                if head {
+                    let plan = ResponsePlan {
+                        config: config.clone(),
+                        candidates,
+                        handle: None,
+                        context: None,
+                        head,
+                    };
+                    return ResponseFuture::inner(
+                        self.inner.call(request.map(TransformedBody::original)),
+                        Some(plan),
                     );
                 }
                 let rules = || candidates.iter().map(|&i| &config.rules[i]);
@@ -129,6 +146,7 @@ where
                     candidates,
                     handle,
                     context,
+                    head,
                 };
                 ResponseFuture::inner(
                     self.inner.call(request.map(TransformedBody::original)),
