@@ -19,20 +19,10 @@ use axum::response::{IntoResponse, Response};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use keycard::forward::{is_forwardable, remove_hop_by_hop};
 use keycard::headers::HeaderConfigError;
 use keycard::prelude::*;
 use serde_json::json;
-
-/// Headers that describe one hop, not the message: never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [header::HeaderName; 7] = [
-    header::CONNECTION,
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
 
 /// Forwards every request to one upstream (`http://host:port`, plain HTTP/1.1).
 #[derive(Clone)]
@@ -50,9 +40,14 @@ impl Proxy {
         }
     }
 
-    /// Sends `request` upstream and returns its response; 502 with a JSON body when the upstream
-    /// cannot be reached.
+    /// Sends `request` upstream and returns its response, without the hop-by-hop headers of
+    /// either side (RFC 9110 §7.6.1, including the ones `Connection` names); 502 with a JSON body
+    /// when the upstream cannot be reached. `CONNECT` and `TRACE` are not forwarded (405): this
+    /// proxy opens no tunnels, and a `TRACE` would echo the injected identity headers.
     pub async fn forward(&self, mut request: Request) -> Response {
+        if !is_forwardable(request.method()) {
+            return method_not_allowed();
+        }
         let path_and_query = request
             .uri()
             .path_and_query()
@@ -65,16 +60,12 @@ impl Proxy {
         };
         *request.uri_mut() = uri;
         let headers = request.headers_mut();
-        for name in &HOP_BY_HOP {
-            headers.remove(name);
-        }
+        remove_hop_by_hop(headers);
         headers.remove(header::HOST);
         match self.client.request(request).await {
             Ok(response) => {
                 let mut response = response.map(Body::new);
-                for name in &HOP_BY_HOP {
-                    response.headers_mut().remove(name);
-                }
+                remove_hop_by_hop(response.headers_mut());
                 response
             }
             Err(error) => {
@@ -85,16 +76,27 @@ impl Proxy {
     }
 }
 
-fn bad_gateway(message: &str) -> Response {
-    let mut response = (
-        StatusCode::BAD_GATEWAY,
-        json!({ "error": message }).to_string(),
-    )
-        .into_response();
+fn json_error(status: StatusCode, message: &str) -> Response {
+    let mut response = (status, json!({ "error": message }).to_string()).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    response
+}
+
+fn bad_gateway(message: &str) -> Response {
+    json_error(StatusCode::BAD_GATEWAY, message)
+}
+
+/// The methods the proxy forwards, for the `Allow` header a 405 must carry.
+const FORWARDED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
+fn method_not_allowed() -> Response {
+    let mut response = json_error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(FORWARDED_METHODS));
     response
 }
 

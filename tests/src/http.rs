@@ -166,3 +166,26 @@ pub async fn request(
     };
     (parts.status, parts.headers, value)
 }
+
+/// Writes `request` (a whole HTTP/1.1 message, written by hand: what a hostile client sends and
+/// HTTP clients refuse to) to `addr` and returns everything the server answers until it closes
+/// the connection (send `connection: close`), within 5 seconds.
+///
+/// # Panics
+/// If the connection fails or the server does not answer in time.
+pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the server");
+    stream.write_all(request).await.expect("write the request");
+    let mut response = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut response),
+    )
+    .await
+    .expect("the server answers within 5 s")
+    .expect("read the response");
+    String::from_utf8_lossy(&response).into_owned()
+}

@@ -12,7 +12,7 @@ use keycard::persist::PersistLayer;
 use keycard::prelude::*;
 use keycard::redis::RedisStore;
 use keycard_examples::{quickstart, redis_store};
-use keycard_tests::http::{Client, spawn};
+use keycard_tests::http::{Client, raw_request, spawn};
 use keycard_tests::logs::Captured;
 use keycard_tests::redis_support::{RedisCluster, connect, redis_url, unique_prefix};
 use serde_json::{Value, json};
@@ -291,21 +291,13 @@ async fn a_stack_without_a_save_stage_logs_an_error_naming_it() {
 
 #[tokio::test]
 async fn a_key_header_with_non_ascii_bytes_is_a_bad_credential_not_a_missing_one() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = spawn(Keycard::new(MemoryStore::new()).wrap(counting_routes())).await;
     // Written by hand: HTTP clients refuse to send such a header, a hostile client does not.
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut request =
         b"POST /count HTTP/1.1\r\nhost: x\r\nconnection: close\r\nauthorization: Bearer caf"
             .to_vec();
     request.extend_from_slice(b"\xc3\xa9-key\r\ncontent-length: 0\r\n\r\n");
-    stream.write_all(&request).await.unwrap();
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response))
-        .await
-        .expect("the server answers")
-        .unwrap();
-    let response = String::from_utf8_lossy(&response);
+    let response = raw_request(addr, &request).await;
     assert!(response.starts_with("HTTP/1.1 403"), "{response}");
     assert!(
         response.ends_with(r#"{"error":"Access to this API has been disallowed"}"#),

@@ -24,6 +24,7 @@ pub mod auth;
 pub mod body;
 pub mod context;
 mod cookie;
+pub mod forward;
 pub mod headers;
 pub mod persist;
 mod response;

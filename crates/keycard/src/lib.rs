@@ -25,7 +25,7 @@ pub use keycard_admin as admin;
 pub use keycard_core::{key, metadata, policy, store, vars};
 #[cfg(feature = "body")]
 pub use keycard_layers::body;
-pub use keycard_layers::{auth, context, headers, persist, rewrite};
+pub use keycard_layers::{auth, context, forward, headers, persist, rewrite};
 #[cfg(feature = "redis")]
 pub use keycard_redis as redis;
 
