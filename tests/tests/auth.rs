@@ -1,4 +1,4 @@
-//! Every response case of spec auth.md, over real HTTP.
+//! Every response case of `docs/auth.md`, over real HTTP.
 
 use axum::Router;
 use axum::routing::get;

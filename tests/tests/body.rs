@@ -1,4 +1,4 @@
-//! Body transforms (spec body.md) over real HTTP, through the `body_enrichment` example stack.
+//! Body transforms (`docs/body.md`) over real HTTP, through the `body_enrichment` example stack.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

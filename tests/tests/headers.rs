@@ -1,4 +1,4 @@
-//! Header injection vectors (spec headers.md, variables.md) over real HTTP.
+//! Header injection vectors (`docs/headers.md`, `docs/variables.md`) over real HTTP.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -3,7 +3,8 @@
 //! The document is written by hand with `serde_json` rather than derived with `utoipa`: the
 //! session and policy types live in `keycard-core`, which would have to take a `utoipa`
 //! dependency (and derive annotations) for a document only this crate serves, and the exact
-//! error bodies of the spec are easier to state as examples here than through macro attributes.
+//! error bodies of `docs/statuses.md` are easier to state as examples here than through macro
+//! attributes.
 //! What keeps it honest is [`Routes`]: every route is registered through it, and a test walks
 //! both the registered routes and the document and fails when they differ.
 

@@ -1,5 +1,5 @@
 //! The variable language: `$tyk_meta.KEY`, `$tyk_context.NAME` and, in URL rewrite targets, `$N`
-//! capture groups (spec: `variables.md`).
+//! capture groups (reference: `docs/variables.md` in the repository).
 //!
 //! A [`Template`] is parsed once, when a layer is built, into literal text and variables.
 //! Rendering walks those parts and never scans rendered text again, so a client-supplied value
@@ -383,7 +383,7 @@ impl PathState {
     }
 }
 
-/// Renders one JSON value as text (the `variables.md` table): a string as is, an integer in
+/// Renders one JSON value as text (the table in `docs/variables.md`): a string as is, an integer in
 /// decimal, a float as the shortest round-trip decimal without an exponent, `true` / `false`,
 /// null as nothing, an array as its rendered elements joined with `,`, an object as compact
 /// JSON.

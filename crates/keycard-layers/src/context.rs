@@ -1,4 +1,4 @@
-//! Request context variables: what `$tyk_context.NAME` reads (spec `variables.md`).
+//! Request context variables: what `$tyk_context.NAME` reads (reference: `docs/variables.md`).
 //!
 //! | name | value |
 //! | --- | --- |

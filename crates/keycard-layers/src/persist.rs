@@ -1,5 +1,5 @@
 //! Persist-on-change: after the inner service answers, save the metadata changes the request made
-//! (spec `persist.md`).
+//! (reference: `docs/persist.md` in the repository).
 //!
 //! Most applications get this stage from `keycard::Keycard`, which always adds it with the store
 //! the load stage reads; stack it yourself only in a custom stack.

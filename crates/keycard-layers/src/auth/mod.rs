@@ -1,5 +1,5 @@
 //! Session load: find the API key, load the session behind it, and refuse requests that have no
-//! valid session (Tyk's auth-key middleware; spec `auth.md`).
+//! valid session (Tyk's auth-key middleware; reference: `docs/auth.md` in the repository).
 //!
 //! | case | status | body |
 //! | --- | --- | --- |

@@ -1,5 +1,5 @@
 //! Body transforms from session metadata and request context (Tyk's request/response body
-//! transforms; spec `body.md`).
+//! transforms; reference: `docs/body.md` in the repository).
 //!
 //! A [`BodyRule`] is a [minijinja](https://docs.rs/minijinja) template (Jinja syntax; Tyk's Go
 //! template `{{ ._tyk_meta.name }}` is `{{ _tyk_meta.name }}` here) scoped to a path pattern and

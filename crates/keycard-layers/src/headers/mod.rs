@@ -1,5 +1,5 @@
 //! Header injection from session metadata and request context (Tyk's request/response header
-//! transforms; spec `headers.md`).
+//! transforms; reference: `docs/headers.md` in the repository).
 //!
 //! A rule set removes headers, then sets headers from templates (`$tyk_meta.KEY`,
 //! `$tyk_context.NAME`; see [`keycard_core::vars`]). Setting *replaces* any value the header

@@ -1,5 +1,5 @@
 //! URL rewrite from session metadata, request context and trigger conditions (Tyk's URL rewrite
-//! middleware; spec `rewrite.md`).
+//! middleware; reference: `docs/rewrite.md` in the repository).
 //!
 //! A [`RewriteRule`] has a regex, `match_pattern`, matched against the request's path and query
 //! as the request has them (`/orders/7?x=1`, percent-encoding kept), and a target template,
