@@ -81,3 +81,45 @@ async fn create_call_patch_delete_through_the_admin_api_and_the_layers() {
         json!({"error": "Access to this API has been disallowed"})
     );
 }
+
+/// The admin example's management API and app share one policy set: a policy created through
+/// `/tyk/policies` applies to the app's next request (its metadata shows, the key is not locked
+/// out), and deactivating it gives the inactive-key answer, not a missing-policy one.
+#[tokio::test]
+async fn a_policy_created_through_the_admin_api_applies_to_the_app() {
+    let demo = admin::build(MemoryStore::new(), TYK.1, "test-admin-token").unwrap();
+    let app = Client::new(spawn(demo.app).await);
+    let admin = Client::new(spawn(demo.admin).await);
+    let send = |method: http::Method, path: &'static str, body: serde_json::Value| {
+        let admin = &admin;
+        async move {
+            admin
+                .send(method, path, &[TYK], Some(body.to_string().into()))
+                .await
+        }
+    };
+
+    let policy = json!({"id": "gold", "meta_data": {"plan": "gold"}});
+    let created = send(http::Method::POST, "/tyk/policies", policy).await;
+    assert_eq!(created.status, 200, "{}", created.text());
+    let key =
+        json!({"alias": "alice", "apply_policies": ["gold"], "meta_data": {"user_id": "u-alice"}});
+    let created = send(http::Method::POST, "/tyk/keys", key).await;
+    assert_eq!(created.status, 200, "{}", created.text());
+    let auth = format!("Bearer {}", created.json()["key"].as_str().unwrap());
+    let auth = [("authorization", auth.as_str())];
+
+    let whoami = app.get("/whoami", &auth).await;
+    assert_eq!(whoami.status, 200, "{}", whoami.text());
+    assert_eq!(whoami.json(), json!({"user_id": "u-alice", "plan": "gold"}));
+
+    let inactive = json!({"meta_data": {"plan": "gold"}, "is_inactive": true});
+    let updated = send(http::Method::PUT, "/tyk/policies/gold", inactive).await;
+    assert_eq!(updated.status, 200, "{}", updated.text());
+    let refused = app.get("/whoami", &auth).await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(
+        refused.json(),
+        json!({"error": "Key is inactive, please renew"})
+    );
+}

@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
+use keycard::context::ForwardedFor;
 use keycard::persist::PersistLayer;
 use keycard::prelude::*;
 use keycard::redis::RedisStore;
@@ -309,4 +310,35 @@ async fn a_key_header_with_non_ascii_bytes_is_a_bad_credential_not_a_missing_one
         response.json(),
         json!({"error": "Authorization field missing"})
     );
+}
+
+/// `X-Forwarded-For` is client-controlled at its left end: with one trusted proxy the client is
+/// the last entry, whatever the client prepended; with `Ignore` it is the peer address.
+#[tokio::test]
+async fn the_client_address_is_counted_from_the_right() {
+    let routes = Router::new().route(
+        "/ip",
+        get(
+            |headers: HeaderMap| async move { headers["x-client-ip"].to_str().unwrap().to_owned() },
+        ),
+    );
+    let store = MemoryStore::new();
+    store.insert_key(KEY, json!({})).unwrap();
+    let headers = || {
+        InjectHeadersLayer::request()
+            .set("x-client-ip", "$tyk_context.remote_addr")
+            .build()
+            .unwrap()
+    };
+    let one_proxy = Keycard::new(store.clone())
+        .forwarded_for(ForwardedFor::Proxies(1))
+        .request_headers(headers());
+    let client = Client::new(spawn(one_proxy.wrap(routes.clone())).await);
+    let spoofed = [AUTH, ("x-forwarded-for", "6.6.6.6, 203.0.113.9")];
+    assert_eq!(client.get("/ip", &spoofed).await.text(), "203.0.113.9");
+    let ignoring = Keycard::new(store)
+        .forwarded_for(ForwardedFor::Ignore)
+        .request_headers(headers());
+    let client = Client::new(spawn(ignoring.wrap(routes)).await);
+    assert_eq!(client.get("/ip", &spoofed).await.text(), "127.0.0.1");
 }
