@@ -14,9 +14,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     init_tracing();
     let addr = addr_from_env("KEYCARD_ADDR", "127.0.0.1:8080")?;
     let admin_addr = addr_from_env("KEYCARD_ADMIN_ADDR", "127.0.0.1:8081")?;
-    let tyk_secret = std::env::var("TYK_SECRET").unwrap_or_else(|_| "demo-tyk-secret".to_owned());
+    let tyk_secret =
+        std::env::var("TYK_SECRET").unwrap_or_else(|_| "demo-tyk-secret-change-me".to_owned());
     let admin_token =
-        std::env::var("ADMIN_TOKEN").unwrap_or_else(|_| "demo-admin-token".to_owned());
+        std::env::var("ADMIN_TOKEN").unwrap_or_else(|_| "demo-admin-token-change-me".to_owned());
 
     let demo = admin::build(MemoryStore::new(), &tyk_secret, &admin_token)?;
     let app_listener = keycard_examples::bind(addr).await?;

@@ -3,7 +3,7 @@
 //! layers sees the change.
 
 use axum::Router;
-use keycard::admin::AdminToken;
+use keycard::admin::{AdminConfigError, AdminToken};
 use keycard::headers::HeaderConfigError;
 use keycard::prelude::*;
 
@@ -11,6 +11,17 @@ use crate::quickstart;
 
 /// Scopes the demo admin token carries: everything the sessions API knows.
 pub const ADMIN_SCOPES: [&str; 3] = ["read:sessions", "update:sessions", "delete:sessions"];
+
+/// Why the admin example does not build.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminDemoError {
+    /// The quickstart's header rules (literals: never in practice).
+    #[error(transparent)]
+    Headers(#[from] HeaderConfigError),
+    /// A secret that is too short.
+    #[error(transparent)]
+    Secret(#[from] AdminConfigError),
+}
 
 /// The two routers of the admin example, over one store.
 pub struct AdminDemo {
@@ -26,18 +37,19 @@ pub struct AdminDemo {
 /// created through `/tyk/policies` applies to the app's next request.
 ///
 /// # Errors
-/// If the quickstart's header rules do not build (never in practice).
+/// [`AdminDemoError::Secret`] when `tyk_secret` or `admin_token` is shorter than
+/// [`MIN_SECRET_LENGTH`](keycard::admin::MIN_SECRET_LENGTH) bytes.
 pub fn build(
     store: impl SessionStore,
     tyk_secret: &str,
     admin_token: &str,
-) -> Result<AdminDemo, HeaderConfigError> {
+) -> Result<AdminDemo, AdminDemoError> {
     let keycard = quickstart::keycard(store)?;
     let admin = keycard
         .admin_api()
         .tyk_secret(tyk_secret)
         .admin_token(AdminToken::new("ops", admin_token, ADMIN_SCOPES))
-        .build()
+        .build()?
         .into_router();
     Ok(AdminDemo {
         app: keycard.wrap(quickstart::routes()),

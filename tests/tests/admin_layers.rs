@@ -6,7 +6,7 @@ use keycard_examples::admin;
 use keycard_tests::http::{Client, spawn};
 use serde_json::json;
 
-const TYK: (&str, &str) = ("x-tyk-authorization", "test-tyk-secret");
+const TYK: (&str, &str) = ("x-tyk-authorization", "test-tyk-secret-long");
 const ADMIN: (&str, &str) = ("authorization", "Bearer test-admin-token");
 
 #[tokio::test]

@@ -51,7 +51,9 @@ async fn missing_or_wrong_secret_gets_403_on_every_route() {
 
 #[tokio::test]
 async fn without_a_configured_secret_every_tyk_request_is_refused() {
-    let api = keycard_admin::AdminApi::builder(keycard_core::store::MemoryStore::new()).build();
+    let api = keycard_admin::AdminApi::builder(keycard_core::store::MemoryStore::new())
+        .build()
+        .unwrap();
     let addr = keycard_tests::http::spawn(api.into_router()).await;
     for secret in ["", "anything"] {
         let (status, _, body) = request(

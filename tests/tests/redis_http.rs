@@ -202,7 +202,7 @@ async fn admin_patch_is_seen_by_the_next_request_through_the_redis_cache() {
         .await
         .unwrap();
     assert!(store.has_cache());
-    let demo = admin::build(store, "tyk-secret-x", "admin-token-x").unwrap();
+    let demo = admin::build(store, "tyk-secret-for-redis", "admin-token-for-redis").unwrap();
     let app = Client::new(spawn(demo.app).await);
     let admin = Client::new(spawn(demo.admin).await);
     let hash = KeyId::of(&ApiKey::new(KEY)).to_string();
@@ -218,7 +218,7 @@ async fn admin_patch_is_seen_by_the_next_request_through_the_redis_cache() {
             http::Method::PATCH,
             &format!("/api/v2/sessions/{hash}"),
             &[
-                ("authorization", "Bearer admin-token-x"),
+                ("authorization", "Bearer admin-token-for-redis"),
                 ("content-type", "application/json"),
             ],
             Some(patch.to_string().into()),
@@ -235,7 +235,7 @@ async fn admin_patch_is_seen_by_the_next_request_through_the_redis_cache() {
         .send(
             http::Method::DELETE,
             &format!("/api/v2/sessions/{hash}"),
-            &[("authorization", "Bearer admin-token-x")],
+            &[("authorization", "Bearer admin-token-for-redis")],
             None,
         )
         .await;

@@ -2,6 +2,7 @@
 //! the [credentials](crate::credentials) the API was built with.
 
 use std::marker::PhantomData;
+use std::time::Duration;
 
 use axum::extract::FromRequestParts;
 use axum::response::{IntoResponse, Response};
@@ -11,6 +12,7 @@ use http::{HeaderValue, StatusCode, header};
 use crate::credentials::digest;
 use crate::error::{Auth0, Shape, Tyk};
 use crate::state::SharedState;
+use crate::throttle::client_of;
 
 /// The actor name audit events use for calls authorised by the Tyk secret.
 pub(crate) const TYK_ACTOR: &str = "tyk-secret";
@@ -25,16 +27,28 @@ impl FromRequestParts<SharedState> for TykAdmin {
         parts: &mut Parts,
         state: &SharedState,
     ) -> Result<Self, Self::Rejection> {
+        let client = client_of(parts);
+        if let Some(wait) = state.throttle.retry_after(client) {
+            return Err(too_many_failures::<Tyk>(wait));
+        }
         let presented = parts
             .headers
             .get("x-tyk-authorization")
             .map(|value| digest(value.as_bytes()));
-        match (&state.tyk_secret, presented) {
-            (Some(secret), Some(presented)) if secret.matches(&presented) => Ok(Self),
-            _ => Err(Tyk::error(
+        let refused = || {
+            Tyk::error(
                 StatusCode::FORBIDDEN,
                 "Attempted administrative access with invalid or missing key!",
-            )),
+            )
+        };
+        match (&state.tyk_secret, presented) {
+            (Some(secret), Some(presented)) if secret.matches(&presented) => Ok(Self),
+            (_, Some(_)) => {
+                state.throttle.failed(client);
+                tracing::warn!(target: "keycard::admin", %client, api = "tyk", "admin authentication failed: wrong X-Tyk-Authorization");
+                Err(refused())
+            }
+            (_, None) => Err(refused()),
         }
     }
 }
@@ -71,6 +85,19 @@ pub(crate) struct Bearer<S> {
     _scope: PhantomData<S>,
 }
 
+/// 429 in the API's shape, with `Retry-After` in whole seconds (rounded up).
+fn too_many_failures<S: Shape>(wait: Duration) -> Response {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut response = S::error(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("Too many failed authentication attempts; retry in {seconds} seconds"),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
 fn unauthorized(message: &str, error: Option<&str>) -> Response {
     let challenge = match error {
         Some(error) => format!("Bearer realm=\"keycard-admin\", error=\"{error}\""),
@@ -92,6 +119,10 @@ impl<S: RequiredScope> FromRequestParts<SharedState> for Bearer<S> {
         parts: &mut Parts,
         state: &SharedState,
     ) -> Result<Self, Self::Rejection> {
+        let client = client_of(parts);
+        if let Some(wait) = state.throttle.retry_after(client) {
+            return Err(too_many_failures::<Auth0>(wait));
+        }
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             return Err(unauthorized("Missing authentication", None));
         };
@@ -115,6 +146,8 @@ impl<S: RequiredScope> FromRequestParts<SharedState> for Bearer<S> {
             }
         }
         let Some(token) = found else {
+            state.throttle.failed(client);
+            tracing::warn!(target: "keycard::admin", %client, api = "auth0", "admin authentication failed: unknown bearer token");
             return Err(unauthorized("Invalid token", Some("invalid_token")));
         };
         if !S::ANY_OF.iter().any(|scope| token.has_scope(scope)) {

@@ -46,6 +46,7 @@ pub(crate) fn digest(presented: &[u8]) -> [u8; 32] {
 pub struct AdminToken {
     name: String,
     secret: Option<Secret>,
+    len: usize,
     scopes: Vec<String>,
 }
 
@@ -60,6 +61,7 @@ impl AdminToken {
         Self {
             name: name.into(),
             secret: Secret::new(token.as_ref()),
+            len: token.as_ref().len(),
             scopes: scopes.into_iter().map(Into::into).collect(),
         }
     }
@@ -69,6 +71,11 @@ impl AdminToken {
         self.secret
             .as_ref()
             .is_some_and(|secret| secret.matches(presented))
+    }
+
+    /// The token's length in bytes (checked against the minimum when the API is built).
+    pub(crate) fn len(&self) -> usize {
+        self.len
     }
 
     /// The token's name.

@@ -17,16 +17,17 @@
 //! # async fn main() {
 //! let store = MemoryStore::new();
 //! let api = AdminApi::builder(store.clone())
-//!     .tyk_secret("change-me")
-//!     .admin_token(AdminToken::new("ops", "s3cr3t-token", ["read:sessions"]))
-//!     .build();
+//!     .tyk_secret("change-me-to-a-long-secret")
+//!     .admin_token(AdminToken::new("ops", "s3cr3t-token-of-32-characters!!", ["read:sessions"]))
+//!     .build()
+//!     .expect("secrets of at least 16 bytes");
 //!
 //! // Create a key through the Tyk API: the raw key is in this response, and only here.
 //! let response = api
 //!     .router()
 //!     .oneshot(
 //!         Request::post("/tyk/keys")
-//!             .header("x-tyk-authorization", "change-me")
+//!             .header("x-tyk-authorization", "change-me-to-a-long-secret")
 //!             .body(Body::from(r#"{"alias": "alice", "meta_data": {"plan": "gold"}}"#))
 //!             .unwrap(),
 //!     )
@@ -43,7 +44,7 @@
 //!     .router()
 //!     .oneshot(
 //!         Request::get(format!("/api/v2/sessions/{hash}"))
-//!             .header("authorization", "Bearer s3cr3t-token")
+//!             .header("authorization", "Bearer s3cr3t-token-of-32-characters!!")
 //!             .body(Body::empty())
 //!             .unwrap(),
 //!     )
@@ -63,6 +64,12 @@
 //! - `/api/v2/...`: `Authorization: Bearer <token>` with one of the [`AdminToken`]s, whose scopes
 //!   (`read:sessions`, `update:sessions`, `delete:sessions`) decide what it may do.
 //! - `/openapi.json` is public: it describes the API, it holds no data.
+//!
+//! Secrets are at least [`MIN_SECRET_LENGTH`] bytes. A client that presents
+//! [`DEFAULT_MAX_FAILURES`] wrong credentials within [`DEFAULT_FAILURE_WINDOW`] gets 429 (in the
+//! API's error shape, with `Retry-After`) on every authenticated route until the window ends
+//! ([`AdminApiBuilder::auth_failures`]); each failure is logged at `WARN` (target
+//! `keycard::admin`) with the client address, never the presented secret.
 //!
 //! Secrets are compared in constant time (both sides are SHA-256 hashed first, then compared
 //! with [`subtle`](https://docs.rs/subtle)), so neither their content nor their length leaks
@@ -85,6 +92,7 @@ pub mod logout;
 mod openapi;
 mod sessions;
 mod state;
+mod throttle;
 mod time;
 mod tyk;
 
@@ -97,13 +105,45 @@ use keycard_core::store::SessionStore;
 
 pub use crate::credentials::AdminToken;
 pub use crate::logout::{BackChannelLogout, LogoutStats};
+pub use crate::throttle::{DEFAULT_FAILURE_WINDOW, DEFAULT_MAX_FAILURES};
 
 use crate::credentials::Secret;
 use crate::logout::LogoutSender;
 use crate::state::AdminState;
+use crate::throttle::FailureThrottle;
 
 /// The default minimum length of a custom key (`POST /tyk/keys/{key}`).
 pub const DEFAULT_MIN_KEY_LENGTH: usize = 16;
+
+/// The minimum length, in bytes, of the Tyk secret and of every admin bearer token.
+pub const MIN_SECRET_LENGTH: usize = 16;
+
+/// An [`AdminApi`] that cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminConfigError {
+    /// The Tyk secret is shorter than [`MIN_SECRET_LENGTH`] (an empty one disables the Tyk API).
+    #[error("the Tyk secret must be at least {min} bytes (it is {len})")]
+    ShortTykSecret {
+        /// The secret's length.
+        len: usize,
+        /// [`MIN_SECRET_LENGTH`].
+        min: usize,
+    },
+    /// An admin token is shorter than [`MIN_SECRET_LENGTH`].
+    #[error("admin token {name:?} must be at least {min} bytes (it is {len})")]
+    ShortToken {
+        /// The token's name.
+        name: String,
+        /// The token's length.
+        len: usize,
+        /// [`MIN_SECRET_LENGTH`].
+        min: usize,
+    },
+    /// Failure throttling needs at least one allowed failure and a non-zero window.
+    #[error("auth_failures needs max >= 1 and a non-zero window")]
+    InvalidThrottle,
+}
 
 /// The management API: build it with [`AdminApi::builder`], then mount [`AdminApi::router`].
 #[derive(Clone, Debug)]
@@ -120,7 +160,10 @@ impl AdminApi {
             store: Arc::new(store),
             policies: MemoryPolicies::new(),
             tyk_secret: None,
+            tyk_secret_len: 0,
             tokens: Vec::new(),
+            max_failures: DEFAULT_MAX_FAILURES,
+            failure_window: DEFAULT_FAILURE_WINDOW,
             tyk_limits: MetadataLimits::tyk(),
             min_key_length: DEFAULT_MIN_KEY_LENGTH,
             logout: None,
@@ -155,7 +198,10 @@ pub struct AdminApiBuilder {
     store: Arc<dyn SessionStore>,
     policies: MemoryPolicies,
     tyk_secret: Option<Secret>,
+    tyk_secret_len: usize,
     tokens: Vec<AdminToken>,
+    max_failures: u32,
+    failure_window: std::time::Duration,
     tyk_limits: MetadataLimits,
     min_key_length: usize,
     logout: Option<BackChannelLogout>,
@@ -169,10 +215,24 @@ impl AdminApiBuilder {
         self
     }
 
-    /// The secret `X-Tyk-Authorization` must carry. Without one (or with an empty one) every
+    /// The secret `X-Tyk-Authorization` must carry, at least [`MIN_SECRET_LENGTH`] bytes
+    /// ([`build`](Self::build) refuses a shorter one). Without one (or with an empty one) every
     /// `/tyk/...` request is refused with 403.
     pub fn tyk_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
         self.tyk_secret = Secret::new(secret.as_ref());
+        self.tyk_secret_len = secret.as_ref().len();
+        self
+    }
+
+    /// How many wrong credentials a client may present per `window` before every
+    /// authenticated request it makes is answered 429 with `Retry-After` until the window ends
+    /// (default [`DEFAULT_MAX_FAILURES`] per [`DEFAULT_FAILURE_WINDOW`]). Clients are told apart
+    /// by their TCP peer address (IPv6 by /64), so serve the router with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`; without it all clients share one
+    /// budget.
+    pub fn auth_failures(mut self, max: u32, window: std::time::Duration) -> Self {
+        self.max_failures = max;
+        self.failure_window = window;
         self
     }
 
@@ -203,7 +263,27 @@ impl AdminApiBuilder {
     }
 
     /// Builds the API.
-    pub fn build(self) -> AdminApi {
+    ///
+    /// # Errors
+    /// A Tyk secret or admin token shorter than [`MIN_SECRET_LENGTH`] bytes, or an
+    /// [`auth_failures`](Self::auth_failures) budget of zero.
+    pub fn build(self) -> Result<AdminApi, AdminConfigError> {
+        if self.tyk_secret_len > 0 && self.tyk_secret_len < MIN_SECRET_LENGTH {
+            return Err(AdminConfigError::ShortTykSecret {
+                len: self.tyk_secret_len,
+                min: MIN_SECRET_LENGTH,
+            });
+        }
+        if let Some(token) = self.tokens.iter().find(|t| t.len() < MIN_SECRET_LENGTH) {
+            return Err(AdminConfigError::ShortToken {
+                name: token.name().to_owned(),
+                len: token.len(),
+                min: MIN_SECRET_LENGTH,
+            });
+        }
+        if self.max_failures == 0 || self.failure_window.is_zero() {
+            return Err(AdminConfigError::InvalidThrottle);
+        }
         let sender = LogoutSender::new(self.logout);
         let logout_stats = sender.stats();
         let state = Arc::new(AdminState {
@@ -215,11 +295,12 @@ impl AdminApiBuilder {
             tyk_limits: self.tyk_limits,
             min_key_length: self.min_key_length,
             logout: sender,
+            throttle: FailureThrottle::new(self.max_failures, self.failure_window),
         });
-        AdminApi {
+        Ok(AdminApi {
             router: openapi::routes().into_router().with_state(state),
             logout_stats,
-        }
+        })
     }
 }
 
@@ -231,6 +312,8 @@ impl std::fmt::Debug for AdminApiBuilder {
                 &self.tyk_secret.as_ref().map(|_| "<redacted>"),
             )
             .field("tokens", &self.tokens)
+            .field("max_failures", &self.max_failures)
+            .field("failure_window", &self.failure_window)
             .field("tyk_limits", &self.tyk_limits)
             .field("min_key_length", &self.min_key_length)
             .field("logout", &self.logout)

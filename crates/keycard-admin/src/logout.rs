@@ -27,7 +27,8 @@
 //!     );
 //! let api = AdminApi::builder(MemoryStore::new())
 //!     .back_channel_logout(logout)
-//!     .build();
+//!     .build()
+//!     .expect("no secret too short");
 //! assert_eq!(api.logout_stats().delivered(), 0);
 //! # Ok(())
 //! # }

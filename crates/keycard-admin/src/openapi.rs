@@ -519,6 +519,7 @@ mod tests {
     async fn the_live_router_serves_exactly_the_documented_operations() {
         let router = crate::AdminApi::builder(MemoryStore::new())
             .build()
+            .expect("the default configuration builds")
             .into_router();
         let documented = documented();
         let paths: BTreeSet<&String> = documented.iter().map(|(_, path)| path).collect();

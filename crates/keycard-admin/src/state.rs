@@ -8,6 +8,7 @@ use keycard_core::store::SessionStore;
 
 use crate::credentials::{AdminToken, Secret};
 use crate::logout::LogoutSender;
+use crate::throttle::FailureThrottle;
 
 /// What every handler sees.
 pub(crate) struct AdminState {
@@ -21,6 +22,7 @@ pub(crate) struct AdminState {
     pub(crate) tyk_limits: MetadataLimits,
     pub(crate) min_key_length: usize,
     pub(crate) logout: LogoutSender,
+    pub(crate) throttle: FailureThrottle,
 }
 
 pub(crate) type SharedState = Arc<AdminState>;

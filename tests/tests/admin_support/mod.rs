@@ -19,7 +19,7 @@ pub const TYK_SECRET: &str = "tyk-secret-for-tests";
 /// Holds every sessions scope.
 pub const ALL: &str = "token-with-every-scope";
 /// Holds `read:sessions` only.
-pub const READ_ONLY: &str = "token-read-only";
+pub const READ_ONLY: &str = "token-read-only-sessions";
 /// Holds `update:session` (the singular form Auth0 also accepts) only.
 pub const UPDATE_SINGULAR: &str = "token-update-singular";
 /// Holds no scope at all.
@@ -33,9 +33,12 @@ pub struct Admin {
     pub stats: LogoutStats,
 }
 
+/// The test credentials; the failure budget is raised because tests present wrong credentials
+/// on purpose, many times (`admin_auth` tests the default budget).
 fn configured(store: impl SessionStore, policies: MemoryPolicies) -> AdminApiBuilder {
     AdminApi::builder(store)
         .policies(policies)
+        .auth_failures(10_000, std::time::Duration::from_secs(60))
         .tyk_secret(TYK_SECRET)
         .admin_token(AdminToken::new(
             "ops",
@@ -60,7 +63,9 @@ pub async fn start() -> Admin {
 pub async fn start_with(configure: impl FnOnce(AdminApiBuilder) -> AdminApiBuilder) -> Admin {
     let store = MemoryStore::new();
     let policies = MemoryPolicies::new();
-    let api = configure(configured(store.clone(), policies.clone())).build();
+    let api = configure(configured(store.clone(), policies.clone()))
+        .build()
+        .expect("the test configuration builds");
     let stats = api.logout_stats();
     let addr = spawn(api.into_router()).await;
     Admin {
@@ -76,6 +81,7 @@ pub async fn start_down() -> SocketAddr {
     spawn(
         configured(UnavailableStore, MemoryPolicies::new())
             .build()
+            .expect("the test configuration builds")
             .into_router(),
     )
     .await
