@@ -23,7 +23,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = quickstart::app(store)?;
     let listener = keycard_examples::bind(addr).await?;
     let addr = listener.local_addr()?;
-    println!("keycard on Redis ({url}, prefix {prefix:?}) listening on http://{addr}");
+    let shown = keycard::redis::redact_url(&url);
+    println!("keycard on Redis ({shown}, prefix {prefix:?}) listening on http://{addr}");
     println!("try:");
     println!("  curl -H 'Authorization: Bearer {key}' http://{addr}/whoami");
     println!("  curl -X POST -H 'Authorization: Bearer {key}' http://{addr}/visits");

@@ -39,7 +39,7 @@ pub enum ConnectError {
 /// The store always runs with a reconnect policy, a connect timeout, a command timeout and
 /// unresponsive-connection detection; those fred settings are owned by this builder (values set
 /// on a fred [`Builder`] for them are replaced, except a reconnect policy, which is kept).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[must_use]
 pub struct RedisStoreBuilder {
     pub(crate) fred: Builder,
@@ -49,6 +49,67 @@ pub struct RedisStoreBuilder {
     pub(crate) expiry_grace: Duration,
     pub(crate) min_replicas_ack: u32,
     pub(crate) cache: Option<CacheConfig>,
+}
+
+/// Shows the servers and settings, never the credentials (fred's own `Debug` of its config
+/// prints the password).
+impl std::fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let config = self.fred.get_config();
+        let servers: Vec<String> = config
+            .map(|config| {
+                config
+                    .server
+                    .hosts()
+                    .iter()
+                    .map(|server| format!("{}:{}", server.host, server.port))
+                    .collect()
+            })
+            .unwrap_or_default();
+        f.debug_struct("RedisStoreBuilder")
+            .field("servers", &servers)
+            .field(
+                "username",
+                &config
+                    .and_then(|c| c.username.as_deref())
+                    .map(|_| "<redacted>"),
+            )
+            .field(
+                "password",
+                &config
+                    .and_then(|c| c.password.as_deref())
+                    .map(|_| "<redacted>"),
+            )
+            .field("prefix", &self.prefix)
+            .field("command_timeout", &self.command_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("expiry_grace", &self.expiry_grace)
+            .field("min_replicas_ack", &self.min_replicas_ack)
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `url` with any userinfo (`user:password@`) replaced by `***@`, for logs and messages:
+/// `redis://default:s3cret@cache:6379/0` → `redis://***@cache:6379/0`.
+///
+/// ```
+/// assert_eq!(
+///     keycard_redis::redact_url("redis://default:s3cret@cache:6379/0"),
+///     "redis://***@cache:6379/0"
+/// );
+/// assert_eq!(keycard_redis::redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+/// ```
+pub fn redact_url(url: &str) -> std::borrow::Cow<'_, str> {
+    let authority_start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[authority_start..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            std::borrow::Cow::Owned(format!("{}***{}", &url[..authority_start], &rest[at..]))
+        }
+        None => std::borrow::Cow::Borrowed(url),
+    }
 }
 
 impl RedisStoreBuilder {
@@ -173,6 +234,49 @@ mod tests {
             RedisStore::url("rediss://127.0.0.1:6379"),
             Err(ConnectError::Config(_))
         ));
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_credentials() {
+        let builder = RedisStore::url("redis://admin:s3cret-pass@127.0.0.1:6380/0").unwrap();
+        let shown = format!("{builder:?}");
+        assert!(
+            !shown.contains("s3cret-pass") && !shown.contains("admin"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("127.0.0.1:6380") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+        let error = RedisStore::url("redis://admin:s3cret-pass@[not a host/0")
+            .map(|_| ())
+            .unwrap_err();
+        assert!(!error.to_string().contains("s3cret-pass"), "{error}");
+    }
+
+    #[test]
+    fn redacted_urls_keep_everything_but_the_userinfo() {
+        for (url, shown) in [
+            (
+                "redis://default:pw@cache:6379/0",
+                "redis://***@cache:6379/0",
+            ),
+            ("redis://:pw@cache", "redis://***@cache"),
+            (
+                "rediss://user:p@ss@host:1?x=a@b",
+                "rediss://***@host:1?x=a@b",
+            ),
+            (
+                "redis://host:6379/0?password@x",
+                "redis://host:6379/0?password@x",
+            ),
+            (
+                "redis-cluster://u:p@h:1?node=h2:2",
+                "redis-cluster://***@h:1?node=h2:2",
+            ),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
     }
 
     #[test]

@@ -130,6 +130,6 @@ mod store;
 pub use cache::CacheConfig;
 pub use config::{
     ConnectError, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX,
-    RedisStoreBuilder,
+    RedisStoreBuilder, redact_url,
 };
 pub use store::RedisStore;
