@@ -1,12 +1,15 @@
 //! Who is calling: extractors that check the Tyk secret and the bearer tokens' scopes against
 //! the [credentials](crate::credentials) the API was built with.
 
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
 use axum::extract::FromRequestParts;
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
+use utoipa::IntoResponses;
+use utoipa::openapi::{self, HeaderBuilder, RefOr};
 
 use crate::credentials::digest;
 use crate::error::{Auth0, Shape, Tyk};
@@ -14,6 +17,11 @@ use crate::state::SharedState;
 
 /// The actor name audit events use for calls authorised by the Tyk secret.
 pub(crate) const TYK_ACTOR: &str = "tyk-secret";
+
+/// The message of the 403 without the right `X-Tyk-Authorization` (Tyk's own words).
+const TYK_REFUSED: &str = "Attempted administrative access with invalid or missing key!";
+/// The message of the 401 without an `Authorization` header.
+const MISSING_AUTHENTICATION: &str = "Missing authentication";
 
 /// A request authorised by the Tyk secret (`X-Tyk-Authorization`).
 pub(crate) struct TykAdmin;
@@ -31,11 +39,24 @@ impl FromRequestParts<SharedState> for TykAdmin {
             .map(|value| digest(value.as_bytes()));
         match (&state.tyk_secret, presented) {
             (Some(secret), Some(presented)) if secret.matches(&presented) => Ok(Self),
-            _ => Err(Tyk::error(
-                StatusCode::FORBIDDEN,
-                "Attempted administrative access with invalid or missing key!",
-            )),
+            _ => Err(Tyk::error(StatusCode::FORBIDDEN, TYK_REFUSED)),
         }
+    }
+}
+
+/// The documented refusal of [`TykAdmin`]: `responses(TykRefusals)` in every Tyk handler's
+/// `#[utoipa::path]`.
+pub(crate) struct TykRefusals;
+
+impl IntoResponses for TykRefusals {
+    fn responses() -> BTreeMap<String, RefOr<openapi::Response>> {
+        let status = StatusCode::FORBIDDEN;
+        let response = Tyk::documented(
+            status,
+            "`X-Tyk-Authorization` is missing or wrong (or the API has no Tyk secret)",
+            TYK_REFUSED,
+        );
+        BTreeMap::from([(status.as_str().to_owned(), RefOr::T(response))])
     }
 }
 
@@ -71,6 +92,13 @@ pub(crate) struct Bearer<S> {
     _scope: PhantomData<S>,
 }
 
+fn insufficient_scope<S: RequiredScope>() -> String {
+    format!(
+        "Insufficient scope, expected any of: {}",
+        S::ANY_OF.join(",")
+    )
+}
+
 fn unauthorized(message: &str, error: Option<&str>) -> Response {
     let challenge = match error {
         Some(error) => format!("Bearer realm=\"keycard-admin\", error=\"{error}\""),
@@ -93,7 +121,7 @@ impl<S: RequiredScope> FromRequestParts<SharedState> for Bearer<S> {
         state: &SharedState,
     ) -> Result<Self, Self::Rejection> {
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return Err(unauthorized("Missing authentication", None));
+            return Err(unauthorized(MISSING_AUTHENTICATION, None));
         };
         let token = value
             .as_bytes()
@@ -118,18 +146,53 @@ impl<S: RequiredScope> FromRequestParts<SharedState> for Bearer<S> {
             return Err(unauthorized("Invalid token", Some("invalid_token")));
         };
         if !S::ANY_OF.iter().any(|scope| token.has_scope(scope)) {
-            return Err(Auth0::error(
-                StatusCode::FORBIDDEN,
-                format!(
-                    "Insufficient scope, expected any of: {}",
-                    S::ANY_OF.join(",")
-                ),
-            )
-            .into_response());
+            return Err(
+                Auth0::error(StatusCode::FORBIDDEN, insufficient_scope::<S>()).into_response(),
+            );
         }
         Ok(Self {
             actor: token.name().to_owned(),
             _scope: PhantomData,
         })
+    }
+}
+
+/// The documented refusals of [`Bearer<S>`]: `responses(BearerRefusals<ReadSessions>)` in every
+/// Auth0 handler's `#[utoipa::path]`, next to `security(("bearer" = [...]))` naming each scope
+/// of `S::ANY_OF` (a test holds the two together).
+pub(crate) struct BearerRefusals<S>(PhantomData<S>);
+
+impl<S: RequiredScope> IntoResponses for BearerRefusals<S> {
+    fn responses() -> BTreeMap<String, RefOr<openapi::Response>> {
+        let mut unauthorized = Auth0::documented(
+            StatusCode::UNAUTHORIZED,
+            "No `Authorization: Bearer` header, a malformed one, or an unknown token",
+            MISSING_AUTHENTICATION,
+        );
+        unauthorized.headers.insert(
+            header::WWW_AUTHENTICATE.as_str().to_owned(),
+            HeaderBuilder::new()
+                .schema(Some(openapi::schema::ObjectBuilder::new().schema_type(openapi::schema::Type::String)))
+                .description(Some(
+                    "`Bearer realm=\"keycard-admin\"`, with `error=\"invalid_request\"` or `error=\"invalid_token\"` when a header was sent",
+                ))
+                .build()
+                .into(),
+        );
+        let forbidden = Auth0::documented(
+            StatusCode::FORBIDDEN,
+            "The token holds none of the scopes the operation accepts",
+            &insufficient_scope::<S>(),
+        );
+        BTreeMap::from([
+            (
+                StatusCode::UNAUTHORIZED.as_str().to_owned(),
+                RefOr::T(unauthorized),
+            ),
+            (
+                StatusCode::FORBIDDEN.as_str().to_owned(),
+                RefOr::T(forbidden),
+            ),
+        ])
     }
 }
