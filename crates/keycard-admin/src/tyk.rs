@@ -210,7 +210,7 @@ pub(crate) async fn create_generated_alias(
     request_body = SessionRecord,
     responses(
         (status = OK, description = "Created", body = TykAction),
-        (status = BAD_REQUEST, description = "The key is too short, the body does not parse, its metadata is over the limits, or it names a policy that does not exist", body = TykError, example = json!(Tyk::body(StatusCode::BAD_REQUEST, MALFORMED))),
+        (status = BAD_REQUEST, description = "The key is too short, the body does not parse, its metadata is over the limits, or it names a policy that does not exist; or the path is not UTF-8", body = TykError, example = json!(Tyk::body(StatusCode::BAD_REQUEST, MALFORMED))),
         (status = CONFLICT, description = "The key exists", body = TykError, example = json!(Tyk::body(StatusCode::CONFLICT, KEY_EXISTS))),
         TykRefusals,
         TooLarge<Tyk>,
@@ -288,7 +288,7 @@ pub(crate) async fn get_key(
     request_body = SessionRecord,
     responses(
         (status = OK, description = "Replaced; `key` is the key hash", body = TykAction),
-        (status = BAD_REQUEST, description = "The body does not parse, its metadata is over the limits, or it names a policy that does not exist", body = TykError, example = json!(Tyk::body(StatusCode::BAD_REQUEST, MALFORMED))),
+        (status = BAD_REQUEST, description = "The body does not parse, its metadata is over the limits, or it names a policy that does not exist; or the path is not UTF-8", body = TykError, example = json!(Tyk::body(StatusCode::BAD_REQUEST, MALFORMED))),
         (status = NOT_FOUND, description = "No such key", body = TykError, example = json!(Tyk::body(StatusCode::NOT_FOUND, PUT_NOT_FOUND))),
         (status = CONFLICT, description = "`version` is no longer the stored one", body = TykError, example = json!(Tyk::body(StatusCode::CONFLICT, KEY_CONFLICT))),
         TykRefusals,
@@ -536,7 +536,7 @@ pub(crate) async fn create_policy(
     request_body = Policy,
     responses(
         (status = OK, description = "Replaced; `key` is the policy id", body = TykAction),
-        (status = BAD_REQUEST, description = "The body does not parse or its metadata is over the limits", body = TykError, example = json!(Tyk::body(StatusCode::BAD_REQUEST, MALFORMED))),
+        (status = BAD_REQUEST, description = "The body does not parse or its metadata is over the limits; or the path is not UTF-8", body = TykError, example = json!(Tyk::body(StatusCode::BAD_REQUEST, MALFORMED))),
         (status = NOT_FOUND, description = "No such policy", body = TykError, example = json!(Tyk::body(StatusCode::NOT_FOUND, POLICY_NOT_FOUND))),
         TykRefusals,
         TooLarge<Tyk>,
