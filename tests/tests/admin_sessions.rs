@@ -575,7 +575,7 @@ async fn openapi_document_is_served() {
     let (status, headers, doc) = request(Method::GET, &admin.url("/openapi.json"), &[], "").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "application/json");
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1."));
     for path in [
         "/tyk/keys",
         "/tyk/keys/create",

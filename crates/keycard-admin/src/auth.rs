@@ -1,6 +1,7 @@
 //! Who is calling: extractors that check the Tyk secret and the bearer tokens' scopes against
 //! the [credentials](crate::credentials) the API was built with.
 
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::time::Duration;
 
@@ -8,6 +9,8 @@ use axum::extract::FromRequestParts;
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
+use utoipa::IntoResponses;
+use utoipa::openapi::{self, HeaderBuilder, RefOr};
 
 use crate::credentials::digest;
 use crate::error::{Auth0, Shape, Tyk};
@@ -16,6 +19,11 @@ use crate::throttle::client_of;
 
 /// The actor name audit events use for calls authorised by the Tyk secret.
 pub(crate) const TYK_ACTOR: &str = "tyk-secret";
+
+/// The message of the 403 without the right `X-Tyk-Authorization` (Tyk's own words).
+const TYK_REFUSED: &str = "Attempted administrative access with invalid or missing key!";
+/// The message of the 401 without an `Authorization` header.
+const MISSING_AUTHENTICATION: &str = "Missing authentication";
 
 /// A request authorised by the Tyk secret (`X-Tyk-Authorization`).
 pub(crate) struct TykAdmin;
@@ -35,22 +43,61 @@ impl FromRequestParts<SharedState> for TykAdmin {
             .headers
             .get("x-tyk-authorization")
             .map(|value| digest(value.as_bytes()));
-        let refused = || {
-            Tyk::error(
-                StatusCode::FORBIDDEN,
-                "Attempted administrative access with invalid or missing key!",
-            )
-        };
         match (&state.tyk_secret, presented) {
             (Some(secret), Some(presented)) if secret.matches(&presented) => Ok(Self),
             (_, Some(_)) => {
                 state.throttle.failed(client);
                 tracing::warn!(target: "keycard::admin", %client, api = "tyk", "admin authentication failed: wrong X-Tyk-Authorization");
-                Err(refused())
+                Err(Tyk::error(StatusCode::FORBIDDEN, TYK_REFUSED))
             }
-            (_, None) => Err(refused()),
+            (_, None) => Err(Tyk::error(StatusCode::FORBIDDEN, TYK_REFUSED)),
         }
     }
+}
+
+/// The documented refusal of [`TykAdmin`]: `responses(TykRefusals)` in every Tyk handler's
+/// `#[utoipa::path]`.
+pub(crate) struct TykRefusals;
+
+impl IntoResponses for TykRefusals {
+    fn responses() -> BTreeMap<String, RefOr<openapi::Response>> {
+        let status = StatusCode::FORBIDDEN;
+        let response = Tyk::documented(
+            status,
+            "`X-Tyk-Authorization` is missing or wrong (or the API has no Tyk secret)",
+            TYK_REFUSED,
+        );
+        BTreeMap::from([
+            (status.as_str().to_owned(), RefOr::T(response)),
+            throttled::<Tyk>(),
+        ])
+    }
+}
+
+/// The documented 429 of a client that spent its failure budget, with `Retry-After`.
+fn throttled<S: Shape>() -> (String, RefOr<openapi::Response>) {
+    let status = StatusCode::TOO_MANY_REQUESTS;
+    let mut response = S::documented(
+        status,
+        "This client presented too many wrong credentials in the failure window; every \
+         authenticated request is refused until it ends, whatever its credential",
+        &too_many_failures_message(30),
+    );
+    response.headers.insert(
+        header::RETRY_AFTER.as_str().to_owned(),
+        HeaderBuilder::new()
+            .schema(Some(
+                openapi::schema::ObjectBuilder::new().schema_type(openapi::schema::Type::Integer),
+            ))
+            .description(Some("Seconds until the failure window ends"))
+            .build()
+            .into(),
+    );
+    (status.as_str().to_owned(), RefOr::T(response))
+}
+
+fn too_many_failures_message(seconds: u64) -> String {
+    format!("Too many failed authentication attempts; retry in {seconds} seconds")
 }
 
 /// The scopes an Auth0 route accepts (any one of them).
@@ -90,12 +137,19 @@ fn too_many_failures<S: Shape>(wait: Duration) -> Response {
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     let mut response = S::error(
         StatusCode::TOO_MANY_REQUESTS,
-        format!("Too many failed authentication attempts; retry in {seconds} seconds"),
+        too_many_failures_message(seconds),
     );
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     response
+}
+
+fn insufficient_scope<S: RequiredScope>() -> String {
+    format!(
+        "Insufficient scope, expected any of: {}",
+        S::ANY_OF.join(",")
+    )
 }
 
 fn unauthorized(message: &str, error: Option<&str>) -> Response {
@@ -124,7 +178,7 @@ impl<S: RequiredScope> FromRequestParts<SharedState> for Bearer<S> {
             return Err(too_many_failures::<Auth0>(wait));
         }
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return Err(unauthorized("Missing authentication", None));
+            return Err(unauthorized(MISSING_AUTHENTICATION, None));
         };
         let token = value
             .as_bytes()
@@ -151,18 +205,54 @@ impl<S: RequiredScope> FromRequestParts<SharedState> for Bearer<S> {
             return Err(unauthorized("Invalid token", Some("invalid_token")));
         };
         if !S::ANY_OF.iter().any(|scope| token.has_scope(scope)) {
-            return Err(Auth0::error(
-                StatusCode::FORBIDDEN,
-                format!(
-                    "Insufficient scope, expected any of: {}",
-                    S::ANY_OF.join(",")
-                ),
-            )
-            .into_response());
+            return Err(
+                Auth0::error(StatusCode::FORBIDDEN, insufficient_scope::<S>()).into_response(),
+            );
         }
         Ok(Self {
             actor: token.name().to_owned(),
             _scope: PhantomData,
         })
+    }
+}
+
+/// The documented refusals of [`Bearer<S>`]: `responses(BearerRefusals<ReadSessions>)` in every
+/// Auth0 handler's `#[utoipa::path]`, next to `security(("bearer" = [...]))` naming each scope
+/// of `S::ANY_OF` (a test holds the two together).
+pub(crate) struct BearerRefusals<S>(PhantomData<S>);
+
+impl<S: RequiredScope> IntoResponses for BearerRefusals<S> {
+    fn responses() -> BTreeMap<String, RefOr<openapi::Response>> {
+        let mut unauthorized = Auth0::documented(
+            StatusCode::UNAUTHORIZED,
+            "No `Authorization: Bearer` header, a malformed one, or an unknown token",
+            MISSING_AUTHENTICATION,
+        );
+        unauthorized.headers.insert(
+            header::WWW_AUTHENTICATE.as_str().to_owned(),
+            HeaderBuilder::new()
+                .schema(Some(openapi::schema::ObjectBuilder::new().schema_type(openapi::schema::Type::String)))
+                .description(Some(
+                    "`Bearer realm=\"keycard-admin\"`, with `error=\"invalid_request\"` or `error=\"invalid_token\"` when a header was sent",
+                ))
+                .build()
+                .into(),
+        );
+        let forbidden = Auth0::documented(
+            StatusCode::FORBIDDEN,
+            "The token holds none of the scopes the operation accepts",
+            &insufficient_scope::<S>(),
+        );
+        BTreeMap::from([
+            (
+                StatusCode::UNAUTHORIZED.as_str().to_owned(),
+                RefOr::T(unauthorized),
+            ),
+            (
+                StatusCode::FORBIDDEN.as_str().to_owned(),
+                RefOr::T(forbidden),
+            ),
+            throttled::<Auth0>(),
+        ])
     }
 }

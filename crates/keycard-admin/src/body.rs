@@ -1,6 +1,7 @@
 //! Request bodies and path parameters with rejections in each API's error shape, so axum's
 //! plain-text rejections never reach a client.
 
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
 use axum::body::Bytes;
@@ -10,13 +11,26 @@ use http::request::Parts;
 use http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use utoipa::IntoResponses;
+use utoipa::openapi::{self, RefOr};
 
 use crate::error::{Auth0, Shape, Tyk};
+
+/// Tyk's answer to a body that does not parse.
+pub(crate) const TYK_MALFORMED: &str = "Request malformed";
+/// The answer to a body over axum's limit (2 MB by default).
+const TOO_LARGE: &str = "Request body too large";
+/// The answer to a path parameter that is not UTF-8 once percent-decoded.
+pub(crate) const INVALID_PARAM: &str = "Invalid path parameter";
+/// The Auth0 answer to a body without a JSON content type.
+pub(crate) const AUTH0_NOT_JSON: &str = "Content-Type must be application/json";
+/// The Auth0 answer to a body that is not JSON.
+pub(crate) const AUTH0_INVALID_JSON: &str = "Invalid request payload JSON format";
 
 async fn bytes<S: Shape, St: Send + Sync>(req: Request, state: &St) -> Result<Bytes, Response> {
     Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            S::error(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")
+            S::error(StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE)
         } else {
             S::error(StatusCode::BAD_REQUEST, "Request body could not be read")
         }
@@ -34,7 +48,7 @@ impl<T: DeserializeOwned, St: Send + Sync> FromRequest<St> for TykJson<T> {
         let body = bytes::<Tyk, St>(req, state).await?;
         serde_json::from_slice(&body)
             .map(Self)
-            .map_err(|_| Tyk::error(StatusCode::BAD_REQUEST, "Request malformed"))
+            .map_err(|_| Tyk::error(StatusCode::BAD_REQUEST, TYK_MALFORMED))
     }
 }
 
@@ -63,16 +77,13 @@ impl<St: Send + Sync> FromRequest<St> for Auth0Json {
         if !is_json(&req) {
             return Err(Auth0::error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "Content-Type must be application/json",
+                AUTH0_NOT_JSON,
             ));
         }
         let body = bytes::<Auth0, St>(req, state).await?;
-        serde_json::from_slice(&body).map(Self).map_err(|_| {
-            Auth0::error(
-                StatusCode::BAD_REQUEST,
-                "Invalid request payload JSON format",
-            )
-        })
+        serde_json::from_slice(&body)
+            .map(Self)
+            .map_err(|_| Auth0::error(StatusCode::BAD_REQUEST, AUTH0_INVALID_JSON))
     }
 }
 
@@ -86,7 +97,19 @@ impl<S: Shape, St: Send + Sync> FromRequestParts<St> for Param<S> {
         Path::<String>::from_request_parts(parts, state)
             .await
             .map(|Path(value)| Self(value, PhantomData))
-            .map_err(|_| S::error(StatusCode::BAD_REQUEST, "Invalid path parameter"))
+            .map_err(|_| S::error(StatusCode::BAD_REQUEST, INVALID_PARAM))
+    }
+}
+
+/// The documented 413 of [`TykJson`] and [`Auth0Json`]: `responses(TooLarge<Tyk>)` in the
+/// `#[utoipa::path]` of every handler that reads a body.
+pub(crate) struct TooLarge<S>(PhantomData<S>);
+
+impl<S: Shape> IntoResponses for TooLarge<S> {
+    fn responses() -> BTreeMap<String, RefOr<openapi::Response>> {
+        let status = StatusCode::PAYLOAD_TOO_LARGE;
+        let response = S::documented(status, "The body is over 2 MB", TOO_LARGE);
+        BTreeMap::from([(status.as_str().to_owned(), RefOr::T(response))])
     }
 }
 

@@ -1,11 +1,16 @@
 //! The two error shapes — Tyk's `{"status":"error","message":...}` and Auth0's
-//! `{"statusCode":...,"error":...,"message":...}` — and JSON responses.
+//! `{"statusCode":...,"error":...,"message":...}` — as the types that serialise them (and
+//! document them: [`ToSchema`]), and JSON responses.
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
 
 use axum::response::Response;
 use http::{HeaderValue, StatusCode, header};
 use keycard_core::store::StoreError;
 use serde::Serialize;
-use serde_json::json;
+use utoipa::openapi::{self, ContentBuilder, RefOr, ResponseBuilder};
+use utoipa::{IntoResponses, ToSchema};
 
 /// The message of a 503 when the store is unreachable (the cause is logged, not sent).
 pub(crate) const STORE_UNAVAILABLE: &str = "Session store unavailable";
@@ -26,8 +31,32 @@ pub(crate) fn json(status: StatusCode, value: &impl Serialize) -> Response {
 
 /// An API's error shape.
 pub(crate) trait Shape: Send + Sync + 'static {
+    /// The error body.
+    type Body: Serialize + ToSchema;
+
+    /// The body of an error response with `message`.
+    fn body(status: StatusCode, message: impl Into<String>) -> Self::Body;
+
     /// An error response with `message`.
-    fn error(status: StatusCode, message: impl Into<String>) -> Response;
+    fn error(status: StatusCode, message: impl Into<String>) -> Response {
+        json(status, &Self::body(status, message))
+    }
+
+    /// The documentation of an error response: `description`, the body's schema and, as the
+    /// example, the body [`Shape::error`] sends with `message`.
+    fn documented(status: StatusCode, description: &str, message: &str) -> openapi::Response {
+        let example = serde_json::to_value(Self::body(status, message)).ok();
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(openapi::Ref::from_schema_name(Self::Body::name())))
+                    .example(example)
+                    .build(),
+            )
+            .build()
+    }
 
     /// The response to a store failure the handler has no specific answer for.
     fn store_error(error: &StoreError) -> Response {
@@ -47,27 +76,86 @@ pub(crate) trait Shape: Send + Sync + 'static {
 /// Tyk's `{"status":"error","message":...}`.
 pub(crate) struct Tyk;
 
+/// Tyk's error body.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TykError {
+    // No doc comment on an inlined enum: utoipa would put it in an `allOf` with an object.
+    #[schema(inline)]
+    status: TykErrorStatus,
+    /// What went wrong.
+    message: String,
+}
+
+/// The `status` of a Tyk error: always `error`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum TykErrorStatus {
+    Error,
+}
+
 impl Shape for Tyk {
-    fn error(status: StatusCode, message: impl Into<String>) -> Response {
-        json(
-            status,
-            &json!({"status": "error", "message": message.into()}),
-        )
+    type Body = TykError;
+
+    fn body(_: StatusCode, message: impl Into<String>) -> TykError {
+        TykError {
+            status: TykErrorStatus::Error,
+            message: message.into(),
+        }
     }
 }
 
 /// Auth0's `{"statusCode":...,"error":...,"message":...}`.
 pub(crate) struct Auth0;
 
+/// Auth0's error body.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Auth0Error {
+    /// The HTTP status code.
+    status_code: u16,
+    /// The status code's reason phrase.
+    error: String,
+    /// What went wrong.
+    message: String,
+}
+
 impl Shape for Auth0 {
-    fn error(status: StatusCode, message: impl Into<String>) -> Response {
-        json(
-            status,
-            &json!({
-                "statusCode": status.as_u16(),
-                "error": status.canonical_reason().unwrap_or("Error"),
-                "message": message.into(),
-            }),
-        )
+    type Body = Auth0Error;
+
+    fn body(status: StatusCode, message: impl Into<String>) -> Auth0Error {
+        Auth0Error {
+            status_code: status.as_u16(),
+            error: status.canonical_reason().unwrap_or("Error").to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The documented answers of [`Shape::store_error`] (500 and 503), for every route that reads
+/// or writes the store: `responses(StoreFailures<Tyk>)` in a handler's `#[utoipa::path]`.
+pub(crate) struct StoreFailures<S>(PhantomData<S>);
+
+impl<S: Shape> IntoResponses for StoreFailures<S> {
+    fn responses() -> BTreeMap<String, RefOr<openapi::Response>> {
+        [
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The session store holds something unreadable",
+                STORE_FAILED,
+            ),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The session store is unreachable",
+                STORE_UNAVAILABLE,
+            ),
+        ]
+        .into_iter()
+        .map(|(status, description, message)| {
+            (
+                status.as_str().to_owned(),
+                RefOr::T(S::documented(status, description, message)),
+            )
+        })
+        .collect()
     }
 }

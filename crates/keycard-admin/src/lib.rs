@@ -1,6 +1,6 @@
 //! The keycard management API: one axum [`Router`] with a Tyk-compatible keys and policies API
 //! (`/tyk/...`), an Auth0-compatible sessions API (`/api/v2/...`), OIDC back-channel logout when a
-//! session is deleted, and its OpenAPI 3 document at `/openapi.json`.
+//! session is deleted, and its OpenAPI 3.1 document at `/openapi.json`, derived from the handlers.
 //!
 //! Mount the router where you like (its own listener, or `Router::nest` under a prefix); it works
 //! on the same [`SessionStore`] and [`MemoryPolicies`] the keycard layers read.
@@ -82,6 +82,9 @@
 //! never a secret, a raw key or a metadata value.
 
 #![forbid(unsafe_code)]
+// The workspace denies `unreachable_pub` already; restated here at `deny`, not `warn`, because a
+// crate attribute overrides the workspace level and `warn` would lower it for this crate.
+#![deny(unreachable_pub)]
 
 mod audit;
 mod auth;
@@ -298,7 +301,7 @@ impl AdminApiBuilder {
             throttle: FailureThrottle::new(self.max_failures, self.failure_window),
         });
         Ok(AdminApi {
-            router: openapi::routes().into_router().with_state(state),
+            router: openapi::routes().split().0.with_state(state),
             logout_stats,
         })
     }

@@ -1,447 +1,166 @@
-//! The route table and the OpenAPI 3 document served at `/openapi.json`.
+//! The route table and the OpenAPI 3.1 document served at `/openapi.json`, derived from the
+//! handlers.
 //!
-//! The document is written by hand with `serde_json` rather than derived with `utoipa`: the
-//! session and policy types live in `keycard-core`, which would have to take a `utoipa`
-//! dependency (and derive annotations) for a document only this crate serves, and the exact
-//! error bodies of `docs/statuses.md` are easier to state as examples here than through macro
-//! attributes.
-//! What keeps it honest is [`Routes`]: every route is registered through it, and a test walks
-//! both the registered routes and the document and fails when they differ.
+//! Every handler carries a `#[utoipa::path]` (method, path, parameters, request body, every
+//! answer with its body) and the bodies are the types the handlers serialise and parse, deriving
+//! `utoipa::ToSchema`. The route table registers handlers only through utoipa-axum's `routes!`,
+//! which mounts a handler at the method and path of its own annotation and adds the operation to
+//! the document in the same step: a handler without documentation does not compile into the
+//! table, and a route cannot move without its documentation moving too.
+//!
+//! Why utoipa (with utoipa-axum) rather than aide: the handlers answer `Response` and build their
+//! errors at run time, so there is no typed output for aide's inference to read; utoipa states
+//! each answer in the attribute next to the handler, and its axum router binds route and
+//! documentation together. aide's current line is a pre-release (0.16 alpha) on schemars, utoipa
+//! is a stable release with a released axum 0.8 binding.
+//!
+//! The stored types (`SessionRecord`, `Policy`) derive `ToSchema` in keycard-core behind its
+//! `openapi` feature, which this crate enables: their schemas come from the fields and doc
+//! comments themselves, so a field added there is documented here without anyone remembering
+//! to, and crates that do not serve the API do not build utoipa.
 
 use std::sync::OnceLock;
 
 use axum::Router;
-use axum::handler::Handler;
 use axum::response::Response;
-use axum::routing::{MethodFilter, on};
-use http::{Method, StatusCode};
-use serde_json::{Value, json};
+use http::StatusCode;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ComponentsBuilder, OpenApi};
+use utoipa::{Modify, OpenApi as _};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
 
-use crate::error::json;
+use crate::error::{Auth0Error, TykError, json};
 use crate::state::SharedState;
 use crate::{sessions, tyk};
 
-/// A router that remembers which `(method, path)` pairs were registered.
+/// The route table: a router that takes documented routes only and remembers the paths it
+/// mounted.
 pub(crate) struct Routes {
-    router: Router<SharedState>,
-    table: Vec<(Method, &'static str)>,
+    router: OpenApiRouter<SharedState>,
+    paths: Vec<String>,
 }
 
 impl Routes {
     fn new() -> Self {
         Self {
-            router: Router::new(),
-            table: Vec::new(),
+            router: OpenApiRouter::with_openapi(Document::openapi()),
+            paths: Vec::new(),
         }
     }
 
-    fn add<H, T>(mut self, method: Method, path: &'static str, handler: H) -> Self
-    where
-        H: Handler<T, SharedState>,
-        T: 'static,
-    {
-        let filter = MethodFilter::try_from(method.clone())
-            .expect("routes are registered with standard methods");
-        self.router = self.router.route(path, on(filter, handler));
-        self.table.push((method, path));
+    /// Mounts `routes!(handler, ...)`: handlers of one path, each at its annotated method.
+    fn add(mut self, routes: UtoipaMethodRouter<SharedState>) -> Self {
+        self.paths.extend(routes.1.paths.keys().cloned());
+        self.router = self.router.routes(routes);
         self
     }
 
-    pub(crate) fn into_router(self) -> Router<SharedState> {
-        self.router
+    /// The paths mounted, in order.
+    #[cfg(test)]
+    pub(crate) fn paths(&self) -> &[String] {
+        &self.paths
     }
 
-    #[cfg(test)]
-    fn table(&self) -> &[(Method, &'static str)] {
-        &self.table
+    /// The router and the document of its routes.
+    pub(crate) fn split(self) -> (Router<SharedState>, OpenApi) {
+        self.router.split_for_parts()
     }
 }
 
 /// Every route of the API.
 pub(crate) fn routes() -> Routes {
     Routes::new()
-        .add(Method::GET, "/openapi.json", serve_document)
-        .add(Method::GET, "/tyk/keys", tyk::list_keys)
-        .add(Method::POST, "/tyk/keys", tyk::create_generated)
-        .add(Method::POST, "/tyk/keys/create", tyk::create_generated)
-        .add(Method::POST, "/tyk/keys/{key}", tyk::create_custom)
-        .add(Method::GET, "/tyk/keys/{key}", tyk::get_key)
-        .add(Method::PUT, "/tyk/keys/{key}", tyk::put_key)
-        .add(Method::DELETE, "/tyk/keys/{key}", tyk::delete_key)
-        .add(Method::GET, "/tyk/policies", tyk::list_policies)
-        .add(Method::POST, "/tyk/policies", tyk::create_policy)
-        .add(Method::GET, "/tyk/policies/{id}", tyk::get_policy)
-        .add(Method::PUT, "/tyk/policies/{id}", tyk::put_policy)
-        .add(Method::DELETE, "/tyk/policies/{id}", tyk::delete_policy)
-        .add(Method::GET, "/api/v2/sessions/{id}", sessions::get_session)
-        .add(
-            Method::PATCH,
-            "/api/v2/sessions/{id}",
+        .add(routes!(serve_document))
+        .add(routes!(tyk::list_keys, tyk::create_generated))
+        .add(routes!(tyk::create_generated_alias))
+        .add(routes!(
+            tyk::create_custom,
+            tyk::get_key,
+            tyk::put_key,
+            tyk::delete_key
+        ))
+        .add(routes!(tyk::list_policies, tyk::create_policy))
+        .add(routes!(
+            tyk::get_policy,
+            tyk::put_policy,
+            tyk::delete_policy
+        ))
+        .add(routes!(
+            sessions::get_session,
             sessions::patch_session,
-        )
-        .add(
-            Method::DELETE,
-            "/api/v2/sessions/{id}",
-            sessions::delete_session,
-        )
-        .add(
-            Method::GET,
-            "/api/v2/users/{user_id}/sessions",
+            sessions::delete_session
+        ))
+        .add(routes!(
             sessions::list_user_sessions,
-        )
-        .add(
-            Method::DELETE,
-            "/api/v2/users/{user_id}/sessions",
-            sessions::delete_user_sessions,
-        )
+            sessions::delete_user_sessions
+        ))
 }
 
-async fn serve_document() -> Response {
-    static DOCUMENT: OnceLock<Value> = OnceLock::new();
-    json(StatusCode::OK, DOCUMENT.get_or_init(document))
-}
+/// What the routes do not say: the title, the security schemes, the tags and the error bodies
+/// (the shared refusals reference them without registering them).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "keycard management API",
+        description = "Tyk-compatible keys and policies API, Auth0-compatible sessions API. Keys are stored hashed; the raw key is returned once, when it is created."
+    ),
+    components(schemas(TykError, Auth0Error)),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "tyk", description = "Tyk-compatible keys and policies (`X-Tyk-Authorization`)"),
+        (name = "sessions", description = "Auth0-compatible sessions (bearer admin tokens with scopes)"),
+        (name = "meta", description = "About the API"),
+    )
+)]
+struct Document;
 
-fn schema(name: &str) -> Value {
-    json!({ "$ref": format!("#/components/schemas/{name}") })
-}
+/// `tykSecret` and `bearer`, the names the handlers' `security(...)` use.
+struct SecuritySchemes;
 
-fn content(name: &str) -> Value {
-    json!({ "application/json": { "schema": schema(name) } })
-}
-
-fn reply(description: &str, schema_name: &str) -> Value {
-    json!({ "description": description, "content": content(schema_name) })
-}
-
-fn tyk_error(description: &str, message: &str) -> Value {
-    json!({
-        "description": description,
-        "content": { "application/json": {
-            "schema": schema("TykError"),
-            "example": { "status": "error", "message": message },
-        }},
-    })
-}
-
-fn auth0_error(status: StatusCode, message: &str) -> Value {
-    json!({
-        "description": status.canonical_reason(),
-        "content": { "application/json": {
-            "schema": schema("Auth0Error"),
-            "example": {
-                "statusCode": status.as_u16(),
-                "error": status.canonical_reason(),
-                "message": message,
-            },
-        }},
-    })
-}
-
-fn param(name: &str, location: &str, description: &str, schema: Value) -> Value {
-    json!({
-        "name": name,
-        "in": location,
-        "required": location == "path",
-        "description": description,
-        "schema": schema,
-    })
-}
-
-fn tyk_op(summary: &str, parameters: Vec<Value>, body: Option<&str>, responses: Value) -> Value {
-    let mut responses = responses;
-    responses["403"] = tyk_error(
-        "Wrong or missing X-Tyk-Authorization",
-        "Attempted administrative access with invalid or missing key!",
-    );
-    responses["503"] = tyk_error("Session store unavailable", crate::error::STORE_UNAVAILABLE);
-    let mut op = json!({
-        "tags": ["tyk"],
-        "summary": summary,
-        "security": [{ "tykSecret": [] }],
-        "parameters": parameters,
-        "responses": responses,
-    });
-    if let Some(body) = body {
-        op["requestBody"] = json!({ "required": true, "content": content(body) });
-    }
-    op
-}
-
-fn auth0_op(summary: &str, scopes: &[&str], parameters: Vec<Value>, responses: Value) -> Value {
-    let mut responses = responses;
-    responses["401"] = auth0_error(StatusCode::UNAUTHORIZED, "Missing authentication");
-    responses["403"] = auth0_error(
-        StatusCode::FORBIDDEN,
-        &format!("Insufficient scope, expected any of: {}", scopes.join(",")),
-    );
-    responses["503"] = auth0_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        crate::error::STORE_UNAVAILABLE,
-    );
-    json!({
-        "tags": ["sessions"],
-        "summary": summary,
-        "description": format!("Scopes (any of): {}", scopes.join(", ")),
-        "security": [{ "bearer": scopes }],
-        "parameters": parameters,
-        "responses": responses,
-    })
-}
-
-/// The OpenAPI 3.0 document.
-pub(crate) fn document() -> Value {
-    let string = json!({ "type": "string" });
-    let key = param(
-        "key",
-        "path",
-        "The raw key, or its SHA-256 hex with ?hashed=true",
-        string.clone(),
-    );
-    let hashed = param(
-        "hashed",
-        "query",
-        "The path holds the key hash",
-        json!({ "type": "boolean" }),
-    );
-    let policy_id = param("id", "path", "Policy id", string.clone());
-    let session_id = param("id", "path", "Session id (the key hash)", string.clone());
-    let user_id = param(
-        "user_id",
-        "path",
-        "User id (the session alias)",
-        string.clone(),
-    );
-    let from = param(
-        "from",
-        "query",
-        "Cursor: the `next` of the previous page",
-        string,
-    );
-    let not_found_session = auth0_error(StatusCode::NOT_FOUND, "The session does not exist");
-    let ok = |description: &str, schema_name: &str| reply(description, schema_name);
-    let patch_session = {
-        let mut op = auth0_op(
-            "Replace a session's metadata",
-            &["update:sessions", "update:session"],
-            vec![session_id.clone()],
-            json!({
-                "200": ok("The updated session", "Auth0Session"),
-                "400": auth0_error(StatusCode::BAD_REQUEST, "Metadata must not exceed 25 entries. Each key and value must be ≤ 255 characters."),
-                "404": not_found_session.clone(),
-                "415": auth0_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json"),
-            }),
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let components = openapi
+            .components
+            .get_or_insert_with(|| ComponentsBuilder::new().build());
+        components.add_security_scheme(
+            "tykSecret",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Tyk-Authorization",
+                "The Tyk secret the API was built with",
+            ))),
         );
-        op["requestBody"] = json!({ "required": true, "content": content("Auth0SessionPatch") });
-        op
-    };
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An admin token; an operation lists the scopes it accepts (any one of them): read:sessions, update:sessions (or update:session), delete:sessions",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
 
-    json!({
-        "openapi": "3.0.3",
-        "info": {
-            "title": "keycard management API",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "Tyk-compatible keys and policies API, Auth0-compatible sessions API. Keys are stored hashed; the raw key is returned once, when it is created.",
-        },
-        "paths": {
-            "/openapi.json": { "get": {
-                "summary": "This document",
-                "responses": { "200": { "description": "The OpenAPI document", "content": { "application/json": {} } } },
-            }},
-            "/tyk/keys": {
-                "get": tyk_op("List key hashes", vec![from.clone(), param("take", "query", "Page size, 1..=1000 (default 100)", json!({"type": "integer"}))], None, json!({
-                    "200": ok("Key hashes", "KeyList"),
-                    "400": tyk_error("Bad take", "take must be an integer between 1 and 1000"),
-                })),
-                "post": tyk_op("Create a key with a generated value", vec![], Some("TykSession"), json!({
-                    "200": ok("Created; `key` is the raw key, shown only here", "TykAction"),
-                    "400": tyk_error("Malformed body or metadata over limits", "Request malformed"),
-                })),
-            },
-            "/tyk/keys/create": {
-                "post": tyk_op("Create a key with a generated value (Tyk's alias of POST /tyk/keys)", vec![], Some("TykSession"), json!({
-                    "200": ok("Created; `key` is the raw key, shown only here", "TykAction"),
-                    "400": tyk_error("Malformed body or metadata over limits", "Request malformed"),
-                })),
-            },
-            "/tyk/keys/{key}": {
-                "post": tyk_op("Create a key with a custom value", vec![key.clone()], Some("TykSession"), json!({
-                    "200": ok("Created", "TykAction"),
-                    "400": tyk_error("Key too short, malformed body or metadata over limits", "Request malformed"),
-                    "409": tyk_error("Key exists", "Key already exists"),
-                })),
-                "get": tyk_op("Get a key's session, policies applied", vec![key.clone(), hashed.clone()], None, json!({
-                    "200": ok("The session", "TykSession"),
-                    "404": tyk_error("No such key", "Key not found"),
-                })),
-                "put": tyk_op("Replace a key's session", vec![key.clone(), hashed.clone()], Some("TykSession"), json!({
-                    "200": ok("Replaced", "TykAction"),
-                    "400": tyk_error("Malformed body or metadata over limits", "Request malformed"),
-                    "404": tyk_error("No such key", "Key is not found"),
-                    "409": tyk_error("Version conflict", "Key was changed concurrently: reload it and retry"),
-                })),
-                "delete": tyk_op("Delete a key (sends back-channel logout)", vec![key, hashed], None, json!({
-                    "200": ok("Deleted", "TykAction"),
-                    "404": tyk_error("No such key", "There is no such key found"),
-                })),
-            },
-            "/tyk/policies": {
-                "get": tyk_op("List policies", vec![], None, json!({
-                    "200": { "description": "Every policy", "content": { "application/json": { "schema": { "type": "array", "items": schema("Policy") } } } },
-                })),
-                "post": tyk_op("Create a policy", vec![], Some("Policy"), json!({
-                    "200": ok("Created", "TykAction"),
-                    "400": tyk_error("Malformed body or metadata over limits", "Request malformed"),
-                    "409": tyk_error("Policy exists", "Policy already exists"),
-                })),
-            },
-            "/tyk/policies/{id}": {
-                "get": tyk_op("Get a policy", vec![policy_id.clone()], None, json!({
-                    "200": ok("The policy", "Policy"),
-                    "404": tyk_error("No such policy", "Policy not found"),
-                })),
-                "put": tyk_op("Replace a policy", vec![policy_id.clone()], Some("Policy"), json!({
-                    "200": ok("Replaced", "TykAction"),
-                    "400": tyk_error("Malformed body or metadata over limits", "Request malformed"),
-                    "404": tyk_error("No such policy", "Policy not found"),
-                })),
-                "delete": tyk_op("Delete a policy", vec![policy_id], None, json!({
-                    "200": ok("Deleted", "TykAction"),
-                    "404": tyk_error("No such policy", "Policy not found"),
-                })),
-            },
-            "/api/v2/sessions/{id}": {
-                "get": auth0_op("Get a session", &["read:sessions"], vec![session_id.clone()], json!({
-                    "200": ok("The session", "Auth0Session"),
-                    "404": not_found_session,
-                })),
-                "patch": patch_session,
-                "delete": auth0_op("Delete a session (sends back-channel logout)", &["delete:sessions"], vec![session_id], json!({
-                    "202": { "description": "Deleted" },
-                    "404": not_found_session,
-                })),
-            },
-            "/api/v2/users/{user_id}/sessions": {
-                "get": auth0_op("List a user's sessions", &["read:sessions"], vec![user_id.clone(), from, param("take", "query", "Page size, 1..=100 (default 50)", json!({"type": "integer"}))], json!({
-                    "200": ok("A page of sessions", "Auth0SessionList"),
-                    "400": auth0_error(StatusCode::BAD_REQUEST, "Query validation error: 'take' must be an integer between 1 and 100."),
-                })),
-                "delete": auth0_op("Delete every session of a user (sends back-channel logout)", &["delete:sessions"], vec![user_id], json!({
-                    "202": { "description": "Deleted" },
-                })),
-            },
-        },
-        "components": {
-            "securitySchemes": {
-                "tykSecret": { "type": "apiKey", "in": "header", "name": "X-Tyk-Authorization" },
-                "bearer": { "type": "http", "scheme": "bearer" },
-            },
-            "schemas": {
-                "TykSession": {
-                    "type": "object",
-                    "additionalProperties": true,
-                    "properties": {
-                        "alias": { "type": "string" },
-                        "org_id": { "type": "string" },
-                        "expires": { "type": "integer", "description": "Unix seconds; 0 = never" },
-                        "is_inactive": { "type": "boolean" },
-                        "apply_policies": { "type": "array", "items": { "type": "string" } },
-                        "tags": { "type": "array", "items": { "type": "string" } },
-                        "rate": { "type": "number" },
-                        "per": { "type": "number" },
-                        "quota_max": { "type": "integer" },
-                        "quota_remaining": { "type": "integer" },
-                        "quota_renewal_rate": { "type": "integer" },
-                        "quota_renews": { "type": "integer" },
-                        "meta_data": { "type": "object", "additionalProperties": true },
-                        "date_created": { "type": "integer" },
-                        "last_updated": { "type": "integer" },
-                        "version": { "type": "integer", "description": "Send the version you read to make PUT conditional; 0 = unconditional" },
-                        "key_id": { "type": "string", "readOnly": true },
-                    },
-                },
-                "TykAction": {
-                    "type": "object",
-                    "required": ["key", "status", "action"],
-                    "properties": {
-                        "key": { "type": "string" },
-                        "status": { "type": "string", "enum": ["ok"] },
-                        "action": { "type": "string", "enum": ["added", "modified", "deleted"] },
-                        "key_hash": { "type": "string" },
-                    },
-                },
-                "KeyList": {
-                    "type": "object",
-                    "required": ["keys"],
-                    "properties": {
-                        "keys": { "type": "array", "items": { "type": "string" } },
-                        "next": { "type": "string" },
-                    },
-                },
-                "Policy": {
-                    "type": "object",
-                    "additionalProperties": true,
-                    "properties": {
-                        "id": { "type": "string" },
-                        "name": { "type": "string" },
-                        "meta_data": { "type": "object", "additionalProperties": true },
-                        "tags": { "type": "array", "items": { "type": "string" } },
-                        "is_inactive": { "type": "boolean" },
-                        "rate": { "type": "number" },
-                        "per": { "type": "number" },
-                        "quota_max": { "type": "integer" },
-                        "quota_renewal_rate": { "type": "integer" },
-                    },
-                },
-                "TykError": {
-                    "type": "object",
-                    "required": ["status", "message"],
-                    "properties": { "status": { "type": "string", "enum": ["error"] }, "message": { "type": "string" } },
-                },
-                "Auth0Session": {
-                    "type": "object",
-                    "required": ["id", "user_id", "created_at", "updated_at", "expires_at", "session_metadata"],
-                    "properties": {
-                        "id": { "type": "string" },
-                        "user_id": { "type": "string" },
-                        "created_at": { "type": "string", "format": "date-time" },
-                        "updated_at": { "type": "string", "format": "date-time" },
-                        "expires_at": { "type": "string", "format": "date-time", "nullable": true },
-                        "session_metadata": { "type": "object", "additionalProperties": { "type": "string" } },
-                    },
-                },
-                "Auth0SessionPatch": {
-                    "type": "object",
-                    "required": ["session_metadata"],
-                    "additionalProperties": false,
-                    "properties": {
-                        "session_metadata": {
-                            "type": "object",
-                            "nullable": true,
-                            "maxProperties": 25,
-                            "additionalProperties": { "type": "string", "maxLength": 255 },
-                        },
-                    },
-                },
-                "Auth0SessionList": {
-                    "type": "object",
-                    "required": ["sessions"],
-                    "properties": {
-                        "sessions": { "type": "array", "items": schema("Auth0Session") },
-                        "next": { "type": "string" },
-                    },
-                },
-                "Auth0Error": {
-                    "type": "object",
-                    "required": ["statusCode", "error", "message"],
-                    "properties": {
-                        "statusCode": { "type": "integer" },
-                        "error": { "type": "string" },
-                        "message": { "type": "string" },
-                    },
-                },
-            },
-        },
-    })
+/// The document, as served.
+pub(crate) fn document() -> &'static OpenApi {
+    static DOCUMENT: OnceLock<OpenApi> = OnceLock::new();
+    DOCUMENT.get_or_init(|| routes().split().1)
+}
+
+/// Get this document
+///
+/// Public: it describes the API and holds no data.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "meta",
+    responses((status = OK, description = "The OpenAPI 3.1 document", body = Object, content_type = "application/json")),
+)]
+async fn serve_document() -> Response {
+    json(StatusCode::OK, document())
 }
 
 #[cfg(test)]
@@ -449,33 +168,25 @@ mod tests {
     use std::collections::BTreeSet;
 
     use axum::body::Body;
-    use http::Request;
+    use http::{Method, Request};
+    use http_body_util::BodyExt;
     use keycard_core::store::MemoryStore;
+    use serde_json::Value;
     use tower::ServiceExt;
 
     use super::*;
 
-    const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
-
-    fn documented() -> BTreeSet<(String, String)> {
-        let doc = document();
-        let paths = doc["paths"].as_object().expect("paths");
-        paths
-            .iter()
-            .flat_map(|(path, item)| {
-                let item = item.as_object().expect("path item");
-                for key in item.keys() {
-                    assert!(
-                        METHODS.contains(&key.as_str()),
-                        "{path}: unknown method {key}"
-                    );
-                }
-                item.keys()
-                    .map(|method| (method.to_uppercase(), path.clone()))
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    }
+    /// Every method a route could answer; axum answers `HEAD` with the `GET` handler.
+    const METHODS: [Method; 8] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::TRACE,
+    ];
 
     /// `/tyk/keys/{key}` → `/tyk/keys/x`.
     fn concrete(path: &str) -> String {
@@ -491,55 +202,113 @@ mod tests {
             .join("/")
     }
 
-    #[test]
-    fn registered_routes_and_the_document_list_the_same_operations() {
-        let registered: BTreeSet<(String, String)> = routes()
-            .table()
-            .iter()
-            .map(|(method, path)| (method.to_string(), (*path).to_owned()))
-            .collect();
-        assert_eq!(
-            registered.len(),
-            routes().table().len(),
-            "a route is registered twice"
-        );
-        let documented = documented();
-        let missing: Vec<_> = registered.difference(&documented).collect();
-        let extra: Vec<_> = documented.difference(&registered).collect();
-        assert!(
-            missing.is_empty(),
-            "registered but not documented: {missing:?}"
-        );
-        assert!(extra.is_empty(), "documented but not registered: {extra:?}");
+    async fn call(router: &Router, method: Method, uri: &str) -> (StatusCode, bytes::Bytes) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::empty())
+            .unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        (
+            status,
+            response.into_body().collect().await.unwrap().to_bytes(),
+        )
     }
 
-    /// The live router answers every documented operation (with a handler: 401/403/200, never
-    /// the router's 404/405) and refuses every other method on a documented path with 405.
+    /// `(METHOD, path)` of every operation of the document the live router serves.
+    async fn documented(router: &Router) -> BTreeSet<(String, String)> {
+        let (status, body) = call(router, Method::GET, "/openapi.json").await;
+        assert_eq!(status, StatusCode::OK);
+        let doc: Value = serde_json::from_slice(&body).unwrap();
+        let mut operations = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for method in item.as_object().expect("path item").keys() {
+                let method = method.to_uppercase();
+                assert!(
+                    METHODS.iter().any(|m| m.as_str() == method),
+                    "{path}: {method} is not an operation"
+                );
+                operations.insert((method, path.clone()));
+            }
+        }
+        operations
+    }
+
+    /// `(METHOD, path)` of every operation the live router answers at the paths of the route
+    /// table: a method is served when the router does not refuse it itself. axum's own refusals
+    /// are a 404 or 405 with an empty body; every handler answers a request without credentials
+    /// with a JSON body (or, for `HEAD`, a status that is not 404/405).
+    async fn served(router: &Router) -> BTreeSet<(String, String)> {
+        let mut operations = BTreeSet::new();
+        for path in routes().paths() {
+            for method in METHODS {
+                let (status, body) = call(router, method.clone(), &concrete(path)).await;
+                let refused_by_router = matches!(
+                    status,
+                    StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+                ) && body.is_empty();
+                // A GET route answers HEAD too; OpenAPI documents it as the GET operation.
+                if !refused_by_router && method != Method::HEAD {
+                    operations.insert((method.to_string(), path.clone()));
+                }
+            }
+        }
+        operations
+    }
+
     #[tokio::test]
-    async fn the_live_router_serves_exactly_the_documented_operations() {
+    async fn every_served_route_is_documented_and_every_documented_operation_is_served() {
         let router = crate::AdminApi::builder(MemoryStore::new())
             .build()
             .expect("the default configuration builds")
             .into_router();
-        let documented = documented();
+        let table = routes();
+        let unique: BTreeSet<&String> = table.paths().iter().collect();
+        assert_eq!(unique.len(), table.paths().len(), "a path is mounted twice");
+        let documented = documented(&router).await;
+        let served = served(&router).await;
+        assert!(
+            served.len() >= 18,
+            "only {} operations served",
+            served.len()
+        );
+        let undocumented: Vec<_> = served.difference(&documented).collect();
+        let unserved: Vec<_> = documented.difference(&served).collect();
+        assert!(
+            undocumented.is_empty(),
+            "served but not documented: {undocumented:?}"
+        );
+        assert!(
+            unserved.is_empty(),
+            "documented but not served: {unserved:?}"
+        );
+    }
+
+    /// The router refuses, with 405, every method a documented path does not document (and
+    /// answers HEAD exactly where GET is documented).
+    #[tokio::test]
+    async fn undocumented_methods_are_refused_with_405() {
+        let router = crate::AdminApi::builder(MemoryStore::new())
+            .build()
+            .expect("the default configuration builds")
+            .into_router();
+        let documented = documented(&router).await;
         let paths: BTreeSet<&String> = documented.iter().map(|(_, path)| path).collect();
         for path in paths {
+            let has = |method: &Method| documented.contains(&(method.to_string(), path.clone()));
             for method in METHODS {
-                let method = method.to_uppercase();
-                let request = Request::builder()
-                    .method(method.as_str())
-                    .uri(concrete(path))
-                    .body(Body::empty())
-                    .unwrap();
-                let status = router.clone().oneshot(request).await.unwrap().status();
-                if documented.contains(&(method.clone(), path.clone())) {
-                    assert!(
-                        status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
-                        "{method} {path}: {status}"
-                    );
+                let (status, _) = call(&router, method.clone(), &concrete(path)).await;
+                let expected = if method == Method::HEAD {
+                    has(&Method::GET)
                 } else {
-                    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
-                }
+                    has(&method)
+                };
+                assert_eq!(
+                    status != StatusCode::METHOD_NOT_ALLOWED,
+                    expected,
+                    "{method} {path}: {status}"
+                );
             }
         }
     }

@@ -10,12 +10,19 @@ use http::StatusCode;
 use keycard_core::key::KeyId;
 use keycard_core::metadata::{Metadata, MetadataDelta, MetadataLimits};
 use keycard_core::session::SessionRecord;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
 
 use crate::audit::{self, MetadataChange};
-use crate::auth::{Bearer, DeleteSessions, ReadSessions, UpdateSessions};
-use crate::body::{Auth0Json, Param, query_pairs, query_value, take_param};
-use crate::error::{Auth0, Shape, json};
+use crate::auth::{Bearer, BearerRefusals, DeleteSessions, ReadSessions, UpdateSessions};
+use crate::body::{
+    AUTH0_INVALID_JSON, AUTH0_NOT_JSON, Auth0Json, INVALID_PARAM, Param, TooLarge, query_pairs,
+    query_value, take_param,
+};
+use crate::error::{Auth0, Auth0Error, Shape, StoreFailures, json};
 use crate::state::SharedState;
 use crate::time::iso8601;
 
@@ -35,26 +42,94 @@ fn bad_request(message: impl Into<String>) -> Response {
     Auth0::error(StatusCode::BAD_REQUEST, message)
 }
 
+/// The 400 message of an empty or blank `user_id` (Auth0's wording for a too-short path value).
+const BLANK_USER_ID: &str =
+    "Path validation error: 'String is too short (0 chars), minimum 1' on property user_id.";
+
 /// The `user_id` path parameter, refused when empty or blank: the store lists sessions with no
 /// alias under the empty one, so `/api/v2/users//sessions` must not reach it.
 fn blank_user_id(user_id: &str) -> Option<Response> {
-    user_id.trim().is_empty().then(|| {
-        bad_request(
-            "Path validation error: 'String is too short (0 chars), minimum 1' on property user_id.",
-        )
-    })
+    user_id
+        .trim()
+        .is_empty()
+        .then(|| bad_request(BLANK_USER_ID))
 }
 
 /// A session as the Auth0 API shows it.
-fn view(session: &SessionRecord) -> Value {
-    json!({
-        "id": session.key_id.as_str(),
-        "user_id": session.alias,
-        "created_at": iso8601(session.date_created),
-        "updated_at": iso8601(session.last_updated),
-        "expires_at": (session.expires >= 1).then(|| iso8601(session.expires)),
-        "session_metadata": session.meta_data,
-    })
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Auth0Session {
+    /// The session id: the key hash.
+    id: String,
+    /// The user: the session's alias.
+    user_id: String,
+    /// Creation time.
+    #[schema(format = DateTime)]
+    created_at: String,
+    /// Last change.
+    #[schema(format = DateTime)]
+    updated_at: String,
+    /// Expiry; `null` when the session never expires.
+    #[schema(format = DateTime, required)]
+    expires_at: Option<String>,
+    /// The session's own metadata (policy values not merged in). Written through this API, values
+    /// are strings; written through the Tyk API, they may be any JSON value.
+    #[schema(value_type = Object)]
+    session_metadata: Metadata,
+}
+
+/// A session as the Auth0 API shows it.
+fn view(session: &SessionRecord) -> Auth0Session {
+    Auth0Session {
+        id: session.key_id.as_str().to_owned(),
+        user_id: session.alias.clone(),
+        created_at: iso8601(session.date_created),
+        updated_at: iso8601(session.last_updated),
+        expires_at: (session.expires >= 1).then(|| iso8601(session.expires)),
+        session_metadata: session.meta_data.clone(),
+    }
+}
+
+/// A page of a user's sessions.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Auth0SessionList {
+    /// The sessions, in order.
+    sessions: Vec<Auth0Session>,
+    /// The cursor of the next page (`?from=`), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    next: Option<String>,
+}
+
+/// The body of `PATCH /api/v2/sessions/{id}`: exactly one member, `session_metadata`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SessionPatch {
+    /// The new metadata, replacing the old; `null` or `{}` clears it. At most 25 entries, keys
+    /// of letters, digits, `_` and `-`, string values; keys and values of at most 255 characters
+    /// (`MetadataLimits::auth0`).
+    #[schema(required, schema_with = auth0_metadata)]
+    session_metadata: Option<Metadata>,
+}
+
+/// The schema of metadata within [`MetadataLimits::auth0`], or `null`.
+fn auth0_metadata() -> RefOr<Schema> {
+    let value = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(255));
+    let name = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(255))
+        .pattern(Some("^[A-Za-z0-9_-]+$"));
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::Object,
+            Type::Null,
+        ]))
+        .max_properties(Some(25))
+        .property_names(Some(name))
+        .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(value.into()))))
+        .into()
 }
 
 fn json_type(value: &Value) -> &'static str {
@@ -70,7 +145,7 @@ fn json_type(value: &Value) -> &'static str {
 
 /// Validates a PATCH body: exactly `{"session_metadata": {...} | null}`, within Auth0's limits.
 fn patch_metadata(body: Value) -> Result<Metadata, String> {
-    let Value::Object(mut body) = body else {
+    let Value::Object(body) = body else {
         return Err(format!(
             "Payload validation error: 'Expected type object but found type {}'.",
             json_type(&body)
@@ -81,29 +156,46 @@ fn patch_metadata(body: Value) -> Result<Metadata, String> {
             "Payload validation error: 'Additional properties not allowed: {extra}'."
         ));
     }
-    let metadata = match body.remove("session_metadata") {
+    match body.get("session_metadata") {
         None => {
             return Err(
                 "Payload validation error: 'Missing required property: session_metadata'."
                     .to_owned(),
             );
         }
-        Some(Value::Null) => Metadata::new(),
-        Some(Value::Object(metadata)) => metadata,
+        Some(Value::Null | Value::Object(_)) => {}
         Some(other) => {
             return Err(format!(
                 "Payload validation error: 'Expected type object but found type {}' on property session_metadata.",
-                json_type(&other)
+                json_type(other)
             ));
         }
-    };
+    }
+    // The checks above answer in Auth0's words; what passes them is a `SessionPatch`.
+    let patch: SessionPatch = serde_json::from_value(Value::Object(body))
+        .map_err(|e| format!("Payload validation error: '{e}'."))?;
+    let metadata = patch.session_metadata.unwrap_or_default();
     MetadataLimits::auth0()
         .check(&metadata)
         .map_err(|e| e.to_string())?;
     Ok(metadata)
 }
 
-/// `GET /api/v2/sessions/{id}`.
+/// Get a session
+#[utoipa::path(
+    get,
+    path = "/api/v2/sessions/{id}",
+    tag = "sessions",
+    security(("bearer" = ["read:sessions"])),
+    params(("id" = String, Path, description = "The session id (the key hash)")),
+    responses(
+        (status = OK, description = "The session", body = Auth0Session),
+        (status = BAD_REQUEST, description = "The path is not UTF-8", body = Auth0Error, example = json!(Auth0::body(StatusCode::BAD_REQUEST, INVALID_PARAM))),
+        (status = NOT_FOUND, description = "No such session", body = Auth0Error, example = json!(Auth0::body(StatusCode::NOT_FOUND, NOT_FOUND))),
+        BearerRefusals<ReadSessions>,
+        StoreFailures<Auth0>,
+    ),
+)]
 pub(crate) async fn get_session(
     _: Bearer<ReadSessions>,
     State(state): State<SharedState>,
@@ -119,7 +211,26 @@ pub(crate) async fn get_session(
     }
 }
 
-/// `PATCH /api/v2/sessions/{id}`: replaces the metadata, atomically (one evict-and-set delta).
+/// Replace a session's metadata
+///
+/// Atomically: one evict-and-set change of the stored session.
+#[utoipa::path(
+    patch,
+    path = "/api/v2/sessions/{id}",
+    tag = "sessions",
+    security(("bearer" = ["update:sessions"]), ("bearer" = ["update:session"])),
+    params(("id" = String, Path, description = "The session id (the key hash)")),
+    request_body = SessionPatch,
+    responses(
+        (status = OK, description = "The updated session", body = Auth0Session),
+        (status = BAD_REQUEST, description = "The body is not JSON, not exactly `{\"session_metadata\": ...}`, or over the limits; or the path is not UTF-8", body = Auth0Error, example = json!(Auth0::body(StatusCode::BAD_REQUEST, AUTH0_INVALID_JSON))),
+        (status = NOT_FOUND, description = "No such session", body = Auth0Error, example = json!(Auth0::body(StatusCode::NOT_FOUND, NOT_FOUND))),
+        (status = UNSUPPORTED_MEDIA_TYPE, description = "The content type is not JSON", body = Auth0Error, example = json!(Auth0::body(StatusCode::UNSUPPORTED_MEDIA_TYPE, AUTH0_NOT_JSON))),
+        BearerRefusals<UpdateSessions>,
+        TooLarge<Auth0>,
+        StoreFailures<Auth0>,
+    ),
+)]
 pub(crate) async fn patch_session(
     caller: Bearer<UpdateSessions>,
     State(state): State<SharedState>,
@@ -152,13 +263,33 @@ pub(crate) async fn patch_session(
     }
 }
 
+fn take_message() -> String {
+    format!("Query validation error: 'take' must be an integer between 1 and {PAGE_MAX}.")
+}
+
 fn accepted() -> Response {
     let mut response = Response::default();
     *response.status_mut() = StatusCode::ACCEPTED;
     response
 }
 
-/// `DELETE /api/v2/sessions/{id}`: 202, then back-channel logout in the background.
+/// Delete a session
+///
+/// Answers 202, then sends an OIDC back-channel logout in the background when one is configured.
+#[utoipa::path(
+    delete,
+    path = "/api/v2/sessions/{id}",
+    tag = "sessions",
+    security(("bearer" = ["delete:sessions"])),
+    params(("id" = String, Path, description = "The session id (the key hash)")),
+    responses(
+        (status = ACCEPTED, description = "Deleted"),
+        (status = BAD_REQUEST, description = "The path is not UTF-8", body = Auth0Error, example = json!(Auth0::body(StatusCode::BAD_REQUEST, INVALID_PARAM))),
+        (status = NOT_FOUND, description = "No such session", body = Auth0Error, example = json!(Auth0::body(StatusCode::NOT_FOUND, NOT_FOUND))),
+        BearerRefusals<DeleteSessions>,
+        StoreFailures<Auth0>,
+    ),
+)]
 pub(crate) async fn delete_session(
     caller: Bearer<DeleteSessions>,
     State(state): State<SharedState>,
@@ -183,7 +314,24 @@ pub(crate) async fn delete_session(
     }
 }
 
-/// `GET /api/v2/users/{user_id}/sessions?from=&take=`.
+/// List a user's sessions, a page at a time
+#[utoipa::path(
+    get,
+    path = "/api/v2/users/{user_id}/sessions",
+    tag = "sessions",
+    security(("bearer" = ["read:sessions"])),
+    params(
+        ("user_id" = String, Path, description = "The user id (the sessions' alias)"),
+        ("from" = Option<String>, Query, description = "Cursor: the `next` of the previous page"),
+        ("take" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 50)"),
+    ),
+    responses(
+        (status = OK, description = "A page of sessions", body = Auth0SessionList),
+        (status = BAD_REQUEST, description = "`take` is not an integer in 1..=100, `user_id` is empty or blank, or the path is not UTF-8", body = Auth0Error, example = json!(Auth0::body(StatusCode::BAD_REQUEST, take_message()))),
+        BearerRefusals<ReadSessions>,
+        StoreFailures<Auth0>,
+    ),
+)]
 pub(crate) async fn list_user_sessions(
     _: Bearer<ReadSessions>,
     State(state): State<SharedState>,
@@ -195,25 +343,38 @@ pub(crate) async fn list_user_sessions(
     }
     let pairs = query_pairs(query.as_deref());
     let Ok(take) = take_param(&pairs, PAGE_DEFAULT, PAGE_MAX) else {
-        return bad_request(format!(
-            "Query validation error: 'take' must be an integer between 1 and {PAGE_MAX}."
-        ));
+        return bad_request(take_message());
     };
     let from = query_value(&pairs, "from").filter(|from| !from.is_empty());
     match state.store.list_by_alias(&user_id, from, take).await {
         Ok(page) => {
-            let sessions: Vec<Value> = page.items.iter().map(view).collect();
-            let mut body = json!({ "sessions": sessions });
-            if let Some(next) = page.next {
-                body["next"] = Value::String(next);
-            }
+            let body = Auth0SessionList {
+                sessions: page.items.iter().map(view).collect(),
+                next: page.next,
+            };
             json(StatusCode::OK, &body)
         }
         Err(e) => Auth0::store_error(&e),
     }
 }
 
-/// `DELETE /api/v2/users/{user_id}/sessions`: removes (and logs out) every session of the user.
+/// Delete every session of a user
+///
+/// Sends an OIDC back-channel logout for each when one is configured. A user without sessions
+/// is not an error.
+#[utoipa::path(
+    delete,
+    path = "/api/v2/users/{user_id}/sessions",
+    tag = "sessions",
+    security(("bearer" = ["delete:sessions"])),
+    params(("user_id" = String, Path, description = "The user id (the sessions' alias)")),
+    responses(
+        (status = ACCEPTED, description = "Deleted"),
+        (status = BAD_REQUEST, description = "`user_id` is empty or blank, or the path is not UTF-8", body = Auth0Error, example = json!(Auth0::body(StatusCode::BAD_REQUEST, BLANK_USER_ID))),
+        BearerRefusals<DeleteSessions>,
+        StoreFailures<Auth0>,
+    ),
+)]
 pub(crate) async fn delete_user_sessions(
     caller: Bearer<DeleteSessions>,
     State(state): State<SharedState>,
@@ -257,7 +418,55 @@ pub(crate) async fn delete_user_sessions(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+
+    /// The schema of a PATCH body states `MetadataLimits::auth0`, to the character.
+    #[test]
+    fn the_documented_patch_limits_are_auth0s() {
+        let schema = serde_json::to_value(auth0_metadata()).unwrap();
+        let limit = |pointer: &str| {
+            usize::try_from(schema.pointer(pointer).unwrap().as_u64().unwrap()).unwrap()
+        };
+        let (entries, key_chars, value_chars) = (
+            limit("/maxProperties"),
+            limit("/propertyNames/maxLength"),
+            limit("/additionalProperties/maxLength"),
+        );
+        let limits = MetadataLimits::auth0();
+        let map =
+            |n: usize| -> Metadata { (0..n).map(|i| (format!("k{i}"), json!("v"))).collect() };
+        assert!(limits.check(&map(entries)).is_ok());
+        assert!(limits.check(&map(entries + 1)).is_err());
+        assert!(
+            limits
+                .check_entry(&"k".repeat(key_chars), &json!("v"))
+                .is_ok()
+        );
+        assert!(
+            limits
+                .check_entry(&"k".repeat(key_chars + 1), &json!("v"))
+                .is_err()
+        );
+        assert!(
+            limits
+                .check_entry("k", &json!("v".repeat(value_chars)))
+                .is_ok()
+        );
+        assert!(
+            limits
+                .check_entry("k", &json!("v".repeat(value_chars + 1)))
+                .is_err()
+        );
+        assert!(
+            limits.check_entry("k", &json!(1)).is_err(),
+            "string values only"
+        );
+        assert_eq!(schema["propertyNames"]["pattern"], "^[A-Za-z0-9_-]+$");
+        assert!(limits.check_entry("a-Z_9", &json!("v")).is_ok());
+        assert!(limits.check_entry("a.b", &json!("v")).is_err());
+    }
 
     #[test]
     fn patch_body_must_be_exactly_session_metadata() {

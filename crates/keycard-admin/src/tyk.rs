@@ -15,12 +15,13 @@ use keycard_core::key::{ApiKey, KeyId};
 use keycard_core::policy::{Policy, apply_policies};
 use keycard_core::session::SessionRecord;
 use keycard_core::store::StoreError;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::audit::{self, MetadataChange};
-use crate::auth::{TYK_ACTOR, TykAdmin};
-use crate::body::{Param, TykJson, query_pairs, query_value, take_param};
-use crate::error::{Shape, Tyk, json};
+use crate::auth::{TYK_ACTOR, TykAdmin, TykRefusals};
+use crate::body::{Param, TooLarge, TykJson, query_pairs, query_value, take_param};
+use crate::error::{Shape, StoreFailures, Tyk, TykError, json};
 use crate::state::{AdminState, SharedState};
 
 type TykParam = Param<Tyk>;
@@ -28,11 +29,67 @@ type TykParam = Param<Tyk>;
 const KEYS_PAGE_DEFAULT: usize = 100;
 const KEYS_PAGE_MAX: usize = 1000;
 
-fn action(action: &str, key: &str, key_id: &KeyId) -> Response {
-    json(
-        StatusCode::OK,
-        &json!({"key": key, "status": "ok", "action": action, "key_hash": key_id.as_str()}),
-    )
+const MALFORMED: &str = crate::body::TYK_MALFORMED;
+const KEY_EXISTS: &str = "Key already exists";
+const KEY_CONFLICT: &str = "Key was changed concurrently: reload it and retry";
+const GET_NOT_FOUND: &str = "Key not found";
+const PUT_NOT_FOUND: &str = "Key is not found";
+const DELETE_NOT_FOUND: &str = "There is no such key found";
+const POLICY_EXISTS: &str = "Policy already exists";
+
+/// What a write of a key or a policy answers.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TykAction {
+    /// A created key: the raw key, shown only here. A replaced or deleted key: its hash. A
+    /// policy: its id.
+    key: String,
+    // No doc comments on inlined enums: utoipa would put them in an `allOf` with an object.
+    #[schema(inline)]
+    status: TykOk,
+    #[schema(inline)]
+    action: ActionKind,
+    /// The key hash (key writes only): the key's id in the Auth0 sessions API and with
+    /// `?hashed=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    key_hash: Option<String>,
+}
+
+/// The `status` of a Tyk write: always `ok`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum TykOk {
+    Ok,
+}
+
+/// The `action` of a Tyk write: what was done.
+#[derive(Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum ActionKind {
+    Added,
+    Modified,
+    Deleted,
+}
+
+fn action(action: ActionKind, key: &str, key_id: &KeyId) -> Response {
+    let body = TykAction {
+        key: key.to_owned(),
+        status: TykOk::Ok,
+        action,
+        key_hash: Some(key_id.as_str().to_owned()),
+    };
+    json(StatusCode::OK, &body)
+}
+
+/// A page of key hashes.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct KeyList {
+    /// Key hashes, in order.
+    keys: Vec<String>,
+    /// The cursor of the next page (`?from=`), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    next: Option<String>,
 }
 
 fn bad_request(message: impl Into<String>) -> Response {
@@ -81,17 +138,32 @@ impl AdminState {
                     &key_id,
                     &MetadataChange::replaced(&created.meta_data),
                 );
-                action("added", key.expose(), &key_id)
+                action(ActionKind::Added, key.expose(), &key_id)
             }
-            Err(StoreError::AlreadyExists) => {
-                Tyk::error(StatusCode::CONFLICT, "Key already exists")
-            }
+            Err(StoreError::AlreadyExists) => Tyk::error(StatusCode::CONFLICT, KEY_EXISTS),
             Err(e) => Tyk::store_error(&e),
         }
     }
 }
 
-/// `POST /tyk/keys` and `POST /tyk/keys/create`: a generated key.
+/// Create a key with a generated value
+///
+/// The answer's `key` is the raw key: it is shown here and never again (the store keeps its hash).
+#[utoipa::path(
+    post,
+    path = "/tyk/keys",
+    tag = "tyk",
+    security(("tykSecret" = [])),
+    request_body = SessionRecord,
+    responses(
+        (status = OK, description = "Created", body = TykAction),
+        (status = BAD_REQUEST, description = "The body does not parse, its metadata is over the limits, or it names a policy that does not exist", body = TykError, example = json!(Tyk::body(StatusCode::BAD_REQUEST, MALFORMED))),
+        (status = CONFLICT, description = "A key with this value exists", body = TykError, example = json!(Tyk::body(StatusCode::CONFLICT, KEY_EXISTS))),
+        TykRefusals,
+        TooLarge<Tyk>,
+        StoreFailures<Tyk>,
+    ),
+)]
 pub(crate) async fn create_generated(
     _: TykAdmin,
     State(state): State<SharedState>,
@@ -100,7 +172,51 @@ pub(crate) async fn create_generated(
     state.create_key(ApiKey::generate(), session).await
 }
 
-/// `POST /tyk/keys/{key}`: a custom key.
+/// Create a key with a generated value (Tyk's other path for `POST /tyk/keys`)
+///
+/// The answer's `key` is the raw key: it is shown here and never again (the store keeps its hash).
+#[utoipa::path(
+    post,
+    path = "/tyk/keys/create",
+    tag = "tyk",
+    security(("tykSecret" = [])),
+    request_body = SessionRecord,
+    responses(
+        (status = OK, description = "Created", body = TykAction),
+        (status = BAD_REQUEST, description = "The body does not parse, its metadata is over the limits, or it names a policy that does not exist", body = TykError, example = json!(Tyk::body(StatusCode::BAD_REQUEST, MALFORMED))),
+        (status = CONFLICT, description = "A key with this value exists", body = TykError, example = json!(Tyk::body(StatusCode::CONFLICT, KEY_EXISTS))),
+        TykRefusals,
+        TooLarge<Tyk>,
+        StoreFailures<Tyk>,
+    ),
+)]
+pub(crate) async fn create_generated_alias(
+    admin: TykAdmin,
+    state: State<SharedState>,
+    body: TykJson<SessionRecord>,
+) -> Response {
+    create_generated(admin, state, body).await
+}
+
+/// Create a key with a custom value
+///
+/// The key must have at least the configured number of characters (16 by default).
+#[utoipa::path(
+    post,
+    path = "/tyk/keys/{key}",
+    tag = "tyk",
+    security(("tykSecret" = [])),
+    params(("key" = String, Path, description = "The raw key")),
+    request_body = SessionRecord,
+    responses(
+        (status = OK, description = "Created", body = TykAction),
+        (status = BAD_REQUEST, description = "The key is too short, the body does not parse, its metadata is over the limits, or it names a policy that does not exist; or the path is not UTF-8", body = TykError, example = json!(Tyk::body(StatusCode::BAD_REQUEST, MALFORMED))),
+        (status = CONFLICT, description = "The key exists", body = TykError, example = json!(Tyk::body(StatusCode::CONFLICT, KEY_EXISTS))),
+        TykRefusals,
+        TooLarge<Tyk>,
+        StoreFailures<Tyk>,
+    ),
+)]
 pub(crate) async fn create_custom(
     _: TykAdmin,
     State(state): State<SharedState>,
@@ -117,14 +233,30 @@ pub(crate) async fn create_custom(
     state.create_key(key, session).await
 }
 
-/// `GET /tyk/keys/{key}`: the session with its policies applied.
+/// Get a key's session, its policies applied
+///
+/// A session naming a policy that no longer exists is shown as stored.
+#[utoipa::path(
+    get,
+    path = "/tyk/keys/{key}",
+    tag = "tyk",
+    security(("tykSecret" = [])),
+    params(("key" = String, Path, description = "The raw key, or its hash with `?hashed=true`"), ("hashed" = Option<bool>, Query, description = "`true` (or `1`): the path holds the key hash, not the raw key")),
+    responses(
+        (status = OK, description = "The session", body = SessionRecord),
+        (status = BAD_REQUEST, description = "The path is not UTF-8", body = TykError, example = json!(Tyk::body(StatusCode::BAD_REQUEST, crate::body::INVALID_PARAM))),
+        (status = NOT_FOUND, description = "No such key", body = TykError, example = json!(Tyk::body(StatusCode::NOT_FOUND, GET_NOT_FOUND))),
+        TykRefusals,
+        StoreFailures<Tyk>,
+    ),
+)]
 pub(crate) async fn get_key(
     _: TykAdmin,
     State(state): State<SharedState>,
     Param(key, ..): TykParam,
     RawQuery(query): RawQuery,
 ) -> Response {
-    const NOT_FOUND: &str = "Key not found";
+    const NOT_FOUND: &str = GET_NOT_FOUND;
     let Some(key_id) = key_id(&key, query.as_deref()) else {
         return Tyk::error(StatusCode::NOT_FOUND, NOT_FOUND);
     };
@@ -143,7 +275,27 @@ pub(crate) async fn get_key(
     }
 }
 
-/// `PUT /tyk/keys/{key}`: replaces the session.
+/// Replace a key's session
+///
+/// With a non-zero `version` (the one read), the replace succeeds only while it is still the
+/// stored one.
+#[utoipa::path(
+    put,
+    path = "/tyk/keys/{key}",
+    tag = "tyk",
+    security(("tykSecret" = [])),
+    params(("key" = String, Path, description = "The raw key, or its hash with `?hashed=true`"), ("hashed" = Option<bool>, Query, description = "`true` (or `1`): the path holds the key hash, not the raw key")),
+    request_body = SessionRecord,
+    responses(
+        (status = OK, description = "Replaced; `key` is the key hash", body = TykAction),
+        (status = BAD_REQUEST, description = "The body does not parse, its metadata is over the limits, or it names a policy that does not exist; or the path is not UTF-8", body = TykError, example = json!(Tyk::body(StatusCode::BAD_REQUEST, MALFORMED))),
+        (status = NOT_FOUND, description = "No such key", body = TykError, example = json!(Tyk::body(StatusCode::NOT_FOUND, PUT_NOT_FOUND))),
+        (status = CONFLICT, description = "`version` is no longer the stored one", body = TykError, example = json!(Tyk::body(StatusCode::CONFLICT, KEY_CONFLICT))),
+        TykRefusals,
+        TooLarge<Tyk>,
+        StoreFailures<Tyk>,
+    ),
+)]
 pub(crate) async fn put_key(
     _: TykAdmin,
     State(state): State<SharedState>,
@@ -151,7 +303,7 @@ pub(crate) async fn put_key(
     RawQuery(query): RawQuery,
     TykJson(mut session): TykJson<SessionRecord>,
 ) -> Response {
-    const NOT_FOUND: &str = "Key is not found";
+    const NOT_FOUND: &str = PUT_NOT_FOUND;
     let Some(key_id) = key_id(&key, query.as_deref()) else {
         return Tyk::error(StatusCode::NOT_FOUND, NOT_FOUND);
     };
@@ -167,25 +319,38 @@ pub(crate) async fn put_key(
                 &key_id,
                 &MetadataChange::replaced(&replaced.meta_data),
             );
-            action("modified", key_id.as_str(), &key_id)
+            action(ActionKind::Modified, key_id.as_str(), &key_id)
         }
         Err(StoreError::NotFound) => Tyk::error(StatusCode::NOT_FOUND, NOT_FOUND),
-        Err(StoreError::Conflict { .. }) => Tyk::error(
-            StatusCode::CONFLICT,
-            "Key was changed concurrently: reload it and retry",
-        ),
+        Err(StoreError::Conflict { .. }) => Tyk::error(StatusCode::CONFLICT, KEY_CONFLICT),
         Err(e) => Tyk::store_error(&e),
     }
 }
 
-/// `DELETE /tyk/keys/{key}`: deletes the session and sends back-channel logout.
+/// Delete a key
+///
+/// Sends an OIDC back-channel logout for the session when one is configured.
+#[utoipa::path(
+    delete,
+    path = "/tyk/keys/{key}",
+    tag = "tyk",
+    security(("tykSecret" = [])),
+    params(("key" = String, Path, description = "The raw key, or its hash with `?hashed=true`"), ("hashed" = Option<bool>, Query, description = "`true` (or `1`): the path holds the key hash, not the raw key")),
+    responses(
+        (status = OK, description = "Deleted; `key` is the key hash", body = TykAction),
+        (status = BAD_REQUEST, description = "The path is not UTF-8", body = TykError, example = json!(Tyk::body(StatusCode::BAD_REQUEST, crate::body::INVALID_PARAM))),
+        (status = NOT_FOUND, description = "No such key", body = TykError, example = json!(Tyk::body(StatusCode::NOT_FOUND, DELETE_NOT_FOUND))),
+        TykRefusals,
+        StoreFailures<Tyk>,
+    ),
+)]
 pub(crate) async fn delete_key(
     _: TykAdmin,
     State(state): State<SharedState>,
     Param(key, ..): TykParam,
     RawQuery(query): RawQuery,
 ) -> Response {
-    const NOT_FOUND: &str = "There is no such key found";
+    const NOT_FOUND: &str = DELETE_NOT_FOUND;
     let Some(key_id) = key_id(&key, query.as_deref()) else {
         return Tyk::error(StatusCode::NOT_FOUND, NOT_FOUND);
     };
@@ -198,14 +363,30 @@ pub(crate) async fn delete_key(
                 &MetadataChange::replaced(&session.meta_data),
             );
             state.logout.session_ended(session);
-            action("deleted", key_id.as_str(), &key_id)
+            action(ActionKind::Deleted, key_id.as_str(), &key_id)
         }
         Ok(None) => Tyk::error(StatusCode::NOT_FOUND, NOT_FOUND),
         Err(e) => Tyk::store_error(&e),
     }
 }
 
-/// `GET /tyk/keys?from=&take=`: key hashes, paged.
+/// List key hashes, a page at a time
+#[utoipa::path(
+    get,
+    path = "/tyk/keys",
+    tag = "tyk",
+    security(("tykSecret" = [])),
+    params(
+        ("from" = Option<String>, Query, description = "Cursor: the `next` of the previous page"),
+        ("take" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size (default 100)"),
+    ),
+    responses(
+        (status = OK, description = "A page of key hashes", body = KeyList),
+        (status = BAD_REQUEST, description = "`take` is not an integer in 1..=1000", body = TykError, example = json!(Tyk::body(StatusCode::BAD_REQUEST, take_message()))),
+        TykRefusals,
+        StoreFailures<Tyk>,
+    ),
+)]
 pub(crate) async fn list_keys(
     _: TykAdmin,
     State(state): State<SharedState>,
@@ -213,9 +394,7 @@ pub(crate) async fn list_keys(
 ) -> Response {
     let pairs = query_pairs(query.as_deref());
     let Ok(take) = take_param(&pairs, KEYS_PAGE_DEFAULT, KEYS_PAGE_MAX) else {
-        return bad_request(format!(
-            "take must be an integer between 1 and {KEYS_PAGE_MAX}"
-        ));
+        return bad_request(take_message());
     };
     match state
         .store
@@ -223,24 +402,33 @@ pub(crate) async fn list_keys(
         .await
     {
         Ok(page) => {
-            let keys: Vec<&str> = page.items.iter().map(KeyId::as_str).collect();
-            let mut body = json!({ "keys": keys });
-            if let Some(next) = page.next {
-                body["next"] = Value::String(next);
-            }
-            json(StatusCode::OK, &body)
+            let keys = page.items.iter().map(|id| id.as_str().to_owned()).collect();
+            json(
+                StatusCode::OK,
+                &KeyList {
+                    keys,
+                    next: page.next,
+                },
+            )
         }
         Err(e) => Tyk::store_error(&e),
     }
 }
 
+fn take_message() -> String {
+    format!("take must be an integer between 1 and {KEYS_PAGE_MAX}")
+}
+
 const POLICY_NOT_FOUND: &str = "Policy not found";
 
-fn policy_action(action: &str, id: &str) -> Response {
-    json(
-        StatusCode::OK,
-        &json!({"key": id, "status": "ok", "action": action}),
-    )
+fn policy_action(action: ActionKind, id: &str) -> Response {
+    let body = TykAction {
+        key: id.to_owned(),
+        status: TykOk::Ok,
+        action,
+        key_hash: None,
+    };
+    json(StatusCode::OK, &body)
 }
 
 impl AdminState {
@@ -252,7 +440,17 @@ impl AdminState {
     }
 }
 
-/// `GET /tyk/policies`: every policy, ordered by id.
+/// List every policy, ordered by id
+#[utoipa::path(
+    get,
+    path = "/tyk/policies",
+    tag = "tyk",
+    security(("tykSecret" = [])),
+    responses(
+        (status = OK, description = "Every policy", body = Vec<Policy>),
+        TykRefusals,
+    ),
+)]
 pub(crate) async fn list_policies(_: TykAdmin, State(state): State<SharedState>) -> Response {
     let all: Vec<Policy> = state
         .policies
@@ -263,7 +461,20 @@ pub(crate) async fn list_policies(_: TykAdmin, State(state): State<SharedState>)
     json(StatusCode::OK, &all)
 }
 
-/// `GET /tyk/policies/{id}`.
+/// Get a policy
+#[utoipa::path(
+    get,
+    path = "/tyk/policies/{id}",
+    tag = "tyk",
+    security(("tykSecret" = [])),
+    params(("id" = String, Path, description = "The policy id")),
+    responses(
+        (status = OK, description = "The policy", body = Policy),
+        (status = BAD_REQUEST, description = "The path is not UTF-8", body = TykError, example = json!(Tyk::body(StatusCode::BAD_REQUEST, crate::body::INVALID_PARAM))),
+        (status = NOT_FOUND, description = "No such policy", body = TykError, example = json!(Tyk::body(StatusCode::NOT_FOUND, POLICY_NOT_FOUND))),
+        TykRefusals,
+    ),
+)]
 pub(crate) async fn get_policy(
     _: TykAdmin,
     State(state): State<SharedState>,
@@ -275,7 +486,23 @@ pub(crate) async fn get_policy(
     }
 }
 
-/// `POST /tyk/policies`: a new policy (an id is generated when the body has none).
+/// Create a policy
+///
+/// An id is generated when the body has none.
+#[utoipa::path(
+    post,
+    path = "/tyk/policies",
+    tag = "tyk",
+    security(("tykSecret" = [])),
+    request_body = Policy,
+    responses(
+        (status = OK, description = "Created; `key` is the policy id", body = TykAction),
+        (status = BAD_REQUEST, description = "The body does not parse or its metadata is over the limits", body = TykError, example = json!(Tyk::body(StatusCode::BAD_REQUEST, MALFORMED))),
+        (status = CONFLICT, description = "A policy with this id exists", body = TykError, example = json!(Tyk::body(StatusCode::CONFLICT, POLICY_EXISTS))),
+        TykRefusals,
+        TooLarge<Tyk>,
+    ),
+)]
 pub(crate) async fn create_policy(
     _: TykAdmin,
     State(state): State<SharedState>,
@@ -289,15 +516,32 @@ pub(crate) async fn create_policy(
     }
     let _guard = state.policy_writes.lock().await;
     if keycard_core::policy::PolicySource::policy(&state.policies, &policy.id).is_some() {
-        return Tyk::error(StatusCode::CONFLICT, "Policy already exists");
+        return Tyk::error(StatusCode::CONFLICT, POLICY_EXISTS);
     }
     audit::policy(TYK_ACTOR, "created", &policy.id, &policy.meta_data);
     let id = policy.id.clone();
     state.policies.insert(policy);
-    policy_action("added", &id)
+    policy_action(ActionKind::Added, &id)
 }
 
-/// `PUT /tyk/policies/{id}`: replaces a policy (the path's id wins over the body's).
+/// Replace a policy
+///
+/// The path's id wins over the body's.
+#[utoipa::path(
+    put,
+    path = "/tyk/policies/{id}",
+    tag = "tyk",
+    security(("tykSecret" = [])),
+    params(("id" = String, Path, description = "The policy id")),
+    request_body = Policy,
+    responses(
+        (status = OK, description = "Replaced; `key` is the policy id", body = TykAction),
+        (status = BAD_REQUEST, description = "The body does not parse or its metadata is over the limits; or the path is not UTF-8", body = TykError, example = json!(Tyk::body(StatusCode::BAD_REQUEST, MALFORMED))),
+        (status = NOT_FOUND, description = "No such policy", body = TykError, example = json!(Tyk::body(StatusCode::NOT_FOUND, POLICY_NOT_FOUND))),
+        TykRefusals,
+        TooLarge<Tyk>,
+    ),
+)]
 pub(crate) async fn put_policy(
     _: TykAdmin,
     State(state): State<SharedState>,
@@ -314,10 +558,23 @@ pub(crate) async fn put_policy(
     }
     audit::policy(TYK_ACTOR, "replaced", &id, &policy.meta_data);
     state.policies.insert(policy);
-    policy_action("modified", &id)
+    policy_action(ActionKind::Modified, &id)
 }
 
-/// `DELETE /tyk/policies/{id}`.
+/// Delete a policy
+#[utoipa::path(
+    delete,
+    path = "/tyk/policies/{id}",
+    tag = "tyk",
+    security(("tykSecret" = [])),
+    params(("id" = String, Path, description = "The policy id")),
+    responses(
+        (status = OK, description = "Deleted; `key` is the policy id", body = TykAction),
+        (status = BAD_REQUEST, description = "The path is not UTF-8", body = TykError, example = json!(Tyk::body(StatusCode::BAD_REQUEST, crate::body::INVALID_PARAM))),
+        (status = NOT_FOUND, description = "No such policy", body = TykError, example = json!(Tyk::body(StatusCode::NOT_FOUND, POLICY_NOT_FOUND))),
+        TykRefusals,
+    ),
+)]
 pub(crate) async fn delete_policy(
     _: TykAdmin,
     State(state): State<SharedState>,
@@ -327,7 +584,7 @@ pub(crate) async fn delete_policy(
     match state.policies.remove(&id) {
         Some(removed) => {
             audit::policy(TYK_ACTOR, "deleted", &id, &removed.meta_data);
-            policy_action("deleted", &id)
+            policy_action(ActionKind::Deleted, &id)
         }
         None => Tyk::error(StatusCode::NOT_FOUND, POLICY_NOT_FOUND),
     }

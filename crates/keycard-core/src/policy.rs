@@ -31,8 +31,9 @@ use serde_json::Value;
 use crate::metadata::Metadata;
 use crate::session::SessionRecord;
 
-/// A policy (Tyk's policy object, the fields keycard uses).
+/// A policy (Tyk's policy object, the fields keycard uses; unknown fields are ignored).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 #[non_exhaustive]
 pub struct Policy {
@@ -41,6 +42,7 @@ pub struct Policy {
     /// A display name.
     pub name: String,
     /// Metadata copied over the session's on load.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub meta_data: Metadata,
     /// Tags added to the session's.
     pub tags: Vec<String>,

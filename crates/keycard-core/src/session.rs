@@ -27,12 +27,17 @@ use crate::key::{ApiKey, KeyId};
 use crate::metadata::Metadata;
 
 /// A session: identity, state, limits and metadata.
+///
+/// Every field is optional in JSON (missing fields take their default) and unknown fields are
+/// ignored.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 #[non_exhaustive]
 pub struct SessionRecord {
     /// The hashed key this session is stored under (never the raw key).
     #[serde(skip_serializing_if = "is_empty_id")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, read_only))]
     pub key_id: KeyId,
     /// A human-readable owner name (Auth0's `user_id` in the sessions API).
     pub alias: String,
@@ -59,6 +64,7 @@ pub struct SessionRecord {
     /// Quota: when the quota next renews (unix seconds).
     pub quota_renews: i64,
     /// The metadata (Tyk's `meta_data`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub meta_data: Metadata,
     /// Creation time (unix seconds). Tyk writes an RFC 3339 string here; a string that is not a
     /// number is read as 0 and the store sets the time.
@@ -67,7 +73,9 @@ pub struct SessionRecord {
     /// Last change (unix seconds). Tyk writes a string of digits here; both forms are read.
     #[serde(deserialize_with = "lenient_unix")]
     pub last_updated: i64,
-    /// Optimistic-concurrency version, incremented by the store on every write.
+    /// Optimistic-concurrency version, incremented by the store on every write. A replace that
+    /// carries a non-zero version succeeds only while it is still the stored one; `0` replaces
+    /// unconditionally.
     pub version: u64,
 }
 
