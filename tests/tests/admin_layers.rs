@@ -123,3 +123,63 @@ async fn a_policy_created_through_the_admin_api_applies_to_the_app() {
         json!({"error": "Key is inactive, please renew"})
     );
 }
+
+/// With a keyed hasher on the `Keycard`, the admin API it builds names sessions by the same
+/// HMAC: a custom key created through `/tyk/keys/{key}` authenticates at the app, and its public
+/// id (the Auth0 session `id`, the Tyk `key_hash`) is not the key's plain SHA-256, so it cannot
+/// be used to test guesses offline. Every admin answer is `Cache-Control: no-store`.
+#[tokio::test]
+async fn a_keyed_hasher_is_shared_by_the_stack_and_its_admin_api() {
+    use keycard::key::{ApiKey, KeyHasher, KeyId};
+    use keycard::prelude::Keycard;
+
+    let hasher = KeyHasher::hmac_sha256("a-server-secret-of-32-bytes-or-more").unwrap();
+    let keycard = Keycard::new(MemoryStore::new()).key_hasher(hasher.clone());
+    let admin = keycard
+        .admin_api()
+        .tyk_secret(TYK.1)
+        .admin_token(keycard::admin::AdminToken::new(
+            "ops",
+            ADMIN.1.trim_start_matches("Bearer "),
+            ["read:sessions"],
+        ))
+        .build()
+        .unwrap()
+        .into_router();
+    let app = Client::new(spawn(keycard.wrap(keycard_examples::quickstart::routes())).await);
+    let admin = Client::new(spawn(admin).await);
+
+    let custom = "a-custom-key-a-user-chose";
+    let created = admin
+        .send(
+            http::Method::POST,
+            &format!("/tyk/keys/{custom}"),
+            &[TYK],
+            Some(json!({"meta_data": {"user_id": "u-1"}}).to_string().into()),
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.text());
+    assert_eq!(created.headers["cache-control"], "no-store");
+    let hash = created.json()["key_hash"].as_str().unwrap().to_owned();
+    let key = ApiKey::new(custom);
+    assert_eq!(hash, hasher.key_id(&key).as_str());
+    assert_ne!(hash, KeyId::of(&key).as_str());
+
+    let auth = format!("Bearer {custom}");
+    let whoami = app
+        .get("/whoami", &[("authorization", auth.as_str())])
+        .await;
+    assert_eq!(whoami.status, 200, "{}", whoami.text());
+    assert_eq!(whoami.json()["user_id"], "u-1");
+
+    let session = admin
+        .get(&format!("/api/v2/sessions/{hash}"), &[ADMIN])
+        .await;
+    assert_eq!(session.status, 200);
+    assert_eq!(session.headers["cache-control"], "no-store");
+    assert_eq!(session.json()["id"], hash);
+    let generated = admin
+        .send(http::Method::POST, "/tyk/keys", &[TYK], Some("{}".into()))
+        .await;
+    assert_eq!(generated.headers["cache-control"], "no-store");
+}

@@ -102,6 +102,7 @@ mod tyk;
 use std::sync::Arc;
 
 use axum::Router;
+use keycard_core::key::KeyHasher;
 use keycard_core::metadata::MetadataLimits;
 use keycard_core::policy::MemoryPolicies;
 use keycard_core::store::SessionStore;
@@ -166,6 +167,7 @@ impl AdminApi {
             tyk_secret_len: 0,
             tokens: Vec::new(),
             max_failures: DEFAULT_MAX_FAILURES,
+            key_hasher: KeyHasher::default(),
             failure_window: DEFAULT_FAILURE_WINDOW,
             tyk_limits: MetadataLimits::tyk(),
             min_key_length: DEFAULT_MIN_KEY_LENGTH,
@@ -205,6 +207,7 @@ pub struct AdminApiBuilder {
     tokens: Vec<AdminToken>,
     max_failures: u32,
     failure_window: std::time::Duration,
+    key_hasher: KeyHasher,
     tyk_limits: MetadataLimits,
     min_key_length: usize,
     logout: Option<BackChannelLogout>,
@@ -224,6 +227,14 @@ impl AdminApiBuilder {
     pub fn tyk_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
         self.tyk_secret = Secret::new(secret.as_ref());
         self.tyk_secret_len = secret.as_ref().len();
+        self
+    }
+
+    /// How raw keys become key ids when keys are created or named by their raw value (default
+    /// [`KeyHasher::sha256`], Tyk's). It must be the hasher of the session-load stage:
+    /// `keycard::Keycard::admin_api` passes it on.
+    pub fn key_hasher(mut self, hasher: KeyHasher) -> Self {
+        self.key_hasher = hasher;
         self
     }
 
@@ -299,12 +310,27 @@ impl AdminApiBuilder {
             min_key_length: self.min_key_length,
             logout: sender,
             throttle: FailureThrottle::new(self.max_failures, self.failure_window),
+            key_hasher: self.key_hasher,
         });
         Ok(AdminApi {
-            router: openapi::routes().split().0.with_state(state),
+            router: openapi::routes()
+                .split()
+                .0
+                .with_state(state)
+                .layer(axum::middleware::map_response(no_store)),
             logout_stats,
         })
     }
+}
+
+/// `Cache-Control: no-store` on every answer: creation answers carry the raw key, the others
+/// session metadata, and neither belongs in a browser or proxy cache.
+async fn no_store(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    response
 }
 
 impl std::fmt::Debug for AdminApiBuilder {
@@ -316,6 +342,7 @@ impl std::fmt::Debug for AdminApiBuilder {
             )
             .field("tokens", &self.tokens)
             .field("max_failures", &self.max_failures)
+            .field("key_hasher", &self.key_hasher)
             .field("failure_window", &self.failure_window)
             .field("tyk_limits", &self.tyk_limits)
             .field("min_key_length", &self.min_key_length)

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use keycard_core::key::KeyHasher;
 use keycard_core::metadata::MetadataLimits;
 use keycard_core::policy::MemoryPolicies;
 use keycard_core::store::SessionStore;
@@ -23,6 +24,7 @@ pub(crate) struct AdminState {
     pub(crate) min_key_length: usize,
     pub(crate) logout: LogoutSender,
     pub(crate) throttle: FailureThrottle,
+    pub(crate) key_hasher: KeyHasher,
 }
 
 pub(crate) type SharedState = Arc<AdminState>;

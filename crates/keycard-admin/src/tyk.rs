@@ -96,14 +96,15 @@ fn bad_request(message: impl Into<String>) -> Response {
     Tyk::error(StatusCode::BAD_REQUEST, message)
 }
 
-/// The key a path names: the raw key, or with `?hashed=true` its hash.
-fn key_id(key: &str, query: Option<&str>) -> Option<KeyId> {
+/// The key a path names: the raw key (hashed with the API's key hasher), or with
+/// `?hashed=true` its id.
+fn key_id(state: &AdminState, key: &str, query: Option<&str>) -> Option<KeyId> {
     let pairs = query_pairs(query);
     let hashed = matches!(query_value(&pairs, "hashed"), Some("true" | "1"));
     if hashed {
         KeyId::from_hash(key)
     } else {
-        Some(KeyId::of(&ApiKey::new(key)))
+        Some(state.key_hasher.key_id(&ApiKey::new(key)))
     }
 }
 
@@ -127,7 +128,7 @@ impl AdminState {
         if let Err(message) = self.check_session(&session) {
             return bad_request(message);
         }
-        let key_id = KeyId::of(&key);
+        let key_id = self.key_hasher.key_id(&key);
         session.key_id = key_id.clone();
         session.version = 0;
         match self.store.create(session).await {
@@ -257,7 +258,7 @@ pub(crate) async fn get_key(
     RawQuery(query): RawQuery,
 ) -> Response {
     const NOT_FOUND: &str = GET_NOT_FOUND;
-    let Some(key_id) = key_id(&key, query.as_deref()) else {
+    let Some(key_id) = key_id(&state, &key, query.as_deref()) else {
         return Tyk::error(StatusCode::NOT_FOUND, NOT_FOUND);
     };
     match state.store.load(&key_id).await {
@@ -304,7 +305,7 @@ pub(crate) async fn put_key(
     TykJson(mut session): TykJson<SessionRecord>,
 ) -> Response {
     const NOT_FOUND: &str = PUT_NOT_FOUND;
-    let Some(key_id) = key_id(&key, query.as_deref()) else {
+    let Some(key_id) = key_id(&state, &key, query.as_deref()) else {
         return Tyk::error(StatusCode::NOT_FOUND, NOT_FOUND);
     };
     if let Err(message) = state.check_session(&session) {
@@ -351,7 +352,7 @@ pub(crate) async fn delete_key(
     RawQuery(query): RawQuery,
 ) -> Response {
     const NOT_FOUND: &str = DELETE_NOT_FOUND;
-    let Some(key_id) = key_id(&key, query.as_deref()) else {
+    let Some(key_id) = key_id(&state, &key, query.as_deref()) else {
         return Tyk::error(StatusCode::NOT_FOUND, NOT_FOUND);
     };
     match state.store.delete(&key_id).await {

@@ -2,7 +2,14 @@
 //!
 //! A raw key ([`ApiKey`]) exists only while a request is being authenticated or when the admin API
 //! hands a new key out once. Everything else — stores, logs, traces, errors — sees the [`KeyId`],
-//! the SHA-256 hex digest of the key.
+//! the hex digest of the key made by a [`KeyHasher`]: plain SHA-256 by default (Tyk's hashing,
+//! so a Tyk layout and Tyk clients see the ids they expect), or HMAC-SHA-256 with a server
+//! secret, recommended for new deployments.
+//!
+//! Why a keyed hash: the key id is public — it is the Auth0 session `id`, the logout token's
+//! `sid`, the Redis key name. With plain SHA-256, anyone who sees an id can test guesses of a
+//! user-chosen custom key offline; with HMAC they would need the server secret too. Generated
+//! keys (256 random bits) cannot be guessed either way.
 //!
 //! ```
 //! use keycard_core::key::{ApiKey, KeyId};
@@ -19,6 +26,9 @@
 
 use std::fmt;
 
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -105,6 +115,103 @@ impl fmt::Display for KeyId {
     }
 }
 
+/// How raw keys become [`KeyId`]s. Every component that turns a raw key into an id — the
+/// session-load stage, the admin API, [`SessionRecord::with_key`](crate::session::SessionRecord)
+/// fixtures — must use the same hasher: `keycard::Keycard::key_hasher` sets it for the stack and
+/// the admin API it builds.
+///
+/// ```
+/// use keycard_core::key::{ApiKey, KeyHasher, KeyId};
+///
+/// let key = ApiKey::new("a-custom-key-chosen-by-a-user");
+/// assert_eq!(KeyHasher::sha256().key_id(&key), KeyId::of(&key));
+///
+/// let keyed = KeyHasher::hmac_sha256(b"a server secret of at least 32 bytes!")?;
+/// let id = keyed.key_id(&key);
+/// assert_ne!(id, KeyId::of(&key));
+/// assert_eq!(id.as_str().len(), 64);
+/// assert!(!format!("{keyed:?}").contains("server secret"));
+/// # Ok::<(), keycard_core::key::KeyHasherError>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct KeyHasher(Hashing);
+
+#[derive(Clone, Default)]
+enum Hashing {
+    #[default]
+    Sha256,
+    /// The HMAC state after the secret was absorbed, cloned per key.
+    Hmac(Arc<Hmac<Sha256>>),
+}
+
+/// A [`KeyHasher`] that cannot be made.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyHasherError {
+    /// The HMAC secret is shorter than [`KeyHasher::MIN_SECRET_LEN`] bytes.
+    #[error("the key-hashing secret must be at least {min} bytes (it is {len})")]
+    ShortSecret {
+        /// The secret's length.
+        len: usize,
+        /// [`KeyHasher::MIN_SECRET_LEN`].
+        min: usize,
+    },
+}
+
+impl KeyHasher {
+    /// The shortest HMAC secret accepted: 32 bytes, SHA-256's output size (RFC 2104 §3).
+    pub const MIN_SECRET_LEN: usize = 32;
+
+    /// Plain SHA-256 of the key, hex: Tyk's key hashing and [`KeyId::of`] (the default).
+    pub fn sha256() -> Self {
+        Self(Hashing::Sha256)
+    }
+
+    /// HMAC-SHA-256 of the key under `secret`, hex. Keep the secret with the deployment's other
+    /// secrets: changing it changes every key id (every stored session becomes unreachable).
+    ///
+    /// # Errors
+    /// [`KeyHasherError::ShortSecret`] for a secret under [`MIN_SECRET_LEN`](Self::MIN_SECRET_LEN)
+    /// bytes.
+    pub fn hmac_sha256(secret: impl AsRef<[u8]>) -> Result<Self, KeyHasherError> {
+        let secret = secret.as_ref();
+        if secret.len() < Self::MIN_SECRET_LEN {
+            return Err(KeyHasherError::ShortSecret {
+                len: secret.len(),
+                min: Self::MIN_SECRET_LEN,
+            });
+        }
+        let mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC accepts keys of any length");
+        Ok(Self(Hashing::Hmac(Arc::new(mac))))
+    }
+
+    /// Whether this is the keyed (HMAC) hasher.
+    pub fn is_keyed(&self) -> bool {
+        matches!(self.0, Hashing::Hmac(_))
+    }
+
+    /// The id of `key`.
+    pub fn key_id(&self, key: &ApiKey) -> KeyId {
+        match &self.0 {
+            Hashing::Sha256 => KeyId::of(key),
+            Hashing::Hmac(mac) => {
+                let mut mac = Hmac::clone(mac);
+                mac.update(key.0.as_bytes());
+                KeyId(hex(&mac.finalize().into_bytes()))
+            }
+        }
+    }
+}
+
+impl fmt::Debug for KeyHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Hashing::Sha256 => f.write_str("KeyHasher::Sha256"),
+            Hashing::Hmac(_) => f.write_str("KeyHasher::HmacSha256(<redacted>)"),
+        }
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     let mut out = vec![0; bytes.len() * 2];
     hex_into(bytes, &mut out);
@@ -151,6 +258,24 @@ mod tests {
             KeyId::of(&ApiKey::new("abc")).as_str(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn hmac_key_ids_follow_rfc_4231() {
+        // RFC 4231 test case 2 (key "Jefe") has a 4-byte key, under our minimum; test case 6's
+        // 131-byte key of 0xaa bytes, data "Test Using Larger Than Block-Size Key - Hash Key
+        // First", is long enough.
+        let hasher = KeyHasher::hmac_sha256([0xaa; 131]).unwrap();
+        let data = ApiKey::new("Test Using Larger Than Block-Size Key - Hash Key First");
+        assert_eq!(
+            hasher.key_id(&data).as_str(),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+        assert_eq!(
+            KeyHasher::hmac_sha256([1; 31]).unwrap_err(),
+            KeyHasherError::ShortSecret { len: 31, min: 32 }
+        );
+        assert!(!KeyHasher::default().is_keyed() && hasher.is_keyed());
     }
 
     #[test]

@@ -160,7 +160,16 @@ impl<A, R, QH, QB, SB, SH> Keycard<A, R, QH, QB, SB, SH> {
     /// the stack reads, with nothing to wire twice (feature `admin`).
     #[cfg(feature = "admin")]
     pub fn admin_api(&self) -> keycard_admin::AdminApiBuilder {
-        keycard_admin::AdminApi::builder(self.store().clone()).policies(self.policies.clone())
+        keycard_admin::AdminApi::builder(self.store().clone())
+            .policies(self.policies.clone())
+            .key_hasher(self.load.hasher().clone())
+    }
+
+    /// How raw keys become key ids, for the load stage and the admin API built by
+    /// [`admin_api`](Self::admin_api) ([`SessionLoadLayer::key_hasher`]). Default: SHA-256, as
+    /// Tyk; `KeyHasher::hmac_sha256(secret)` is recommended for new deployments.
+    pub fn key_hasher(self, hasher: keycard_core::key::KeyHasher) -> Self {
+        self.map_load(|load| load.key_hasher(hasher))
     }
 
     /// The limits every metadata write is checked against (default: the Tyk profile).

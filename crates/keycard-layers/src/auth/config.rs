@@ -13,6 +13,8 @@ use keycard_core::session::{SessionRecord, unix_now};
 use keycard_core::store::{SessionStore, StoreError};
 
 use super::source::KeySource;
+use keycard_core::key::KeyHasher;
+
 use crate::context::ForwardedFor;
 use crate::session::Session;
 
@@ -27,6 +29,7 @@ pub(super) struct Config {
     pub(super) expose_token: bool,
     pub(super) min_key_length: usize,
     pub(super) forwarded_for: ForwardedFor,
+    pub(super) key_hasher: KeyHasher,
     /// Set once a request left changes unsaved (no save stage ran): the error is logged once.
     pub(super) unsaved_reported: Arc<AtomicBool>,
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use keycard_core::key::KeyHasher;
 use keycard_core::metadata::MetadataLimits;
 use keycard_core::policy::{NoPolicies, PolicySource};
 use keycard_core::store::SessionStore;
@@ -42,6 +43,7 @@ impl SessionLoadLayer {
                 expose_token: false,
                 min_key_length: DEFAULT_MIN_KEY_LENGTH,
                 forwarded_for: ForwardedFor::Ignore,
+                key_hasher: KeyHasher::default(),
                 unsaved_reported: Arc::new(AtomicBool::new(false)),
             }),
         }
@@ -126,5 +128,17 @@ impl SessionLoadLayer {
     pub fn forwarded_for(mut self, forwarded_for: ForwardedFor) -> Self {
         self.config_mut().forwarded_for = forwarded_for;
         self
+    }
+
+    /// How raw keys become key ids (default [`KeyHasher::sha256`], Tyk's hashing). Use the
+    /// same hasher wherever keys are created (the admin API) — see [`KeyHasher`].
+    pub fn key_hasher(mut self, hasher: KeyHasher) -> Self {
+        self.config_mut().key_hasher = hasher;
+        self
+    }
+
+    /// The hasher of [`key_hasher`](Self::key_hasher).
+    pub fn hasher(&self) -> &KeyHasher {
+        &self.config.key_hasher
     }
 }

@@ -5,7 +5,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Request, Response};
-use keycard_core::key::KeyId;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -89,7 +88,7 @@ where
             tracing::debug!("keycard: key shorter than the minimum length");
             return ResponseFuture::reject(Refusal::UnknownKey.response(www_authenticate));
         }
-        let key_id = KeyId::of(&key);
+        let key_id = config.key_hasher.key_id(&key);
         // The raw key goes no further unless templates were allowed to read it.
         if config.expose_token {
             request.extensions_mut().insert(key);
