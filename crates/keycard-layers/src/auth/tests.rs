@@ -5,10 +5,10 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use http::{HeaderMap, Request, StatusCode};
 use keycard_core::key::{ApiKey, KeyId};
-use keycard_core::metadata::MetadataDelta;
 use keycard_core::policy::{MemoryPolicies, Policy};
 use keycard_core::session::{SessionRecord, unix_now};
-use keycard_core::store::{MemoryStore, Page, SessionStore, StoreError, StoreFuture};
+use keycard_core::store::{MemoryStore, SessionStore};
+use keycard_core::testing::stores::UnavailableStore;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -178,49 +178,9 @@ async fn policies_shape_the_view() {
     assert_eq!(shared.meta_data["user_id"], "own");
 }
 
-/// A store whose every call fails as if Redis were down.
-struct DownStore;
-
-fn down<'a, T: Send + 'a>() -> StoreFuture<'a, T> {
-    Box::pin(async { Err(StoreError::unavailable("connection refused")) })
-}
-
-impl SessionStore for DownStore {
-    fn load<'a>(&'a self, _: &'a KeyId) -> StoreFuture<'a, Option<SessionRecord>> {
-        down()
-    }
-    fn create(&self, _: SessionRecord) -> StoreFuture<'_, SessionRecord> {
-        down()
-    }
-    fn replace(&self, _: SessionRecord) -> StoreFuture<'_, SessionRecord> {
-        down()
-    }
-    fn apply<'a>(
-        &'a self,
-        _: &'a KeyId,
-        _: &'a MetadataDelta,
-    ) -> StoreFuture<'a, Option<SessionRecord>> {
-        down()
-    }
-    fn delete<'a>(&'a self, _: &'a KeyId) -> StoreFuture<'a, Option<SessionRecord>> {
-        down()
-    }
-    fn list_by_alias<'a>(
-        &'a self,
-        _: &'a str,
-        _: Option<&'a str>,
-        _: usize,
-    ) -> StoreFuture<'a, Page<SessionRecord>> {
-        down()
-    }
-    fn list_keys<'a>(&'a self, _: Option<&'a str>, _: usize) -> StoreFuture<'a, Page<KeyId>> {
-        down()
-    }
-}
-
 #[tokio::test]
 async fn store_down_gets_503() {
-    let layer = SessionLoadLayer::from_shared_store(Arc::new(DownStore));
+    let layer = SessionLoadLayer::from_shared_store(Arc::new(UnavailableStore));
     let (status, _, body) = call(&app(layer), get_with(Some("key-1"))).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body, json!({"error": "Session store unavailable"}));
