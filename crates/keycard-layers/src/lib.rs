@@ -25,6 +25,7 @@ pub mod body;
 pub mod context;
 mod cookie;
 pub mod headers;
+mod normalize;
 pub mod persist;
 mod response;
 pub mod rewrite;
