@@ -9,9 +9,12 @@
 //!
 //! The rewrite wraps the whole [`Router`] from outside: axum picks the route before middleware
 //! added with `Router::layer` runs, so a rewrite in there would come too late. Metadata lands in
-//! the path percent-encoded as one segment, so a shard called `../admin` stays
-//! `/shards/..%2Fadmin/...`; the shard handler also checks the path's shard is the caller's
-//! own, so calling `/shards/<another tenant's shard>/...` directly gets a 404.
+//! the path percent-encoded as one segment, and the path is normalised before the rule sees it:
+//! `/%6Frders/7` is `/orders/7`, while a dot segment in the client's path (`/orders/../../us-2/..`,
+//! `%2e%2e`, `..%5C`) is 400 and a shard whose value would climb out of `/shards/` (`../admin`)
+//! is 500, so no tenant reaches another's shard through an upstream that resolves dots. The
+//! shard handler also checks the path's shard is the caller's own, so calling
+//! `/shards/<another tenant's shard>/...` directly gets a 404.
 
 use axum::extract::Path;
 use axum::http::StatusCode;

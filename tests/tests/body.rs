@@ -234,3 +234,61 @@ async fn head_never_reports_the_untransformed_length() {
         get.headers[header::CONTENT_TYPE]
     );
 }
+
+/// Scopes match the normalised path (RFC 3986 §6.2.2): `/%6Frders` is `/orders`, so the
+/// transform scoped to `POST /orders` applies, and the service is handed `/orders` too.
+#[tokio::test]
+async fn percent_encoded_path_is_in_the_orders_scope() {
+    let routes = Router::new().fallback(|uri: http::Uri, body: Bytes| async move {
+        axum::Json(json!({
+            "uri": uri.to_string(),
+            "body": serde_json::from_slice::<Value>(&body).ok(),
+        }))
+    });
+    let client = client_around(routes).await;
+    for path in ["/%6Frders", "/%6frders", "/%6F%72%64%65%72%73"] {
+        let response = client
+            .send(
+                Method::POST,
+                path,
+                &[AUTH, JSON],
+                Some(Bytes::from_static(br#"{"item":"book","tenant_id":"evil"}"#)),
+            )
+            .await;
+        assert_eq!(response.status, 200, "{path}: {}", response.text());
+        assert_eq!(
+            response.json(),
+            json!({
+                "data": {"uri": "/orders", "body": {"item": "book", "tenant_id": "acme"}},
+                "served_to": "u-demo"
+            }),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_dot_segment_is_400_before_any_body_rule() {
+    let client = example_client().await;
+    for path in [
+        "/x/../orders",
+        "/x/%2e%2e/orders",
+        r"/x/..\orders",
+        "/x/..%5Corders",
+    ] {
+        let response = client
+            .send(
+                Method::POST,
+                path,
+                &[AUTH, JSON],
+                Some(Bytes::from_static(b"{}")),
+            )
+            .await;
+        assert_eq!(response.status, 400, "{path}: {}", response.text());
+        assert_eq!(
+            response.json(),
+            json!({"error": "Invalid request path"}),
+            "{path}"
+        );
+    }
+}

@@ -204,3 +204,38 @@ async fn lookalike_client_headers_never_reach_the_backend() {
     assert_eq!(seen["x-user-id"], "u-1");
     assert_eq!(seen["x_user_id"], "admin");
 }
+
+/// Scopes match the normalised path (RFC 3986 §6.2.2): `/%6Frders/7` is in `/orders/*`, and the
+/// service is handed `/orders/7`.
+#[tokio::test]
+async fn percent_encoded_path_is_in_the_scope() {
+    use keycard::prelude::{HeaderRules, Keycard, Scope};
+    let store = MemoryStore::new();
+    store
+        .insert_key("header-key", json!({"tenant": "acme"}))
+        .unwrap();
+    let inject = InjectHeadersLayer::request()
+        .scoped(
+            Scope::path("/orders/*"),
+            HeaderRules::new().set("x-tenant", "$tyk_meta.tenant"),
+        )
+        .build()
+        .unwrap();
+    let routes = Router::new().fallback(|uri: http::Uri, headers: http::HeaderMap| async move {
+        axum::Json(json!({
+            "uri": uri.to_string(),
+            "tenant": headers.get("x-tenant").map(|v| v.to_str().unwrap().to_owned()),
+        }))
+    });
+    let client = Client::new(spawn(Keycard::new(store).request_headers(inject).wrap(routes)).await);
+    for path in ["/%6Frders/7", "/%6frders/7", "/orders/%37"] {
+        let seen = client.get(path, &[AUTH]).await.json();
+        assert_eq!(
+            seen,
+            json!({"uri": "/orders/7", "tenant": "acme"}),
+            "{path}"
+        );
+    }
+    let seen = client.get("/other/7", &[AUTH]).await.json();
+    assert_eq!(seen, json!({"uri": "/other/7", "tenant": null}));
+}

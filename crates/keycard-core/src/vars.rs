@@ -143,6 +143,16 @@ pub enum TemplateError {
         /// Where the `$` starts.
         offset: usize,
     },
+    /// A `$N` capture in the scheme or authority of an absolute URL target
+    /// (`http://backend$1`): client text could name another host (`/api@evil.example`).
+    #[error(
+        "capture group at byte {offset} is in the URL's scheme or authority: captures may only \
+         follow the `/`, `?` or `#` that ends the authority (`http://backend.internal/$1`)"
+    )]
+    CaptureInAuthority {
+        /// Where the `$` starts.
+        offset: usize,
+    },
 }
 
 /// Why a parsed template could not be rendered for its destination.
@@ -152,9 +162,14 @@ pub enum RenderError {
     /// The rendered text is not a valid header value (CR, LF, NUL or another forbidden byte).
     #[error("Invalid header value")]
     InvalidHeaderValue,
-    /// A variable would produce a whole `.` or `..` segment in the rewritten path.
+    /// A variable would produce a `.` or `..` segment in the rewritten path, in any spelling
+    /// (see [`hides_dot_segment`]).
     #[error("rendered URL would contain a `.` or `..` path segment")]
     DotSegment,
+    /// Captured text (the client's) would produce a `.` or `..` segment in the rewritten path,
+    /// in any spelling (see [`hides_dot_segment`]).
+    #[error("rendered URL would contain a `.` or `..` path segment made of captured text")]
+    CapturedDotSegment,
 }
 
 const META: &str = "tyk_meta";
@@ -171,8 +186,27 @@ impl Template {
 
     /// Parses a URL rewrite target: as [`Template::parse`], plus `$N` (one or more digits; `$12`
     /// is group 12) and `${N}` for capture groups.
+    ///
+    /// A target that starts with a literal `scheme://` is absolute (see [`url_scheme`]); a
+    /// capture before the `/`, `?` or `#` that ends its authority fails with
+    /// [`TemplateError::CaptureInAuthority`], so client text never chooses the host, the port
+    /// or userinfo. `$tyk_meta` / `$tyk_context` may stand there: they are percent-encoded, so
+    /// they cannot add `@`, `:`, `/`, `?` or `#` (what host they reach is for an allow-list to
+    /// decide).
+    ///
+    /// [`url_scheme`]: Template::url_scheme
     pub fn parse_url(source: &str) -> Result<Self, TemplateError> {
         Parser::new(source, true).run()
+    }
+
+    /// The scheme of an absolute URL template: `Some("http")` when the template starts with the
+    /// literal text `http://`. A scheme that comes from a variable or a capture does not count,
+    /// so such a template renders a path.
+    pub fn url_scheme(&self) -> Option<&str> {
+        match self.parts.first() {
+            Some(Part::Literal(text)) => url_scheme(text),
+            _ => None,
+        }
     }
 
     /// The template as written.
@@ -263,9 +297,13 @@ impl Template {
     /// `?` as one path segment (percent-encoded, only `A-Za-z0-9-._~` kept), after it
     /// form-encoded (space becomes `+`).
     ///
-    /// A path segment made of variable output that comes out as `.` or `..` fails with
-    /// [`RenderError::DotSegment`] (no traversal by metadata); `../admin` is harmless because its
-    /// `/` is encoded (`..%2Fadmin`). Dots written literally in the template are left alone.
+    /// A path segment holding variable output that is, or hides, a dot segment
+    /// ([`hides_dot_segment`]: `..`, `%2e%2e`, or `..` between `\`, `%5C` or `%2F`) fails with
+    /// [`RenderError::DotSegment`]; one holding captured text with
+    /// [`RenderError::CapturedDotSegment`]. So neither metadata nor the client can climb out of
+    /// the target's fixed prefix, not even for an upstream that decodes `%2F` or treats `\` as
+    /// a separator before it normalises: `../admin` (sent as `..%2Fadmin`) is refused too. Dots
+    /// written literally in the template are left alone.
     pub fn render_url(&self, vars: &(impl Vars + ?Sized)) -> Result<Rendered<String>, RenderError> {
         let mut out = String::with_capacity(self.capacity);
         let mut missing = false;
@@ -277,12 +315,12 @@ impl Template {
             match part {
                 Part::Literal(text) if in_path => match text.find('?') {
                     Some(query) => {
-                        path.push_raw(&mut out, &text[..query])?;
+                        path.push_raw(&mut out, &text[..query], false)?;
                         path.finish(&out)?;
                         out.push_str(&text[query..]);
                         in_path = false;
                     }
-                    None => path.push_raw(&mut out, text)?,
+                    None => path.push_raw(&mut out, text, false)?,
                 },
                 Part::Literal(text) => out.push_str(text),
                 Part::Capture(index) => {
@@ -291,7 +329,7 @@ impl Template {
                         ""
                     });
                     if in_path {
-                        path.push_raw(&mut out, value)?;
+                        path.push_raw(&mut out, value, true)?;
                     } else {
                         out.push_str(value);
                     }
@@ -338,34 +376,58 @@ const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 fn encode_variable(out: &mut String, value: &str, in_path: bool, path: &mut PathState) {
     if in_path {
         out.extend(utf8_percent_encode(value, PATH_SEGMENT));
-        path.segment_has_variable = true;
+        path.variable = true;
     } else {
         out.extend(form_urlencoded::byte_serialize(value.as_bytes()));
     }
 }
 
-/// Tracks the path segment being written, to refuse `.` and `..` segments made by variables.
+/// Tracks the path segment being written, to refuse dot segments made by variables or captures.
 #[derive(Default)]
 struct PathState {
     /// Byte offset in the output where the current segment starts.
     segment_start: usize,
     /// Whether variable output went into the current segment.
-    segment_has_variable: bool,
+    variable: bool,
+    /// Whether captured text went into the current segment.
+    captured: bool,
+    /// Past a captured `?` or `#`: the rest is not path.
+    ended: bool,
 }
 
 impl PathState {
-    /// Appends unencoded text (literal or captured), which may end segments.
-    fn push_raw(&mut self, out: &mut String, text: &str) -> Result<(), RenderError> {
-        let before = out.len();
+    /// Appends unencoded text (literal, or `captured` from the request), which may end
+    /// segments; every segment it touches is checked.
+    fn push_raw(
+        &mut self,
+        out: &mut String,
+        text: &str,
+        captured: bool,
+    ) -> Result<(), RenderError> {
+        let start = out.len();
         out.push_str(text);
-        // A captured `?` or `#` ends the path too; treating it as a segment end is the safe side.
-        const ENDS: [char; 3] = ['/', '?', '#'];
-        if let Some(first) = text.find(ENDS) {
-            self.check(&out[..before + first])?;
-            let last = text.rfind(ENDS).unwrap_or(first);
-            self.segment_start = before + last + 1;
-            self.segment_has_variable = false;
+        if self.ended {
+            return Ok(());
         }
+        // Where the part of `text` in the current segment starts.
+        let mut from = 0;
+        for (at, byte) in text.bytes().enumerate() {
+            if !matches!(byte, b'/' | b'?' | b'#') {
+                continue;
+            }
+            self.captured |= captured && at > from;
+            self.check(&out[..start + at])?;
+            self.segment_start = start + at + 1;
+            self.variable = false;
+            self.captured = false;
+            from = at + 1;
+            // A captured `?` or `#` ends the path.
+            if byte != b'/' {
+                self.ended = true;
+                return Ok(());
+            }
+        }
+        self.captured |= captured && text.len() > from;
         Ok(())
     }
 
@@ -376,11 +438,73 @@ impl PathState {
 
     /// Checks the current segment, which ends at the end of `upto`.
     fn check(&self, upto: &str) -> Result<(), RenderError> {
-        if self.segment_has_variable && matches!(&upto[self.segment_start..], "." | "..") {
-            return Err(RenderError::DotSegment);
+        if self.ended || !(self.variable || self.captured) {
+            return Ok(());
+        }
+        if hides_dot_segment(&upto[self.segment_start..]) {
+            return Err(match self.captured {
+                true => RenderError::CapturedDotSegment,
+                false => RenderError::DotSegment,
+            });
         }
         Ok(())
     }
+}
+
+/// Whether one path segment (no `/` in it) is a dot segment, or hides one, for some server:
+/// `.` or `..` once `%2E` is decoded, or a `.` / `..` piece between backslashes or encoded
+/// separators (`\`, `%5C`, `%2F`, any case), which servers that decode `%2F` before they
+/// normalise, or that take `\` for `/`, resolve as one.
+///
+/// ```
+/// use keycard_core::vars::hides_dot_segment;
+///
+/// for hiding in ["..", ".", "%2e%2E", ".%2e", "..%2Fadmin", r"a\..", "x%5c.%5cy"] {
+///     assert!(hides_dot_segment(hiding), "{hiding}");
+/// }
+/// for plain in ["", "...", "a..", "v1.2", "%252e%252e", "a%2Fb"] {
+///     assert!(!hides_dot_segment(plain), "{plain}");
+/// }
+/// ```
+pub fn hides_dot_segment(segment: &str) -> bool {
+    let bytes = segment.as_bytes();
+    let escape = |at: usize, hex: &[u8; 2]| {
+        bytes
+            .get(at..at + 3)
+            .is_some_and(|triplet| triplet[0] == b'%' && triplet[1..].eq_ignore_ascii_case(hex))
+    };
+    // Dots in the current piece, and whether it holds anything else.
+    let (mut dots, mut other) = (0usize, false);
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at] == b'\\' || escape(at, b"5c") || escape(at, b"2f") {
+            if !other && matches!(dots, 1 | 2) {
+                return true;
+            }
+            (dots, other) = (0, false);
+            at += if bytes[at] == b'\\' { 1 } else { 3 };
+        } else if bytes[at] == b'.' {
+            dots += 1;
+            at += 1;
+        } else if escape(at, b"2e") {
+            dots += 1;
+            at += 3;
+        } else {
+            other = true;
+            at += 1;
+        }
+    }
+    !other && matches!(dots, 1 | 2)
+}
+
+/// The scheme of `text` when it starts with `scheme://` (RFC 3986: a letter, then letters,
+/// digits, `+`, `-`, `.`).
+fn url_scheme(text: &str) -> Option<&str> {
+    let (scheme, _) = text.split_once("://")?;
+    let mut chars = scheme.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    valid.then_some(scheme)
 }
 
 /// Renders one JSON value as text (the table in `docs/variables.md`): a string as is, an integer in
@@ -465,6 +589,9 @@ impl<'s> Parser<'s> {
             self.literal.push_str(&self.source[copied..dollar]);
             let (part, end) = self.token(dollar)?;
             match part {
+                Some(Part::Capture(_)) if self.in_scheme_or_authority() => {
+                    return Err(TemplateError::CaptureInAuthority { offset: dollar });
+                }
                 Some(part) => self.push_variable(part),
                 // Not a variable: the `$` (or `$$`, as one `$`) is literal.
                 None => self.literal.push('$'),
@@ -551,6 +678,25 @@ impl<'s> Parser<'s> {
             return Err(TemplateError::EmptyName { offset: dollar });
         }
         Ok(make(name.into()))
+    }
+
+    /// Whether text written next would land in the scheme or authority of an absolute URL
+    /// template: the template so far starts with a literal `scheme://` and has no `/`, `?` or
+    /// `#` after it yet.
+    fn in_scheme_or_authority(&self) -> bool {
+        let mut written = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(text) => written.push_str(text),
+                // A variable is neither a scheme character nor a delimiter.
+                _ => written.push('\0'),
+            }
+        }
+        written.push_str(&self.literal);
+        match url_scheme(&written) {
+            Some(scheme) => !written[scheme.len() + 3..].contains(['/', '?', '#']),
+            None => false,
+        }
     }
 
     fn push_variable(&mut self, part: Part) {
@@ -1100,12 +1246,107 @@ mod tests {
     }
 
     #[test]
-    fn traversal_value_has_its_slash_encoded() {
-        let vars = TestVars::meta(json!({"p": "../admin"}));
+    fn traversal_value_is_refused_though_its_slash_is_encoded() {
+        // `..%2Fadmin` is one segment for RFC 3986, but `..` then `admin` for an upstream that
+        // decodes `%2F` (or `%5C`, `\\`) before it normalises.
+        for p in ["../admin", r"..\admin", "a/./b", "x/..", "./"] {
+            let vars = TestVars::meta(json!({ "p": p }));
+            assert_eq!(
+                url("/files/$tyk_meta.p", &vars),
+                Err(RenderError::DotSegment),
+                "{p}"
+            );
+        }
+        // A slash that hides no dot segment stays encoded in one segment.
+        let vars = TestVars::meta(json!({"p": "a/b..c", "pct": "%2e%2e"}));
+        assert_eq!(url("/files/$tyk_meta.p", &vars).unwrap(), "/files/a%2Fb..c");
+        // Percent signs are data: `%2e%2e` is sent as `%252e%252e`.
         assert_eq!(
-            url("/files/$tyk_meta.p", &vars).unwrap(),
-            "/files/..%2Fadmin"
+            url("/files/$tyk_meta.pct", &vars).unwrap(),
+            "/files/%252e%252e"
         );
+    }
+
+    #[test]
+    fn captured_dot_segments_are_refused_in_every_spelling() {
+        for captured in [
+            "..",
+            ".",
+            "%2e%2e",
+            "%2E.",
+            ".%2e",
+            r"..\x",
+            "..%5cx",
+            "..%5Cx",
+            "..%2fx",
+            "a/../b",
+            "a/%2e%2e/b",
+            "a/..",
+        ] {
+            let vars = TestVars::default().with_captures(&["", captured]);
+            assert_eq!(
+                url("/shards/eu-1/$1", &vars),
+                Err(RenderError::CapturedDotSegment),
+                "{captured}"
+            );
+        }
+        // Half a segment captured can make one with the literal text around it.
+        let vars = TestVars::default().with_captures(&["", "."]);
+        assert_eq!(
+            url("/shards/.$1/x", &vars),
+            Err(RenderError::CapturedDotSegment)
+        );
+        // Dots that are not a whole segment, and dots in the query, are fine.
+        let vars = TestVars::default().with_captures(&["", "v1.2/a..b?x=../.."]);
+        assert_eq!(
+            url("/shards/$1", &vars).unwrap(),
+            "/shards/v1.2/a..b?x=../.."
+        );
+        let vars = TestVars::default().with_captures(&["", ".."]);
+        assert_eq!(url("/shards?x=$1", &vars).unwrap(), "/shards?x=..");
+    }
+
+    #[test]
+    fn a_capture_in_the_scheme_or_authority_is_a_parse_error() {
+        for (source, offset) in [
+            ("http://backend.internal$1", 23),
+            ("https://$1/x", 8),
+            ("http://h:${1}/x", 9),
+            ("HTTP://user@$2/", 12),
+            ("http://$tyk_meta.h$1/", 18),
+        ] {
+            assert_eq!(
+                Template::parse_url(source),
+                Err(TemplateError::CaptureInAuthority { offset }),
+                "{source}"
+            );
+        }
+        // After the authority, or in a template that is not absolute as written: fine.
+        for source in [
+            "http://backend.internal/$1",
+            "http://backend.internal?x=$1",
+            "http://backend.internal#$1",
+            "$1://backend.internal$2",
+            "/http://backend$1",
+            "$1",
+        ] {
+            assert!(Template::parse_url(source).is_ok(), "{source}");
+        }
+    }
+
+    #[test]
+    fn url_scheme_is_the_literal_scheme_only() {
+        let scheme = |source: &str| {
+            Template::parse_url(source)
+                .unwrap()
+                .url_scheme()
+                .map(str::to_owned)
+        };
+        assert_eq!(scheme("http://h/x").as_deref(), Some("http"));
+        assert_eq!(scheme("HTTPS://$tyk_meta.h/x").as_deref(), Some("HTTPS"));
+        assert_eq!(scheme("$tyk_meta.s://h/x"), None);
+        assert_eq!(scheme("/a://b"), None);
+        assert_eq!(scheme("http:/h"), None);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! | name | value |
 //! | --- | --- |
-//! | `path` | the request path |
+//! | `path` | the request path, normalised by the session-load stage (see [`crate::auth`]) |
 //! | `path_parts` | the path's non-empty segments joined by `,` |
 //! | `remote_addr` | the client IP ([`ClientAddr`], resolved once by the session-load stage): the peer ([`PeerAddr`], or axum's `ConnectInfo<SocketAddr>`), or an `X-Forwarded-For` entry counted from the right past the proxies you trust ([`ForwardedFor`]) |
 //! | `request_id` | the `x-request-id` header, else a UUID v4 generated once per request ([`RequestId`]) |

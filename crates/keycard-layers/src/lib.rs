@@ -31,6 +31,7 @@ pub mod context;
 mod cookie;
 pub mod forward;
 pub mod headers;
+mod normalize;
 pub mod persist;
 mod response;
 pub mod rewrite;

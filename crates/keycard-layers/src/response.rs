@@ -15,6 +15,15 @@ pub(crate) fn json_error<B: From<Bytes>>(status: StatusCode, message: &str) -> R
     response
 }
 
+/// The response for a request whose path cannot be normalised (a dot segment in any spelling,
+/// a malformed escape): see `normalize`.
+pub(crate) fn invalid_request_path<B: From<Bytes>>(
+    why: crate::normalize::InvalidPath,
+) -> Response<B> {
+    tracing::debug!(?why, "keycard: request path refused");
+    json_error(StatusCode::BAD_REQUEST, "Invalid request path")
+}
+
 /// The response for a layer that needs a session but runs outside any session-load layer. It is a
 /// configuration error, reported loudly (error log + 500) rather than silently skipped.
 pub(crate) fn missing_session_layer<B: From<Bytes>>(layer: &'static str) -> Response<B> {

@@ -1,5 +1,6 @@
 //! Where a rule applies: a path pattern and optionally a method. Shared by the layers whose rules
-//! are scoped (`headers`, `body`).
+//! are scoped (`headers`, `body`). Patterns match the request's normalised path (see
+//! `normalize`; the layers normalise before they match), so `/%6Frders` is in `/orders/*`.
 
 use http::Method;
 
@@ -12,10 +13,12 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// Requests whose path matches `pattern`, any method.
+    /// Requests whose path matches `pattern`, any method. The path is the normalised one
+    /// (RFC 3986 §6.2.2: `%6F` is `o`, other escapes in uppercase hex), and so is the pattern:
+    /// `/%6frders/*` and `/orders/*` are the same scope.
     pub fn path(pattern: impl Into<String>) -> Self {
         Self {
-            pattern: pattern.into(),
+            pattern: crate::normalize::pattern(&pattern.into()),
             method: None,
         }
     }
@@ -73,5 +76,11 @@ mod tests {
         let scope = Scope::path("/orders/*").method(Method::POST);
         assert!(scope.matches(&Method::POST, "/orders/1"));
         assert!(!scope.matches(&Method::GET, "/orders/1"));
+    }
+
+    #[test]
+    fn patterns_are_normalised_like_paths() {
+        assert_eq!(Scope::path("/%6frders/*"), Scope::path("/orders/*"));
+        assert!(Scope::path("/a%2fb").matches(&Method::GET, "/a%2Fb"));
     }
 }

@@ -144,7 +144,7 @@ impl<A, R, QH, QB, SB, SH> Keycard<A, R, QH, QB, SB, SH> {
 
     /// The policies sessions may list in `apply_policies` (default: an empty set). The set is
     /// shared, not copied: policies added to it later (by the management API from
-    /// [`admin_api`](Self::admin_api), say) apply from the next request.
+    /// `admin_api`, say) apply from the next request.
     pub fn policies(mut self, policies: MemoryPolicies) -> Self {
         self.load = self.load.policies(policies.clone());
         self.policies = policies;
@@ -166,7 +166,7 @@ impl<A, R, QH, QB, SB, SH> Keycard<A, R, QH, QB, SB, SH> {
     }
 
     /// How raw keys become key ids, for the load stage and the admin API built by
-    /// [`admin_api`](Self::admin_api) ([`SessionLoadLayer::key_hasher`]). Default: SHA-256, as
+    /// `admin_api` (feature `admin`) ([`SessionLoadLayer::key_hasher`]). Default: SHA-256, as
     /// Tyk; `KeyHasher::hmac_sha256(secret)` is recommended for new deployments.
     pub fn key_hasher(self, hasher: keycard_core::key::KeyHasher) -> Self {
         self.map_load(|load| load.key_hasher(hasher))

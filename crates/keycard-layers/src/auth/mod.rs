@@ -3,11 +3,18 @@
 //!
 //! | case | status | body |
 //! | --- | --- | --- |
+//! | a `.` / `..` path segment in any spelling (`%2e%2e`, `.%2e`, or behind `\`, `%5C`, `%2F`), or a malformed `%` escape | 400 | `{"error":"Invalid request path"}` |
 //! | no key in any source | 401 | `{"error":"Authorization field missing"}` |
 //! | unknown key, key shorter than the minimum, a key header that is not visible ASCII, or a policy that does not exist | 403 | `{"error":"Access to this API has been disallowed"}` |
 //! | inactive session (its own flag or a policy's) | 403 | `{"error":"Key is inactive, please renew"}` |
 //! | `expires` set and in the past | 401 | `{"error":"Key has expired, please renew"}` |
 //! | store unreachable or timed out | 503 | `{"error":"Session store unavailable"}` |
+//!
+//! The path is normalised here, once per request, before anything else (RFC 3986 §6.2.2:
+//! escaped unreserved characters decoded, other escapes in uppercase hex; dot segments
+//! refused, not removed): every later stage (rewrite patterns, header and body scopes,
+//! `$tyk_context.path`) and the service see that one path, so `/%6Frders` is `/orders` for all
+//! of them.
 //!
 //! A 401 carries `WWW-Authenticate: Bearer` when the key is (or would be) read from the
 //! `Authorization` header. The raw key never appears in logs; traces carry the first 8 hex

@@ -12,6 +12,7 @@ use super::config::{Config, Refusal};
 use super::future::{LoadFuture, ResponseFuture};
 use super::layer::SessionLoadLayer;
 use crate::context::ClientAddr;
+use crate::response::invalid_request_path;
 use crate::session::NoSession;
 
 /// The service of [`SessionLoadLayer`].
@@ -57,7 +58,11 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let config = &self.config;
-        // Context every later stage reads, resolved once here.
+        // Context every later stage reads, resolved once here: the normalised path first, so
+        // every later stage and the service match and see one path.
+        if let Err(why) = crate::normalize::request(&mut request) {
+            return ResponseFuture::reject(invalid_request_path(why));
+        }
         if let Some(ip) = config
             .forwarded_for
             .client_addr(request.headers(), request.extensions())

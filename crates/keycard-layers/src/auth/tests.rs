@@ -69,6 +69,25 @@ async fn missing_key_gets_401_with_www_authenticate() {
     assert_eq!(body, json!({"error": "Authorization field missing"}));
 }
 
+/// The path is normalised before anything else: a dot segment is refused even without a key,
+/// and the service is handed the normalised path.
+#[tokio::test]
+async fn the_path_is_normalised_first_and_dot_segments_are_400() {
+    let app = Router::new()
+        .fallback(|uri: http::Uri| async move { axum::Json(json!({"uri": uri.to_string()})) })
+        .layer(SessionLoadLayer::new(MemoryStore::new()).optional());
+    for path in ["/a/../b", "/a/%2E%2e/b", "/a/..%5Cb", "/a/%zz"] {
+        let request = Request::get(path).body(Body::empty()).unwrap();
+        let (status, _, body) = call(&app, request).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(body, json!({"error": "Invalid request path"}), "{path}");
+    }
+    let request = Request::get("/%61/%2fb?q=%61").body(Body::empty()).unwrap();
+    let (status, _, body) = call(&app, request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({"uri": "/a/%2Fb?q=%61"}));
+}
+
 #[tokio::test]
 async fn missing_key_from_a_query_source_has_no_www_authenticate() {
     let layer = SessionLoadLayer::new(MemoryStore::new()).key_sources([KeySource::query("key")]);

@@ -56,6 +56,11 @@
 //! | template runtime error | 500 `{"error":"Body transform failed"}`, cause logged | 502 `{"error":"Body transform failed"}`, cause logged |
 //! | unknown `content-encoding` | 415 `{"error":"Unsupported content encoding"}` | the original body passes through, a warning is logged |
 //! | body stream fails while read | 400 `{"error":"Request body could not be read"}` | 502 `{"error":"Upstream response could not be read"}` |
+//! | a dot segment in the path (any spelling) or a malformed escape | 400 `{"error":"Invalid request path"}` | the same, before the request goes on |
+//!
+//! Scopes match the request's normalised path (RFC 3986 §6.2.2, done once by the session-load
+//! stage, or here in a stack without one): `POST /%6Frders` is in `Scope::path("/orders")`, and
+//! the service is handed `/orders`.
 //!
 //! Tyk sends a half-transformed body on errors; here an error never reaches the upstream (or the
 //! client) as a body. Responses without a body (1xx, 204, 206, 304) are never transformed. A

@@ -16,7 +16,7 @@ use super::future::{
 };
 use super::transformed::TransformedBody;
 use crate::context::RequestId;
-use crate::response::missing_session_layer;
+use crate::response::{invalid_request_path, missing_session_layer};
 use crate::session::Session;
 
 impl<S> Layer<S> for TransformBodyLayer {
@@ -69,6 +69,10 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let config = &self.config;
+        // Scopes match the normalised path (already so behind the session-load stage).
+        if let Err(why) = crate::normalize::request(&mut request) {
+            return ResponseFuture::done(invalid_request_path(why));
+        }
         let (method, path) = (request.method(), request.uri().path());
         match config.side {
             Side::Request => {

@@ -29,6 +29,11 @@
 //! `X_User_Id: admin` therefore never reaches the backend beside the injected `x-user-id`.
 //! [`InjectHeadersBuilder::keep_lookalikes`] turns this off.
 //!
+//! Scopes ([`Scope`]) match the request's normalised path (RFC 3986 §6.2.2, done once by the
+//! session-load stage; see [`crate::auth`]): `/%6Frders/7` is in `/orders/*`. A path that
+//! cannot be normalised (a dot segment in any spelling, a malformed escape) is answered 400
+//! `{"error":"Invalid request path"}`.
+//!
 //! Metadata is not a secret store (Auth0's warning): a response rule that echoes metadata to the
 //! client is the user's explicit choice.
 //!
@@ -86,7 +91,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::context::{RequestId, RequestVars};
-use crate::response::{json_error, missing_session_layer};
+use crate::response::{invalid_request_path, json_error, missing_session_layer};
 pub use crate::scope::Scope;
 use crate::session::Session;
 
@@ -553,6 +558,10 @@ where
             return ResponseFuture::done(missing_session_layer("InjectHeadersLayer"));
         }
         let config = &self.config;
+        // Scopes match the normalised path (already so behind the session-load stage).
+        if let Err(why) = crate::normalize::request(&mut request) {
+            return ResponseFuture::done(invalid_request_path(why));
+        }
         if config.uses_request_id {
             RequestId::get_or_create(&mut request);
         }

@@ -4,17 +4,18 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use http::uri::PathAndQuery;
+use http::uri::{PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri};
 use keycard_core::metadata::Metadata;
-use keycard_core::vars::{Template, Vars};
+use keycard_core::vars::{RenderError, Vars};
 use regex::{CaptureLocations, Captures};
 use serde_json::Value;
 
 use super::layer::Config;
-use super::rule::{CompiledTrigger, Matcher};
+use super::rule::{CompiledTrigger, Matcher, Target};
 use crate::context::{ContextValues, RequestVars};
-use crate::response::json_error;
+use crate::normalize::{self, InvalidPath};
+use crate::response::{invalid_request_path, json_error};
 use crate::session::Session;
 
 /// The URI a request had before [`UrlRewriteLayer`](super::UrlRewriteLayer) rewrote it (a request extension, present
@@ -74,10 +75,12 @@ pub(super) enum Refusal {
     BodyTooLarge,
     /// The body a payload trigger must read failed mid-way (client gone, bad framing).
     BodyUnreadable,
-    /// The target renders to something that is not a URL, or a variable made a `.`/`..` segment.
+    /// The target renders to something that is not a URL, or a variable made a dot segment.
     InvalidTarget,
-    /// An absolute target whose host is not in the allow-list.
+    /// An absolute target whose host and port are not in the allow-list.
     TargetNotAllowed,
+    /// The request's path cannot be normalised, or text captured from it made a dot segment.
+    InvalidPath(InvalidPath),
 }
 
 impl Refusal {
@@ -90,6 +93,7 @@ impl Refusal {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Rewrite target not allowed",
             ),
+            Self::InvalidPath(why) => return invalid_request_path(why),
         };
         json_error(status, message)
     }
@@ -128,13 +132,13 @@ pub(super) fn rewrite<B>(
     let rule = &config.rules[matched.rule];
     let mut apply = |metadata: Option<&Metadata>| {
         let mut values = Vec::new();
-        let mut template = &rule.target;
+        let mut target = &rule.target;
         {
             let vars = RequestVars::new(request, metadata);
             let body = body.map(String::from_utf8_lossy);
             for (n, trigger) in rule.triggers.iter().enumerate() {
                 if fires(trigger, n, &vars, body.as_deref(), &mut values) {
-                    template = &trigger.target;
+                    target = &trigger.target;
                     break;
                 }
                 // Only the trigger that fires publishes its matches.
@@ -145,7 +149,7 @@ pub(super) fn rewrite<B>(
         for (name, value) in values {
             ContextValues::insert_into(request.extensions_mut(), name, value);
         }
-        render(config, template, matched, request, metadata)
+        render(config, target, matched, request, metadata)
     };
     let uri = match handle {
         Some(handle) => handle.with_metadata(|metadata| apply(Some(metadata))),
@@ -158,7 +162,7 @@ pub(super) fn rewrite<B>(
 
 fn render<B>(
     config: &Config,
-    template: &Template,
+    target: &Target,
     matched: &Matched,
     request: &Request<B>,
     metadata: Option<&Metadata>,
@@ -167,70 +171,104 @@ fn render<B>(
         request: RequestVars::new(request, metadata),
         matched,
     };
-    let rendered = template.render_url(&vars).map_err(|error| {
-        tracing::warn!(%error, "keycard: URL rewrite target refused");
-        Refusal::InvalidTarget
-    })?;
-    config.target_uri(request.uri(), rendered.value)
+    let rendered = target
+        .template
+        .render_url(&vars)
+        .map_err(|error| match error {
+            // The client's own text made the dot segment: its request is at fault.
+            RenderError::CapturedDotSegment => {
+                tracing::debug!(%error, "keycard: URL rewrite refused");
+                Refusal::InvalidPath(InvalidPath::DotSegment)
+            }
+            error => {
+                tracing::warn!(%error, "keycard: URL rewrite target refused");
+                Refusal::InvalidTarget
+            }
+        })?;
+    config.target_uri(request.uri(), rendered.value, target.absolute)
 }
 
 impl Config {
-    /// The URI a rendered target stands for: absolute (`http(s)://host/...`, checked against the
-    /// allow-list), or a path (a leading `/` added if missing) on the request's own
-    /// scheme and authority.
-    fn target_uri(&self, original: &Uri, rendered: String) -> Result<Uri, Refusal> {
+    /// The URI a rendered target stands for: absolute (`http(s)://host/...` as written, checked
+    /// against the allow-list), or a path (a leading `/` added if missing) on the request's own
+    /// scheme and authority. Either way the path is brought to the form request paths have
+    /// (see [`normalized`]).
+    fn target_uri(&self, original: &Uri, rendered: String, absolute: bool) -> Result<Uri, Refusal> {
         let target_len = rendered.len();
-        let invalid = |_| {
+        let invalid = || {
             tracing::warn!(target_len, "keycard: URL rewrite target is not a valid URL");
             Refusal::InvalidTarget
         };
-        if is_absolute(&rendered) {
-            let uri: Uri = rendered.parse().map_err(|_| invalid(()))?;
-            let Some(host) = uri.host() else {
-                return Err(invalid(()));
+        let mut parts = http::uri::Parts::default();
+        let path = if absolute {
+            let uri: Uri = rendered.parse().map_err(|_| invalid())?;
+            let uri = uri.into_parts();
+            let (Some(scheme), Some(authority)) = (uri.scheme, uri.authority) else {
+                return Err(invalid());
             };
-            if !self.host_allowed(host, uri.port_u16()) {
+            let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
+            let (host, port) = (authority.host(), authority.port_u16());
+            if !self
+                .allowed_hosts
+                .iter()
+                .any(|entry| entry.allows(host, port, default_port))
+            {
                 tracing::warn!(
                     host,
-                    "keycard: URL rewrite target host not in the allow-list"
+                    port,
+                    "keycard: URL rewrite target host and port not in the allow-list"
                 );
                 return Err(Refusal::TargetNotAllowed);
             }
-            return Ok(uri);
-        }
-        let path = match rendered.starts_with('/') {
-            true => rendered,
-            false => format!("/{rendered}"),
+            parts.scheme = Some(scheme);
+            parts.authority = Some(authority);
+            uri.path_and_query
+                .unwrap_or_else(|| PathAndQuery::from_static("/"))
+        } else {
+            // A path as written, so nothing a variable or capture renders (`https://evil/`)
+            // makes it absolute.
+            let path = match rendered.starts_with('/') {
+                true => rendered,
+                false => format!("/{rendered}"),
+            };
+            parts.scheme = original.scheme().cloned();
+            parts.authority = original.authority().cloned();
+            // Shrunk to fit, the buffer becomes the URI's bytes as it is (see `render_header`).
+            let bytes = Bytes::from(path.into_bytes().into_boxed_slice());
+            PathAndQuery::from_maybe_shared(bytes).map_err(|_| invalid())?
         };
-        // Shrunk to fit, the buffer becomes the URI's bytes as it is (see `render_header`).
-        let bytes = Bytes::from(path.into_bytes().into_boxed_slice());
-        let path = PathAndQuery::from_maybe_shared(bytes).map_err(|_| invalid(()))?;
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = original.scheme().cloned();
-        parts.authority = original.authority().cloned();
-        parts.path_and_query = Some(path);
-        Uri::from_parts(parts).map_err(|_| invalid(()))
-    }
-
-    fn host_allowed(&self, host: &str, port: Option<u16>) -> bool {
-        let Some(allowed) = &self.allowed_hosts else {
-            return true;
-        };
-        let host = host.to_ascii_lowercase();
-        let with_port = port.map(|port| format!("{host}:{port}"));
-        allowed
-            .iter()
-            .any(|entry| *entry == host || Some(entry) == with_port.as_ref())
+        parts.path_and_query = Some(normalized(path).map_err(|why| {
+            tracing::warn!(
+                ?why,
+                "keycard: URL rewrite target path cannot be normalised"
+            );
+            Refusal::InvalidTarget
+        })?);
+        Uri::from_parts(parts).map_err(|_| invalid())
     }
 }
 
-fn is_absolute(target: &str) -> bool {
-    let starts = |prefix: &str| {
-        target
-            .get(..prefix.len())
-            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+/// A rendered path in the form request paths have, so the stages after the rewrite and the
+/// service see one path (see [`normalize`]): leading slashes collapsed to one (`//evil/x` would
+/// be a network-path reference, naming a host, to anything that resolves it against a base),
+/// escapes normalised; a dot segment written in the template, or a malformed escape, has no
+/// such form. The query is left as rendered.
+fn normalized(path_and_query: PathAndQuery) -> Result<PathAndQuery, InvalidPath> {
+    let path = path_and_query.path();
+    let trimmed = match path.starts_with("//") {
+        true => &path[path.len() - path.trim_start_matches('/').len() - 1..],
+        false => path,
     };
-    starts("http://") || starts("https://")
+    let normal = normalize::path(trimmed)?;
+    if matches!(normal, Cow::Borrowed(_)) && trimmed.len() == path.len() {
+        return Ok(path_and_query);
+    }
+    let mut text = normal.into_owned();
+    if let Some(query) = path_and_query.query() {
+        text.push('?');
+        text.push_str(query);
+    }
+    PathAndQuery::from_maybe_shared(Bytes::from(text)).map_err(|_| InvalidPath::MalformedEscape)
 }
 
 /// Whether `trigger` (number `n`) fires, pushing its context values into `out`. Groups are

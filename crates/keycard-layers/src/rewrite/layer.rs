@@ -51,25 +51,35 @@ impl UrlRewriteBuilder {
         self
     }
 
-    /// Restricts absolute targets (`http://host/...`) to these hosts (`host` or `host:port`,
-    /// case-insensitive). A target outside the list is refused with 500
-    /// `{"error":"Rewrite target not allowed"}`. Without this call every host is allowed: set it
-    /// whenever a host comes from a variable.
+    /// The hosts absolute targets (`http://host/...`) may reach: `host` or `host:port`
+    /// (`[::1]:8080` for IPv6), the host case-insensitive. An entry matches host **and** port;
+    /// without a port it stands for the target scheme's default port (80 for `http`, 443 for
+    /// `https`), so `cache.internal` allows `http://cache.internal/` but not
+    /// `http://cache.internal:6379/`. A target outside the list is refused with 500
+    /// `{"error":"Rewrite target not allowed"}`.
+    ///
+    /// Required as soon as a rule or trigger has an absolute target: [`build`](Self::build)
+    /// fails with [`RewriteConfigError::AllowListRequired`] without it (**differs from Tyk**,
+    /// which sends a rewrite to any host). An entry that is not `host` or `host:port` fails the
+    /// build with [`RewriteConfigError::AllowedHost`]. May be called more than once; the lists
+    /// add up.
     pub fn allow_hosts<I>(mut self, hosts: I) -> Self
     where
         I: IntoIterator,
         I::Item: Into<String>,
     {
-        let hosts = hosts
-            .into_iter()
-            .map(|host| host.into().to_ascii_lowercase());
         self.allowed_hosts
             .get_or_insert_with(Vec::new)
-            .extend(hosts);
+            .extend(hosts.into_iter().map(Into::into));
         self
     }
 
     /// Compiles every regex and template; disabled rules are left out.
+    ///
+    /// # Errors
+    /// A regex or template that does not compile, a capture in an absolute target's scheme or
+    /// authority, an absolute target without [`allow_hosts`](Self::allow_hosts), an allow-list
+    /// entry that is not `host` or `host:port`, and the other [`RewriteConfigError`]s.
     pub fn build(self) -> Result<UrlRewriteLayer, RewriteConfigError> {
         let enabled: Vec<(usize, &RewriteRule)> = self
             .rules
@@ -87,10 +97,27 @@ impl UrlRewriteBuilder {
                 message: error.to_string(),
             },
         )?;
+        let allowed_hosts = self
+            .allowed_hosts
+            .iter()
+            .flatten()
+            .map(|entry| AllowedHost::parse(entry))
+            .collect::<Result<Vec<_>, _>>()?;
+        let targets = || {
+            rules.iter().flat_map(|rule| {
+                std::iter::once(&rule.target).chain(rule.triggers.iter().map(|t| &t.target))
+            })
+        };
+        if allowed_hosts.is_empty()
+            && let Some(target) = targets().find(|target| target.absolute)
+        {
+            return Err(RewriteConfigError::AllowListRequired {
+                at: target.at.clone(),
+            });
+        }
         let uses_request_id = rules.iter().any(|rule| {
-            let context_names = std::iter::once(&rule.target)
-                .chain(rule.triggers.iter().map(|trigger| &trigger.target))
-                .flat_map(|template| template.variables())
+            let context_names = targets()
+                .flat_map(|target| target.template.variables())
                 .filter_map(|variable| match variable {
                     Variable::Context(name) => Some(name),
                     _ => None,
@@ -108,7 +135,7 @@ impl UrlRewriteBuilder {
                 set,
                 rules,
                 body_limit: self.body_limit,
-                allowed_hosts: self.allowed_hosts,
+                allowed_hosts,
                 uses_request_id,
             }),
         })
@@ -121,8 +148,78 @@ pub(super) struct Config {
     pub(super) set: RegexSet,
     pub(super) rules: Vec<CompiledRule>,
     pub(super) body_limit: usize,
-    pub(super) allowed_hosts: Option<Vec<String>>,
+    /// Where absolute targets may go; never empty when a rule has one.
+    pub(super) allowed_hosts: Vec<AllowedHost>,
     pub(super) uses_request_id: bool,
+}
+
+/// An [`allow_hosts`](UrlRewriteBuilder::allow_hosts) entry.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct AllowedHost {
+    /// Lowercase; an IPv6 address in brackets, as [`http::Uri::host`] has it.
+    host: String,
+    /// `None`: the target scheme's default port.
+    port: Option<u16>,
+}
+
+impl AllowedHost {
+    fn parse(entry: &str) -> Result<Self, RewriteConfigError> {
+        let invalid = || RewriteConfigError::AllowedHost {
+            entry: entry.to_owned(),
+        };
+        let (host, port) = match entry.strip_prefix('[') {
+            Some(ipv6) => {
+                let (address, rest) = ipv6.split_once(']').ok_or_else(invalid)?;
+                if address.is_empty()
+                    || !address
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+                {
+                    return Err(invalid());
+                }
+                let port = match rest {
+                    "" => None,
+                    rest => Some(rest.strip_prefix(':').ok_or_else(invalid)?),
+                };
+                (&entry[..address.len() + 2], port)
+            }
+            None => {
+                let (host, port) = match entry.split_once(':') {
+                    Some((host, port)) => (host, Some(port)),
+                    None => (entry, None),
+                };
+                let name_byte = |b: u8| b.is_ascii_alphanumeric() || b"-._".contains(&b);
+                if host.is_empty() || !host.bytes().all(name_byte) {
+                    return Err(invalid());
+                }
+                (host, port)
+            }
+        };
+        let port = match port {
+            None => None,
+            Some(digits) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+                Some(
+                    digits
+                        .parse::<u16>()
+                        .ok()
+                        .filter(|&p| p > 0)
+                        .ok_or_else(invalid)?,
+                )
+            }
+            Some(_) => return Err(invalid()),
+        };
+        Ok(Self {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+
+    /// Whether a target at `host` and `port` (`default_port` when the target names none) is
+    /// this entry; an entry without a port stands for `default_port` too.
+    pub(super) fn allows(&self, host: &str, port: Option<u16>, default_port: u16) -> bool {
+        self.host.eq_ignore_ascii_case(host)
+            && self.port.unwrap_or(default_port) == port.unwrap_or(default_port)
+    }
 }
 
 /// Rewrites request URLs; built by [`UrlRewriteBuilder`]. Wrap it around the whole `Router` (see the
@@ -133,7 +230,7 @@ pub struct UrlRewriteLayer {
 }
 
 impl UrlRewriteLayer {
-    /// An empty rule list, a 1 MiB body limit, and any host allowed in absolute targets.
+    /// An empty rule list, a 1 MiB body limit, and no host allowed for absolute targets.
     pub fn rules() -> UrlRewriteBuilder {
         UrlRewriteBuilder::default()
     }

@@ -1,8 +1,9 @@
 //! URL rewrite from session metadata, request context and trigger conditions (Tyk's URL rewrite
 //! middleware; reference: `docs/rewrite.md` in the repository).
 //!
-//! A [`RewriteRule`] has a regex, `match_pattern`, matched against the request's path and query
-//! as the request has them (`/orders/7?x=1`, percent-encoding kept), and a target template,
+//! A [`RewriteRule`] has a regex, `match_pattern`, matched against the request's normalised
+//! path and its query as sent (`/orders/7?x=1`; see [Path normalisation](#path-normalisation)),
+//! and a target template,
 //! `rewrite_to`: `$N` is capture group `N` (`$0` the whole match, an unknown group renders
 //! empty), plus `$tyk_meta.KEY` and `$tyk_context.NAME` (see [`keycard_core::vars`]).
 //!
@@ -13,29 +14,76 @@
 //!   (triggers are evaluated only for a matched rule, so they publish nothing either).
 //! - The rendered target replaces path and query; the original query survives only if the
 //!   target captures it (`(.*)` → `$1&new=1`), as in Tyk. A target without a leading `/` gets
-//!   one. The original URI is kept in the [`RewrittenFrom`] extension.
-//! - **Absolute targets** (`http://host/...`, `https://...`) replace scheme and authority too,
-//!   for a proxy handler downstream to send the request there; the `Host` header is left for
-//!   that handler to set. [`UrlRewriteBuilder::allow_hosts`] restricts the hosts (no open SSRF through
-//!   metadata). Other schemes are a build error.
+//!   one. The original URI (normalised) is kept in the [`RewrittenFrom`] extension.
+//! - **Absolute targets** (`http://host/...`, `https://...`, as written in the template)
+//!   replace scheme and authority too, for a proxy handler downstream to send the request
+//!   there; the `Host` header is left for that handler to set. See
+//!   [Absolute targets](#absolute-targets).
 //! - **[`Trigger`]s** are tried in order; the first that fires supplies its own `rewrite_to`.
 //!   Its matches become context values (below), published in the request's
 //!   [`ContextValues`](crate::context::ContextValues) before the target renders, so the
 //!   trigger's `rewrite_to` and every later layer (header injection, the handler) read them.
 //!
+//! # Path normalisation
+//! The path a pattern matches is normalised once per request, at the top of the stack (the
+//! session-load stage; this layer does it itself when it runs without one), and the request
+//! goes on with that path, so the pattern, the later stages and the upstream see one path
+//! (RFC 3986 §6.2.2): escaped unreserved characters are decoded (`/%6frders/7` is
+//! `/orders/7`), other escapes get uppercase hex (`%2f` → `%2F`), the query is left as sent.
+//!
+//! **Dot segments are refused, not removed** (400 `{"error":"Invalid request path"}`): `.` and
+//! `..` in any spelling (`%2e%2e`, `%2E.`, `.%2e`) and those hidden behind `\`, `%5C` or `%2F`
+//! (`..\..\us-2`, `..%2F..%2Fus-2`), which an upstream that takes `\` for `/` or decodes `%2F`
+//! before it resolves dots would climb with. With `^/orders/(.*)` →
+//! `/shards/$tyk_meta.shard/orders/$1`, `/orders/../../us-2/orders/1` would otherwise become
+//! `/shards/eu-1/orders/../../us-2/orders/1`: another tenant's shard behind a normalising
+//! upstream. Clients normalise their paths before they send them, so only a crafted request has
+//! a dot segment, and refusing it routes nothing to a path its sender did not write. A
+//! malformed escape (`%zz`) is refused the same way.
+//!
 //! # Encoding and safety
 //! Captured text is inserted as the request had it and is never expanded again: a client who
 //! sends `/p/$tyk_meta.secret` gets that literal text, not the secret (**fix**: Tyk expands it).
 //! `$tyk_meta` / `$tyk_context` values are percent-encoded as one path segment before the
-//! target's first `?` and form-encoded after it, so metadata `shard = "../admin"` renders
-//! `/shards/..%2Fadmin/...` and stays under `/shards/`; a value that would be a whole `.` or
-//! `..` segment is refused.
+//! target's first `?` and form-encoded after it (metadata `"eu/1"` renders `eu%2F1`).
+//!
+//! No captured or variable text lets the result leave the target's fixed prefix: a path
+//! segment holding captured or variable text that is, or hides, a dot segment (the same test as
+//! for request paths) is refused: 400 `{"error":"Invalid request path"}` when captured text
+//! made it (half a segment captured: `^/f/x(.*)` on `/f/x..`), 500
+//! `{"error":"Invalid rewrite target"}` when metadata or context did (`..`, `../admin`,
+//! `..\admin`; **changed**: `../admin` used to be sent as `..%2Fadmin`). Percent signs in
+//! values are data: `%2e%2e` is sent as `%252e%252e`.
+//!
+//! The rendered path is then normalised like a request path, with leading slashes collapsed to
+//! one (`//evil.example/x` would name a host to anything that resolves it against a base URL);
+//! a dot segment written in the template itself (`/a/../b`) has no normalised form and is 500
+//! `{"error":"Invalid rewrite target"}`.
+//!
+//! # Absolute targets
+//! A target is absolute only when its template *starts with* the literal text `http://` or
+//! `https://`; what a variable or a capture renders (`$1` = `https://evil.example/x`) is always
+//! a path. Captured and variable text never changes scheme or authority:
+//! - a capture (`$N`) before the `/`, `?` or `#` that ends the authority is a build error
+//!   (`http://backend.internal$1` let `/api@evil.example/x` reach `evil.example`): write
+//!   `http://backend.internal/$1`;
+//! - `$tyk_meta` / `$tyk_context` may name the host (`http://${tyk_meta.shard}.internal/`), but
+//!   they are percent-encoded, so they cannot add userinfo, a port or a path (`@`, `:`, `/`).
+//!
+//! Every absolute target needs an allow-list, [`UrlRewriteBuilder::allow_hosts`]: without one
+//! [`build`](UrlRewriteBuilder::build) fails with [`RewriteConfigError::AllowListRequired`]
+//! (**differs from Tyk and from earlier versions of this crate**, which sent a rewrite to any
+//! host, metadata `upstream = "169.254.169.254"` included). An entry matches host **and** port;
+//! an entry without a port stands for the scheme's default port (80, 443), so `cache.internal`
+//! does not allow `http://cache.internal:6379/`. Schemes other than `http` and `https` are a
+//! build error.
 //!
 //! # Responses
 //! | case | status | body |
 //! | --- | --- | --- |
-//! | a variable renders a `.` / `..` path segment, or the target is not a valid URL | 500 | `{"error":"Invalid rewrite target"}` |
-//! | absolute target whose host is not in the allow-list | 500 | `{"error":"Rewrite target not allowed"}` |
+//! | a dot segment in the request path (any spelling, or behind `\`, `%5C`, `%2F`), captured text that makes one in the target, or a malformed `%` escape in the path | 400 | `{"error":"Invalid request path"}` |
+//! | a variable makes a dot segment (any spelling), the template has one, or the target is not a valid URL | 500 | `{"error":"Invalid rewrite target"}` |
+//! | absolute target whose host and port are not in the allow-list | 500 | `{"error":"Rewrite target not allowed"}` |
 //! | payload trigger: body over the limit (default 1 MiB, [`UrlRewriteBuilder::body_limit`]) | 413 | `{"error":"Request body too large"}` |
 //! | payload trigger: the body fails mid-read | 400 | `{"error":"Failed to read request body"}` |
 //! | stacked outside `SessionLoadLayer` (no session, no [`NoSession`](crate::session::NoSession)) | 500 | `{"error":"Server misconfigured: session layer missing"}` |

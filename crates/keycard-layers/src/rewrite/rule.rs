@@ -313,6 +313,23 @@ pub enum RewriteConfigError {
         /// The name written.
         name: String,
     },
+    /// An absolute target (`http://host/...`) in a layer with no allowed hosts: every absolute
+    /// target needs [`UrlRewriteBuilder::allow_hosts`](super::UrlRewriteBuilder::allow_hosts).
+    #[error(
+        "{at} is an absolute URL but no host is allowed: list every host it may reach with \
+         allow_hosts([\"host\", \"host:port\"])"
+    )]
+    AllowListRequired {
+        /// Where the template is.
+        at: String,
+    },
+    /// An [`allow_hosts`](super::UrlRewriteBuilder::allow_hosts) entry that is not `host` or
+    /// `host:port`.
+    #[error("invalid allow_hosts entry {entry:?}: expected host or host:port (port 1-65535)")]
+    AllowedHost {
+        /// The entry written.
+        entry: String,
+    },
     /// A trigger without any match option can never fire usefully (Tyk fires an empty `all`
     /// trigger on every request); refused rather than guessed.
     #[error("{at} has no match options")]
@@ -327,7 +344,7 @@ pub enum RewriteConfigError {
 pub(super) struct CompiledRule {
     pub(super) regex: Regex,
     pub(super) method: Option<Method>,
-    pub(super) target: Template,
+    pub(super) target: Target,
     pub(super) triggers: Vec<CompiledTrigger>,
 }
 
@@ -370,22 +387,35 @@ fn regex(at: &str, pattern: &str) -> Result<Regex, RewriteConfigError> {
     })
 }
 
-fn target(at: &str, source: &str) -> Result<Template, RewriteConfigError> {
-    if let Some((scheme, _)) = source.split_once("://") {
-        let is_scheme = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-            && scheme
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
-        if is_scheme && !["http", "https"].contains(&scheme.to_ascii_lowercase().as_str()) {
+/// A compiled `rewrite_to`, and whether it is absolute (`http://` or `https://` as written:
+/// what a variable or a capture renders never makes a target absolute).
+#[derive(Debug)]
+pub(super) struct Target {
+    pub(super) template: Template,
+    pub(super) absolute: bool,
+    /// Where it is written, for build errors.
+    pub(super) at: String,
+}
+
+fn target(at: &str, source: &str) -> Result<Target, RewriteConfigError> {
+    let template = Template::parse_url(source).map_err(|source| RewriteConfigError::Template {
+        at: at.to_owned(),
+        source,
+    })?;
+    let absolute = match template.url_scheme() {
+        None => false,
+        Some(scheme) if ["http", "https"].contains(&scheme.to_ascii_lowercase().as_str()) => true,
+        Some(scheme) => {
             return Err(RewriteConfigError::Scheme {
                 at: at.to_owned(),
                 scheme: scheme.to_owned(),
             });
         }
-    }
-    Template::parse_url(source).map_err(|source| RewriteConfigError::Template {
+    };
+    Ok(Target {
+        template,
+        absolute,
         at: at.to_owned(),
-        source,
     })
 }
 
@@ -416,7 +446,7 @@ pub(super) struct CompiledTrigger {
     pub(super) session_meta: Vec<(String, Matcher)>,
     pub(super) context: Vec<(String, Matcher)>,
     pub(super) payload: Option<Matcher>,
-    pub(super) target: Template,
+    pub(super) target: Target,
 }
 
 impl CompiledTrigger {

@@ -59,6 +59,10 @@ where
         if !crate::session::loaded(request.extensions()) {
             return ResponseFuture::done(missing_session_layer("UrlRewriteLayer"));
         }
+        // Patterns match the normalised path (already so behind the session-load stage).
+        if let Err(why) = crate::normalize::request(&mut request) {
+            return ResponseFuture::done(Refusal::InvalidPath(why).response());
+        }
         let config = &self.config;
         let Some(matched) = Matched::find(config, request.method(), request.uri()) else {
             return ResponseFuture::inner(self.inner.call(request));

@@ -522,16 +522,125 @@ async fn target_without_a_leading_slash_gets_one() {
 
 // --- encoding and safety ---
 
+/// Changed: `../admin` used to be sent as `/shards/..%2Fadmin/...`, one segment for RFC 3986
+/// but `/admin/...` for an upstream that decodes `%2F` before it resolves dots.
 #[tokio::test]
-async fn traversal_in_metadata_stays_under_shards() {
+async fn traversal_in_metadata_is_500_invalid_rewrite_target() {
     let rule = RewriteRule::new(r"^/orders/(.*)", "/shards/$tyk_meta.shard/orders/$1");
-    let (app, seen) = stack(json!({"shard": "../admin"}), rules([rule])).await;
+    for shard in ["../admin", r"..\admin", "a/../.."] {
+        let (app, seen) = stack(json!({ "shard": shard }), rules([rule.clone()])).await;
+        let (status, body) = send(&app, get("/orders/7", &[])).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{shard}");
+        assert_eq!(body, error("Invalid rewrite target"));
+        assert!(seen.lock().unwrap().is_empty());
+    }
+    // A slash that hides no dot segment stays encoded in the one segment.
+    let (app, seen) = stack(json!({"shard": "eu/1"}), rules([rule])).await;
     send(&app, get("/orders/7", &[])).await;
-    let uri = last_uri(&seen);
-    assert_eq!(uri, "/shards/..%2Fadmin/orders/7");
-    assert!(uri.starts_with("/shards/"));
-    // The encoded slash keeps `..%2Fadmin` one segment: nothing climbs out of /shards/.
-    assert_eq!(uri.split('/').nth(2), Some("..%2Fadmin"));
+    assert_eq!(last_uri(&seen), "/shards/eu%2F1/orders/7");
+}
+
+#[tokio::test]
+async fn a_dot_segment_in_the_request_path_is_400_in_every_spelling() {
+    let rule = RewriteRule::new(r"^/orders/(.*)", "/shards/$tyk_meta.shard/orders/$1");
+    let (app, seen) = stack(json!({"shard": "eu-1"}), rules([rule])).await;
+    for path in [
+        "/orders/../../us-2/orders/1",
+        "/orders/%2e%2e/%2E%2E/us-2/orders/1",
+        "/orders/%2E./.%2e/us-2/orders/1",
+        r"/orders/..\..\us-2",
+        "/orders/..%5c..%5Cus-2",
+        "/orders/..%2F..%2fus-2",
+        "/orders/%zz",
+    ] {
+        let (status, body) = send(&app, get(path, &[])).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(body, error("Invalid request path"), "{path}");
+    }
+    assert!(seen.lock().unwrap().is_empty());
+}
+
+/// Half a segment captured can make a dot segment with the target's literal text: refused as
+/// the client's doing.
+#[tokio::test]
+async fn a_capture_that_makes_a_dot_segment_is_400() {
+    let rule = RewriteRule::new(r"^/files/x(.*)", "/store/$tyk_meta.shard/$1");
+    let (app, seen) = stack(json!({"shard": "eu-1"}), rules([rule])).await;
+    for path in [
+        "/files/x..",
+        "/files/x.",
+        "/files/x%2e%2E",
+        "/files/x..%5Cup",
+    ] {
+        let (status, body) = send(&app, get(path, &[])).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(body, error("Invalid request path"), "{path}");
+    }
+    assert!(seen.lock().unwrap().is_empty());
+    send(&app, get("/files/x.txt", &[])).await;
+    assert_eq!(last_uri(&seen), "/store/eu-1/.txt");
+}
+
+#[tokio::test]
+async fn patterns_match_and_the_service_gets_the_normalised_path() {
+    let rule = RewriteRule::new(r"^/orders/(\d+)$", "/shards/$tyk_meta.shard/orders/$1");
+    let (app, seen) = stack(json!({"shard": "eu-1"}), rules([rule])).await;
+    send(&app, get("/%6frders/%37", &[])).await;
+    assert_eq!(last_uri(&seen), "/shards/eu-1/orders/7");
+    // The original is the normalised request, as every stage saw it.
+    let from = seen.lock().unwrap()[0]
+        .0
+        .extensions
+        .get::<RewrittenFrom>()
+        .cloned();
+    assert_eq!(from.unwrap().0, "/orders/7");
+    // Unmatched: still normalised, hex in uppercase, the query as sent.
+    send(&app, get("/%6Fther/a%2fb?q=%6F", &[])).await;
+    assert_eq!(last_uri(&seen), "/other/a%2Fb?q=%6F");
+}
+
+#[tokio::test]
+async fn the_rewritten_path_is_normalised_and_never_starts_with_two_slashes() {
+    let (app, seen) = stack(
+        json!({}),
+        rules([
+            RewriteRule::new(r"^/p(.*)", "$1"),
+            RewriteRule::new(r"^/lit", "/%7euser/%2fx"),
+            RewriteRule::new(r"^/dots", "/a/../b"),
+        ]),
+    )
+    .await;
+    send(&app, get("/p//evil.example/x?y=1", &[])).await;
+    assert_eq!(last_uri(&seen), "/evil.example/x?y=1");
+    send(&app, get("/lit", &[])).await;
+    assert_eq!(last_uri(&seen), "/~user/%2Fx");
+    // A dot segment written in the target has no normalised form.
+    let (status, body) = send(&app, get("/dots", &[])).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body, error("Invalid rewrite target"));
+}
+
+#[tokio::test]
+async fn only_a_target_written_absolute_is_absolute() {
+    let (app, seen) = stack(
+        json!({"s": "https"}),
+        rules([
+            RewriteRule::new(r"^/go/(.*)", "$1"),
+            RewriteRule::new(r"^/meta", "$tyk_meta.s://evil.example/x"),
+        ]),
+    )
+    .await;
+    send(
+        &app,
+        get("http://front.example/go/https://evil.example/x", &[]),
+    )
+    .await;
+    assert_eq!(
+        last_uri(&seen),
+        "http://front.example/https://evil.example/x"
+    );
+    send(&app, get("/meta", &[])).await;
+    assert_eq!(last_uri(&seen), "/https://evil.example/x");
 }
 
 #[tokio::test]
@@ -597,7 +706,7 @@ async fn absolute_target_changes_scheme_and_authority() {
     );
     let rewrite = UrlRewriteLayer::rules()
         .rule(rule)
-        .allow_hosts(["EU-2.internal"])
+        .allow_hosts(["EU-2.internal:8080"])
         .build()
         .unwrap();
     let (app, seen) = stack(json!({"shard": "eu-2"}), rewrite).await;
@@ -640,6 +749,61 @@ async fn allow_list_entry_with_a_port_matches_that_port_only() {
         send(&other_port, get("/x", &[])).await.0,
         StatusCode::INTERNAL_SERVER_ERROR
     );
+}
+
+/// Changed: an entry without a port used to allow every port (`:6379`, `:22`).
+#[tokio::test]
+async fn allow_list_entry_without_a_port_means_the_default_port() {
+    let layer = |target: &str| {
+        UrlRewriteLayer::rules()
+            .rule(RewriteRule::new("^/x", target))
+            .allow_hosts(["h.internal"])
+            .build()
+            .unwrap()
+    };
+    for target in [
+        "http://h.internal/x",
+        "http://h.internal:80/x",
+        "https://h.internal/x",
+        "https://H.INTERNAL:443/x",
+    ] {
+        let (app, seen) = stack(json!({}), layer(target)).await;
+        assert_eq!(
+            send(&app, get("/x", &[])).await.0,
+            StatusCode::OK,
+            "{target}"
+        );
+        assert!(last_uri(&seen).eq_ignore_ascii_case(target), "{target}");
+    }
+    for target in [
+        "http://h.internal:6379/x",
+        "http://h.internal:22/x",
+        "http://h.internal:443/x",
+        "https://h.internal:80/x",
+        "http://h.internal.evil.example/x",
+    ] {
+        let (app, seen) = stack(json!({}), layer(target)).await;
+        let (status, body) = send(&app, get("/x", &[])).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{target}");
+        assert_eq!(body, error("Rewrite target not allowed"), "{target}");
+        assert!(seen.lock().unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn ipv6_allow_list_entries_match_the_bracketed_host() {
+    let rewrite = UrlRewriteLayer::rules()
+        .rule(RewriteRule::new("^/a", "http://[::1]:8080/a"))
+        .rule(RewriteRule::new("^/b", "http://[::1]/b"))
+        .allow_hosts(["[::1]:8080"])
+        .build()
+        .unwrap();
+    let (app, seen) = stack(json!({}), rewrite).await;
+    assert_eq!(send(&app, get("/a", &[])).await.0, StatusCode::OK);
+    assert_eq!(last_uri(&seen), "http://[::1]:8080/a");
+    let (status, body) = send(&app, get("/b", &[])).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body, error("Rewrite target not allowed"));
 }
 
 #[tokio::test]
@@ -732,6 +896,55 @@ fn invalid_configurations_are_build_errors() {
 
     let err = build(RewriteRule::new("^/a", "ftp://host/x"));
     assert!(matches!(err, RewriteConfigError::Scheme { .. }), "{err}");
+
+    let err = build(RewriteRule::new("^/a(.*)", "http://backend.internal$1"));
+    assert_eq!(
+        err,
+        RewriteConfigError::Template {
+            at: "rule 0 rewrite_to".into(),
+            source: TemplateError::CaptureInAuthority { offset: 23 }
+        }
+    );
+
+    let err = build(RewriteRule::new("^/a", "http://backend.internal/a"));
+    assert_eq!(
+        err,
+        RewriteConfigError::AllowListRequired {
+            at: "rule 0 rewrite_to".into()
+        }
+    );
+    let empty = UrlRewriteLayer::rules()
+        .rule(
+            RewriteRule::new("^/a", "/b").trigger(
+                Trigger::any()
+                    .header("x-a", "1")
+                    .rewrite_to("HTTPS://$tyk_meta.h/a"),
+            ),
+        )
+        .allow_hosts(Vec::<String>::new())
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        empty,
+        RewriteConfigError::AllowListRequired {
+            at: "rule 0 trigger 0 rewrite_to".into()
+        }
+    );
+    for entry in [
+        "", "h:", "h:x", "h:0", "h:65536", "u@h", "h/x", "[::1", "[]:80", "[::1]80", "h:1:2",
+    ] {
+        let err = UrlRewriteLayer::rules()
+            .rule(RewriteRule::new("^/a", "http://h/a"))
+            .allow_hosts([entry])
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err,
+            RewriteConfigError::AllowedHost {
+                entry: entry.into()
+            }
+        );
+    }
 
     let err = build(
         RewriteRule::new("^/a", "/x").trigger(Trigger::any().header("X-T", "(").rewrite_to("/y")),
