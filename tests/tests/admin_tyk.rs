@@ -220,10 +220,11 @@ async fn put_replaces_the_session_and_checks_versions() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+    // Tyk answers with the key as the path gave it (gateway/api.go, handleAddOrUpdate:
+    // `Key: keyName`); the answer is `Cache-Control: no-store`.
     assert_eq!(
         body,
-        json!({"key": id.as_str(), "status": "ok", "action": "modified", "key_hash": id.as_str()}),
-        "the raw key is not echoed"
+        json!({"key": key, "status": "ok", "action": "modified", "key_hash": id.as_str()}),
     );
     let stored = admin.stored(&id).await.unwrap();
     assert_eq!(stored.alias, "b");
@@ -270,7 +271,7 @@ async fn delete_removes_the_key_once() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         body,
-        json!({"key": id.as_str(), "status": "ok", "action": "deleted", "key_hash": id.as_str()})
+        json!({"key": key, "status": "ok", "action": "deleted", "key_hash": id.as_str()})
     );
     assert!(admin.stored(&id).await.is_none());
     for path in [
@@ -431,6 +432,40 @@ async fn header_safe_profile_refuses_control_characters_at_write_time() {
         .tyk(Method::POST, "/tyk/keys", cases[0].0)
         .await;
     assert_eq!(status, StatusCode::OK, "off by default, as in Tyk");
+}
+
+/// Tyk reads any non-empty `hashed` value as "the path holds the hash" (gateway/api.go,
+/// keyHandler), and its schema lets `meta_data`, `tags` and `apply_policies` be `null`
+/// (swagger.yml, SessionState: `nullable: true`): both as Tyk.
+#[tokio::test]
+async fn tyk_nullable_fields_and_any_hashed_value_are_read_as_tyk_does() {
+    let admin = start().await;
+    let body =
+        r#"{"alias": "old-export", "meta_data": null, "tags": null, "apply_policies": null}"#;
+    let (status, created) = admin.tyk(Method::POST, "/tyk/keys", body).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let hash = created["key_hash"].as_str().unwrap().to_owned();
+    for hashed in ["true", "1", "yes"] {
+        let (status, session) = admin
+            .tyk(
+                Method::GET,
+                &format!("/tyk/keys/{hash}?hashed={hashed}"),
+                "",
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "hashed={hashed}");
+        assert_eq!(session["alias"], "old-export");
+        assert_eq!(session["meta_data"], json!({}));
+        assert_eq!(session["tags"], json!([]));
+    }
+    let (status, _) = admin
+        .tyk(Method::GET, &format!("/tyk/keys/{hash}?hashed="), "")
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "an empty value is not hashed"
+    );
 }
 
 #[tokio::test]

@@ -100,7 +100,9 @@ fn bad_request(message: impl Into<String>) -> Response {
 /// `?hashed=true` its id.
 fn key_id(state: &AdminState, key: &str, query: Option<&str>) -> Option<KeyId> {
     let pairs = query_pairs(query);
-    let hashed = matches!(query_value(&pairs, "hashed"), Some("true" | "1"));
+    // Tyk reads any non-empty `hashed` value as "the path holds the hash" (gateway/api.go,
+    // `keyHandler`: `Query().Get("hashed") != ""`), so `hashed=yes` does too.
+    let hashed = query_value(&pairs, "hashed").is_some_and(|value| !value.is_empty());
     if hashed {
         KeyId::from_hash(key)
     } else {
@@ -242,7 +244,7 @@ pub(crate) async fn create_custom(
     path = "/tyk/keys/{key}",
     tag = "tyk",
     security(("tykSecret" = [])),
-    params(("key" = String, Path, description = "The raw key, or its hash with `?hashed=true`"), ("hashed" = Option<bool>, Query, description = "`true` (or `1`): the path holds the key hash, not the raw key")),
+    params(("key" = String, Path, description = "The raw key, or its hash with `?hashed=true`"), ("hashed" = Option<String>, Query, description = "Any non-empty value (`true`, `1`, `yes`), as in Tyk: the path holds the key hash, not the raw key")),
     responses(
         (status = OK, description = "The session", body = SessionRecord),
         (status = BAD_REQUEST, description = "The path is not UTF-8", body = TykError, example = json!(Tyk::body(StatusCode::BAD_REQUEST, crate::body::INVALID_PARAM))),
@@ -285,10 +287,10 @@ pub(crate) async fn get_key(
     path = "/tyk/keys/{key}",
     tag = "tyk",
     security(("tykSecret" = [])),
-    params(("key" = String, Path, description = "The raw key, or its hash with `?hashed=true`"), ("hashed" = Option<bool>, Query, description = "`true` (or `1`): the path holds the key hash, not the raw key")),
+    params(("key" = String, Path, description = "The raw key, or its hash with `?hashed=true`"), ("hashed" = Option<String>, Query, description = "Any non-empty value (`true`, `1`, `yes`), as in Tyk: the path holds the key hash, not the raw key")),
     request_body = SessionRecord,
     responses(
-        (status = OK, description = "Replaced; `key` is the key hash", body = TykAction),
+        (status = OK, description = "Replaced; `key` is the path's key as given, as Tyk answers, and `key_hash` the hash", body = TykAction),
         (status = BAD_REQUEST, description = "The body does not parse, its metadata is over the limits, or it names a policy that does not exist; or the path is not UTF-8", body = TykError, example = json!(Tyk::body(StatusCode::BAD_REQUEST, MALFORMED))),
         (status = NOT_FOUND, description = "No such key", body = TykError, example = json!(Tyk::body(StatusCode::NOT_FOUND, PUT_NOT_FOUND))),
         (status = CONFLICT, description = "`version` is no longer the stored one", body = TykError, example = json!(Tyk::body(StatusCode::CONFLICT, KEY_CONFLICT))),
@@ -320,7 +322,7 @@ pub(crate) async fn put_key(
                 &key_id,
                 &MetadataChange::replaced(&replaced.meta_data),
             );
-            action(ActionKind::Modified, key_id.as_str(), &key_id)
+            action(ActionKind::Modified, &key, &key_id)
         }
         Err(StoreError::NotFound) => Tyk::error(StatusCode::NOT_FOUND, NOT_FOUND),
         Err(StoreError::Conflict { .. }) => Tyk::error(StatusCode::CONFLICT, KEY_CONFLICT),
@@ -336,9 +338,9 @@ pub(crate) async fn put_key(
     path = "/tyk/keys/{key}",
     tag = "tyk",
     security(("tykSecret" = [])),
-    params(("key" = String, Path, description = "The raw key, or its hash with `?hashed=true`"), ("hashed" = Option<bool>, Query, description = "`true` (or `1`): the path holds the key hash, not the raw key")),
+    params(("key" = String, Path, description = "The raw key, or its hash with `?hashed=true`"), ("hashed" = Option<String>, Query, description = "Any non-empty value (`true`, `1`, `yes`), as in Tyk: the path holds the key hash, not the raw key")),
     responses(
-        (status = OK, description = "Deleted; `key` is the key hash", body = TykAction),
+        (status = OK, description = "Deleted; `key` is the path's key as given (raw, or the hash with `hashed`), as Tyk answers, and `key_hash` the hash", body = TykAction),
         (status = BAD_REQUEST, description = "The path is not UTF-8", body = TykError, example = json!(Tyk::body(StatusCode::BAD_REQUEST, crate::body::INVALID_PARAM))),
         (status = NOT_FOUND, description = "No such key", body = TykError, example = json!(Tyk::body(StatusCode::NOT_FOUND, DELETE_NOT_FOUND))),
         TykRefusals,
@@ -364,7 +366,7 @@ pub(crate) async fn delete_key(
                 &MetadataChange::replaced(&session.meta_data),
             );
             state.logout.session_ended(session);
-            action(ActionKind::Deleted, key_id.as_str(), &key_id)
+            action(ActionKind::Deleted, &key, &key_id)
         }
         Ok(None) => Tyk::error(StatusCode::NOT_FOUND, NOT_FOUND),
         Err(e) => Tyk::store_error(&e),

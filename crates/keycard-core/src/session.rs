@@ -48,8 +48,10 @@ pub struct SessionRecord {
     /// A disabled key: requests are refused with 403.
     pub is_inactive: bool,
     /// Policies applied to the session on every load, in order.
+    #[serde(deserialize_with = "null_as_default")]
     pub apply_policies: Vec<String>,
     /// Free-form tags.
+    #[serde(deserialize_with = "null_as_default")]
     pub tags: Vec<String>,
     /// Requests allowed per `per` seconds (rate limiting, kept for Tyk compatibility).
     pub rate: f64,
@@ -65,6 +67,7 @@ pub struct SessionRecord {
     pub quota_renews: i64,
     /// The metadata (Tyk's `meta_data`).
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[serde(deserialize_with = "null_as_default")]
     pub meta_data: Metadata,
     /// Creation time (unix seconds). Tyk writes an RFC 3339 string here; a string that is not a
     /// number is read as 0 and the store sets the time.
@@ -185,6 +188,16 @@ pub fn unix_now() -> i64 {
 
 fn is_empty_id(id: &KeyId) -> bool {
     id.as_str().is_empty()
+}
+
+/// `null` read as the field's default: Tyk's schema marks `meta_data`, `tags` and
+/// `apply_policies` nullable, and older Tyk exports write `null` there.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 fn lenient_unix<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
