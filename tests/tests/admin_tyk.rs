@@ -4,6 +4,7 @@ mod admin_support;
 
 use admin_support::{TYK_SECRET, start, start_down, start_with};
 use http::{Method, StatusCode};
+use keycard_admin::AdminApiBuilder;
 use keycard_core::key::{ApiKey, KeyId};
 use keycard_core::policy::{Policy, PolicySource};
 use keycard_tests::http::request;
@@ -118,45 +119,79 @@ async fn generated_key_is_returned_once_and_stored_hashed() {
     assert_eq!(admin.store.len(), 2);
 }
 
+/// Tyk (gateway/api.go, handleAddOrUpdate; middleware.go, `defaultMinTokenLength = 3`): a
+/// custom key needs 3 characters, and POSTing an existing one overwrites it. Strict mode keeps
+/// 16 characters and 409.
 #[tokio::test]
-async fn custom_key_needs_the_minimum_length_and_must_be_new() {
+async fn custom_keys_follow_tyk_and_strict_mode_is_stricter() {
     let admin = start().await;
-    let (status, body) = admin.tyk(Method::POST, "/tyk/keys/short", "{}").await;
+    let (status, body) = admin.tyk(Method::POST, "/tyk/keys/ab", "{}").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body,
+        tyk_error("Key is too short: a custom key needs at least 3 characters")
+    );
+    assert!(admin.store.is_empty());
+
+    let key = "abc";
+    let id = KeyId::of(&ApiKey::new(key));
+    for alias in ["bob", "eve"] {
+        let (status, body) = admin
+            .tyk(
+                Method::POST,
+                &format!("/tyk/keys/{key}"),
+                &json!({"alias": alias}).to_string(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            body,
+            json!({"key": key, "status": "ok", "action": "added", "key_hash": id.as_str()})
+        );
+    }
+    assert_eq!(
+        admin.stored(&id).await.unwrap().alias,
+        "eve",
+        "overwritten, as Tyk"
+    );
+
+    let strict = start_with(AdminApiBuilder::strict).await;
+    let (status, body) = strict.tyk(Method::POST, "/tyk/keys/short", "{}").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
         body,
         tyk_error("Key is too short: a custom key needs at least 16 characters")
     );
-    assert!(admin.store.is_empty());
-
     let key = "a-custom-key-of-enough-length";
-    let (status, body) = admin
-        .tyk(
-            Method::POST,
-            &format!("/tyk/keys/{key}"),
-            r#"{"alias": "bob"}"#,
-        )
-        .await;
+    let path = format!("/tyk/keys/{key}");
+    let (status, _) = strict.tyk(Method::POST, &path, r#"{"alias": "bob"}"#).await;
     assert_eq!(status, StatusCode::OK);
-    let id = KeyId::of(&ApiKey::new(key));
-    assert_eq!(
-        body,
-        json!({"key": key, "status": "ok", "action": "added", "key_hash": id.as_str()})
-    );
-    let (status, body) = admin
-        .tyk(
-            Method::POST,
-            &format!("/tyk/keys/{key}"),
-            r#"{"alias": "eve"}"#,
-        )
-        .await;
+    let (status, body) = strict.tyk(Method::POST, &path, r#"{"alias": "eve"}"#).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body, tyk_error("Key already exists"));
-    assert_eq!(admin.stored(&id).await.unwrap().alias, "bob");
+    let id = KeyId::of(&ApiKey::new(key));
+    assert_eq!(strict.stored(&id).await.unwrap().alias, "bob");
+}
 
-    let relaxed = start_with(|b| b.min_key_length(3)).await;
-    let (status, _) = relaxed.tyk(Method::POST, "/tyk/keys/abc", "{}").await;
-    assert_eq!(status, StatusCode::OK);
+/// A key created already expired would be handed out with a 200 and never work (or, as Tyk
+/// does, silently never expire): it is refused.
+#[tokio::test]
+async fn a_key_created_already_expired_is_400() {
+    let admin = start().await;
+    let message =
+        "Key expiry is in the past: use a future unix time, or 0 for a key that never expires";
+    for path in ["/tyk/keys", "/tyk/keys/a-custom-key"] {
+        let (status, body) = admin
+            .tyk(Method::POST, path, r#"{"expires": 1000000000}"#)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(body, tyk_error(message), "{path}");
+    }
+    assert!(admin.store.is_empty());
+    let (status, _) = admin
+        .tyk(Method::POST, "/tyk/keys", r#"{"expires": 0}"#)
+        .await;
+    assert_eq!(status, StatusCode::OK, "0 never expires");
 }
 
 #[tokio::test]
@@ -491,11 +526,33 @@ async fn policies_crud() {
         "gold"
     );
 
+    // Tyk overwrites a policy POSTed again (handleAddOrUpdatePolicy writes the file); strict
+    // mode refuses.
+    let strict = start_with(AdminApiBuilder::strict).await;
+    {
+        let admin = &strict;
+        let (status, _) = admin
+            .tyk(Method::POST, "/tyk/policies", r#"{"id": "gold"}"#)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, body) = admin
+            .tyk(Method::POST, "/tyk/policies", r#"{"id": "gold"}"#)
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(body, tyk_error("Policy already exists"));
+    }
     let (status, body) = admin
-        .tyk(Method::POST, "/tyk/policies", r#"{"id": "gold"}"#)
+        .tyk(
+            Method::POST,
+            "/tyk/policies",
+            r#"{"id": "gold", "name": "Gold", "meta_data": {"plan": "gold"}, "tags": ["paid"]}"#,
+        )
         .await;
-    assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(body, tyk_error("Policy already exists"));
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"key": "gold", "status": "ok", "action": "added"})
+    );
 
     let (status, body) = admin
         .tyk(Method::POST, "/tyk/policies", r#"{"name": "no id"}"#)
@@ -517,7 +574,21 @@ async fn policies_crud() {
         .tyk(
             Method::PUT,
             "/tyk/policies/gold",
-            r#"{"id": "ignored", "meta_data": {"plan": "platinum"}}"#,
+            r#"{"id": "other", "meta_data": {"plan": "platinum"}}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body,
+        tyk_error(
+            "Request ID does not match that in policy! For Update operations these must match."
+        )
+    );
+    let (status, body) = admin
+        .tyk(
+            Method::PUT,
+            "/tyk/policies/gold",
+            r#"{"id": "gold", "meta_data": {"plan": "platinum"}}"#,
         )
         .await;
     assert_eq!(status, StatusCode::OK);
@@ -529,7 +600,7 @@ async fn policies_crud() {
         admin.policies.policy("gold").unwrap().meta_data["plan"],
         "platinum"
     );
-    assert!(admin.policies.policy("ignored").is_none());
+    assert!(admin.policies.policy("other").is_none());
 
     let (status, body) = admin.tyk(Method::DELETE, "/tyk/policies/gold", "").await;
     assert_eq!(status, StatusCode::OK);

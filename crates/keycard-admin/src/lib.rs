@@ -116,8 +116,12 @@ use crate::logout::LogoutSender;
 use crate::state::AdminState;
 use crate::throttle::FailureThrottle;
 
-/// The default minimum length of a custom key (`POST /tyk/keys/{key}`).
-pub const DEFAULT_MIN_KEY_LENGTH: usize = 16;
+/// The default minimum length of a custom key (`POST /tyk/keys/{key}`): Tyk's
+/// `min_token_length` default, 3.
+pub const DEFAULT_MIN_KEY_LENGTH: usize = 3;
+
+/// The minimum length of a custom key in [strict](AdminApiBuilder::strict) mode.
+pub const STRICT_MIN_KEY_LENGTH: usize = 16;
 
 /// The minimum length, in bytes, of the Tyk secret and of every admin bearer token.
 pub const MIN_SECRET_LENGTH: usize = 16;
@@ -170,7 +174,8 @@ impl AdminApi {
             key_hasher: KeyHasher::default(),
             failure_window: DEFAULT_FAILURE_WINDOW,
             tyk_limits: MetadataLimits::tyk(),
-            min_key_length: DEFAULT_MIN_KEY_LENGTH,
+            min_key_length: None,
+            strict: false,
             logout: None,
         }
     }
@@ -209,7 +214,8 @@ pub struct AdminApiBuilder {
     failure_window: std::time::Duration,
     key_hasher: KeyHasher,
     tyk_limits: MetadataLimits,
-    min_key_length: usize,
+    min_key_length: Option<usize>,
+    strict: bool,
     logout: Option<BackChannelLogout>,
 }
 
@@ -264,9 +270,17 @@ impl AdminApiBuilder {
     }
 
     /// The minimum length of a custom key given to `POST /tyk/keys/{key}`
-    /// (default [`DEFAULT_MIN_KEY_LENGTH`]).
+    /// (default [`DEFAULT_MIN_KEY_LENGTH`], Tyk's; [`STRICT_MIN_KEY_LENGTH`] in strict mode).
     pub fn min_key_length(mut self, chars: usize) -> Self {
-        self.min_key_length = chars;
+        self.min_key_length = Some(chars);
+        self
+    }
+
+    /// Stricter than Tyk on the `/tyk/` API: `POST` of a key or policy that exists is 409
+    /// instead of overwriting it, and custom keys need [`STRICT_MIN_KEY_LENGTH`] characters.
+    /// Off by default, so Tyk's clients and scripts behave as against Tyk.
+    pub fn strict(mut self) -> Self {
+        self.strict = true;
         self
     }
 
@@ -307,7 +321,12 @@ impl AdminApiBuilder {
             tyk_secret: self.tyk_secret,
             tokens: self.tokens,
             tyk_limits: self.tyk_limits,
-            min_key_length: self.min_key_length,
+            min_key_length: self.min_key_length.unwrap_or(if self.strict {
+                STRICT_MIN_KEY_LENGTH
+            } else {
+                DEFAULT_MIN_KEY_LENGTH
+            }),
+            strict: self.strict,
             logout: sender,
             throttle: FailureThrottle::new(self.max_failures, self.failure_window),
             key_hasher: self.key_hasher,

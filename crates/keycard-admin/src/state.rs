@@ -22,6 +22,8 @@ pub(crate) struct AdminState {
     pub(crate) tokens: Vec<AdminToken>,
     pub(crate) tyk_limits: MetadataLimits,
     pub(crate) min_key_length: usize,
+    /// Strict mode: `POST` of an existing key or policy is 409 (Tyk overwrites).
+    pub(crate) strict: bool,
     pub(crate) logout: LogoutSender,
     pub(crate) throttle: FailureThrottle,
     pub(crate) key_hasher: KeyHasher,

@@ -36,12 +36,20 @@ const GET_NOT_FOUND: &str = "Key not found";
 const PUT_NOT_FOUND: &str = "Key is not found";
 const DELETE_NOT_FOUND: &str = "There is no such key found";
 const POLICY_EXISTS: &str = "Policy already exists";
+/// Tyk's words for a PUT whose body names another policy (gateway/api.go, handleAddOrUpdatePolicy).
+const POLICY_ID_MISMATCH: &str =
+    "Request ID does not match that in policy! For Update operations these must match.";
+/// A key created already expired: Tyk silently makes it never expire; we refuse it, since the
+/// 200 would hand out a key that works forever (or, in a store that drops expired sessions, not
+/// at all).
+const EXPIRED_ON_CREATE: &str =
+    "Key expiry is in the past: use a future unix time, or 0 for a key that never expires";
 
 /// What a write of a key or a policy answers.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct TykAction {
-    /// A created key: the raw key, shown only here. A replaced or deleted key: its hash. A
-    /// policy: its id.
+    /// A created key: the raw key, shown only here. A replaced or deleted key: the key as the
+    /// path gave it (Tyk). A policy: its id.
     key: String,
     // No doc comments on inlined enums: utoipa would put them in an `allOf` with an object.
     #[schema(inline)]
@@ -130,10 +138,18 @@ impl AdminState {
         if let Err(message) = self.check_session(&session) {
             return bad_request(message);
         }
+        if session.expires > 1 && session.expires <= keycard_core::session::unix_now() {
+            return bad_request(EXPIRED_ON_CREATE);
+        }
         let key_id = self.key_hasher.key_id(&key);
         session.key_id = key_id.clone();
         session.version = 0;
-        match self.store.create(session).await {
+        let created = match self.store.create(session.clone()).await {
+            // Tyk's POST of an existing custom key overwrites it.
+            Err(StoreError::AlreadyExists) if !self.strict => self.store.replace(session).await,
+            other => other,
+        };
+        match created {
             Ok(created) => {
                 audit::session(
                     TYK_ACTOR,
@@ -161,7 +177,7 @@ impl AdminState {
     responses(
         (status = OK, description = "Created", body = TykAction),
         (status = BAD_REQUEST, description = "The body does not parse, its metadata is over the limits, or it names a policy that does not exist", body = TykError, example = json!(Tyk::body(StatusCode::BAD_REQUEST, MALFORMED))),
-        (status = CONFLICT, description = "A key with this value exists", body = TykError, example = json!(Tyk::body(StatusCode::CONFLICT, KEY_EXISTS))),
+        (status = CONFLICT, description = "A generated key collided with an existing one (strict mode; 256 random bits make it practically impossible)", body = TykError, example = json!(Tyk::body(StatusCode::CONFLICT, KEY_EXISTS))),
         TykRefusals,
         TooLarge<Tyk>,
         StoreFailures<Tyk>,
@@ -187,7 +203,7 @@ pub(crate) async fn create_generated(
     responses(
         (status = OK, description = "Created", body = TykAction),
         (status = BAD_REQUEST, description = "The body does not parse, its metadata is over the limits, or it names a policy that does not exist", body = TykError, example = json!(Tyk::body(StatusCode::BAD_REQUEST, MALFORMED))),
-        (status = CONFLICT, description = "A key with this value exists", body = TykError, example = json!(Tyk::body(StatusCode::CONFLICT, KEY_EXISTS))),
+        (status = CONFLICT, description = "A generated key collided with an existing one (strict mode; 256 random bits make it practically impossible)", body = TykError, example = json!(Tyk::body(StatusCode::CONFLICT, KEY_EXISTS))),
         TykRefusals,
         TooLarge<Tyk>,
         StoreFailures<Tyk>,
@@ -213,8 +229,8 @@ pub(crate) async fn create_generated_alias(
     request_body = SessionRecord,
     responses(
         (status = OK, description = "Created", body = TykAction),
-        (status = BAD_REQUEST, description = "The key is too short, the body does not parse, its metadata is over the limits, or it names a policy that does not exist; or the path is not UTF-8", body = TykError, example = json!(Tyk::body(StatusCode::BAD_REQUEST, MALFORMED))),
-        (status = CONFLICT, description = "The key exists", body = TykError, example = json!(Tyk::body(StatusCode::CONFLICT, KEY_EXISTS))),
+        (status = BAD_REQUEST, description = "The key is shorter than the minimum (3 characters as Tyk, 16 in strict mode), the body does not parse, its metadata is over the limits, its `expires` is in the past, or it names a policy that does not exist; or the path is not UTF-8", body = TykError, example = json!(Tyk::body(StatusCode::BAD_REQUEST, MALFORMED))),
+        (status = CONFLICT, description = "The key exists (strict mode only; Tyk, and the default, overwrite it)", body = TykError, example = json!(Tyk::body(StatusCode::CONFLICT, KEY_EXISTS))),
         TykRefusals,
         TooLarge<Tyk>,
         StoreFailures<Tyk>,
@@ -501,7 +517,7 @@ pub(crate) async fn get_policy(
     responses(
         (status = OK, description = "Created; `key` is the policy id", body = TykAction),
         (status = BAD_REQUEST, description = "The body does not parse or its metadata is over the limits", body = TykError, example = json!(Tyk::body(StatusCode::BAD_REQUEST, MALFORMED))),
-        (status = CONFLICT, description = "A policy with this id exists", body = TykError, example = json!(Tyk::body(StatusCode::CONFLICT, POLICY_EXISTS))),
+        (status = CONFLICT, description = "A policy with this id exists (strict mode only; Tyk overwrites it)", body = TykError, example = json!(Tyk::body(StatusCode::CONFLICT, POLICY_EXISTS))),
         TykRefusals,
         TooLarge<Tyk>,
     ),
@@ -518,7 +534,10 @@ pub(crate) async fn create_policy(
         policy.id = ApiKey::generate().expose()[..24].to_owned();
     }
     let _guard = state.policy_writes.lock().await;
-    if keycard_core::policy::PolicySource::policy(&state.policies, &policy.id).is_some() {
+    // Tyk's POST of an existing policy overwrites it; strict mode refuses.
+    if state.strict
+        && keycard_core::policy::PolicySource::policy(&state.policies, &policy.id).is_some()
+    {
         return Tyk::error(StatusCode::CONFLICT, POLICY_EXISTS);
     }
     audit::policy(TYK_ACTOR, "created", &policy.id, &policy.meta_data);
@@ -529,7 +548,7 @@ pub(crate) async fn create_policy(
 
 /// Replace a policy
 ///
-/// The path's id wins over the body's.
+/// A body `id` must be the path's (Tyk's 400 otherwise); a body without one takes the path's.
 #[utoipa::path(
     put,
     path = "/tyk/policies/{id}",
@@ -553,6 +572,9 @@ pub(crate) async fn put_policy(
 ) -> Response {
     if let Err(message) = state.check_policy(&policy) {
         return bad_request(message);
+    }
+    if !policy.id.is_empty() && policy.id != id {
+        return bad_request(POLICY_ID_MISMATCH);
     }
     policy.id.clone_from(&id);
     let _guard = state.policy_writes.lock().await;
