@@ -456,6 +456,20 @@ fn bad_configuration_is_refused_when_built() {
         LogoutReceiver::new("/relative", "rp"),
         Err(LogoutConfigError::InvalidUrl { .. })
     ));
+    let logout = || BackChannelLogout::new(ISSUER, LogoutSigner::hs256(SECRET).unwrap());
+    for pem in [
+        "not a pem",
+        PRIVATE_PEM,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    ] {
+        assert!(
+            matches!(
+                logout().root_certificate(pem),
+                Err(LogoutConfigError::InvalidCertificate(_))
+            ),
+            "{pem}"
+        );
+    }
 }
 
 #[test]
@@ -822,11 +836,17 @@ async fn bulk_delete_concurrency(
 #[tokio::test]
 async fn a_bulk_delete_keeps_at_most_16_deliveries_in_flight_by_default() {
     let max = bulk_delete_concurrency(300, 3, |logout| logout).await;
-    assert_eq!(max, 16, "deliveries in flight at once: never more, and still concurrent");
+    assert_eq!(
+        max, 16,
+        "deliveries in flight at once: never more, and still concurrent"
+    );
 }
 
 #[tokio::test]
 async fn max_in_flight_bounds_concurrent_deliveries_over_every_receiver() {
     let max = bulk_delete_concurrency(40, 3, |logout| logout.max_in_flight(4)).await;
-    assert_eq!(max, 4, "deliveries in flight at once: never more, and still concurrent");
+    assert_eq!(
+        max, 4,
+        "deliveries in flight at once: never more, and still concurrent"
+    );
 }

@@ -151,7 +151,7 @@ impl BackChannelLogout {
     pub fn receiver(mut self, receiver: LogoutReceiver) -> Result<Self, LogoutConfigError> {
         if receiver.sends_metadata_in_cleartext() && !receiver.plaintext_allowed() {
             return Err(LogoutConfigError::PlaintextMetadata(
-                receiver.redacted_url().to_string(),
+                receiver.redacted_url().to_owned(),
             ));
         }
         self.receivers.push(receiver);

@@ -9,7 +9,10 @@ use super::{LogoutConfigError, LogoutSigner};
 /// A relying party that receives logout tokens.
 #[derive(Clone)]
 pub struct LogoutReceiver {
+    /// Where requests go: the URL without its userinfo, so no client log can show it.
     pub(super) uri: Uri,
+    /// The URL as logs, `Debug` and errors show it (userinfo redacted).
+    shown: String,
     pub(super) audience: String,
     pub(super) include_metadata: bool,
     pub(super) signer: Option<LogoutSigner>,
@@ -38,7 +41,8 @@ impl LogoutReceiver {
             return Err(LogoutConfigError::UnsupportedScheme(redact_userinfo(url)));
         }
         Ok(Self {
-            uri,
+            uri: without_userinfo(uri).map_err(invalid)?,
+            shown: redact_userinfo(url),
             audience: audience.into(),
             include_metadata: false,
             signer: None,
@@ -77,15 +81,15 @@ impl LogoutReceiver {
     }
 
     /// The URL as logs and `Debug` show it: without the password (or user name) it may carry.
-    pub(super) fn redacted_url(&self) -> RedactedUri<'_> {
-        RedactedUri(&self.uri)
+    pub(super) fn redacted_url(&self) -> &str {
+        &self.shown
     }
 }
 
 impl fmt::Debug for LogoutReceiver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LogoutReceiver")
-            .field("uri", &format_args!("{}", self.redacted_url()))
+            .field("uri", &format_args!("{}", self.shown))
             .field("audience", &self.audience)
             .field("include_metadata", &self.include_metadata)
             .field("signer", &self.signer)
@@ -94,18 +98,22 @@ impl fmt::Debug for LogoutReceiver {
     }
 }
 
-/// Shows a URI with its userinfo replaced by `***`.
-pub(super) struct RedactedUri<'a>(&'a Uri);
-
-impl fmt::Display for RedactedUri<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0.authority() {
-            Some(authority) if authority.as_str().contains('@') => {
-                f.write_str(&redact_userinfo(&self.0.to_string()))
-            }
-            _ => fmt::Display::fmt(self.0, f),
-        }
-    }
+/// `uri` without `user:pass@`: nothing is derived from the userinfo (no `Authorization`), and
+/// the HTTP client's own logs (hyper-util names pool keys by authority) never carry it.
+fn without_userinfo(uri: Uri) -> Result<Uri, String> {
+    let Some(at) = uri.authority().and_then(|a| a.as_str().rfind('@')) else {
+        return Ok(uri);
+    };
+    let mut parts = uri.into_parts();
+    let authority = parts
+        .authority
+        .take()
+        .map(|a| a.as_str()[at + 1..].to_owned());
+    parts.authority = authority
+        .map(|a| a.parse())
+        .transpose()
+        .map_err(|e: http::uri::InvalidUri| e.to_string())?;
+    Uri::from_parts(parts).map_err(|e| e.to_string())
 }
 
 /// `scheme://user:pass@host/path` → `scheme://***@host/path`; anything without userinfo as is.
@@ -139,9 +147,15 @@ mod tests {
         ] {
             assert_eq!(redact_userinfo(url), shown, "{url}");
         }
-        let uri: Uri = "http://u:p@h:1/l".parse().unwrap();
-        assert_eq!(RedactedUri(&uri).to_string(), "http://***@h:1/l");
-        let uri: Uri = "http://h:1/l".parse().unwrap();
-        assert_eq!(RedactedUri(&uri).to_string(), "http://h:1/l");
+    }
+
+    #[test]
+    fn requests_go_to_the_url_without_its_userinfo() {
+        let receiver = LogoutReceiver::new("http://u:p@h:1/l?q=1", "rp").unwrap();
+        assert_eq!(receiver.uri, "http://h:1/l?q=1");
+        assert_eq!(receiver.redacted_url(), "http://***@h:1/l?q=1");
+        let receiver = LogoutReceiver::new("https://h/l", "rp").unwrap();
+        assert_eq!(receiver.uri, "https://h/l");
+        assert_eq!(receiver.redacted_url(), "https://h/l");
     }
 }
