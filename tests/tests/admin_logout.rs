@@ -20,6 +20,7 @@ use http::{HeaderMap, Method, StatusCode};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use keycard_admin::BackChannelLogout;
 use keycard_admin::logout::{LogoutConfigError, LogoutReceiver, LogoutSigner};
+use keycard_core::key::KeyId;
 use keycard_core::session::unix_now;
 use keycard_tests::http::spawn;
 use keycard_tests::logs::Captured;
@@ -226,6 +227,17 @@ async fn start_logout(logout: BackChannelLogout) -> Admin {
     start_with(move |builder| builder.back_channel_logout(logout)).await
 }
 
+/// Seeds a session of alice with `meta` and deletes it through the Auth0 API (202); returns its
+/// id. The DELETE answers before any delivery.
+async fn delete_alices_session(admin: &Admin, meta: Value) -> KeyId {
+    let id = admin.seed("alice", meta).await;
+    let (status, _) = admin
+        .auth0(Method::DELETE, &format!("/api/v2/sessions/{id}"), ALL, "")
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    id
+}
+
 async fn two_receivers(signer: LogoutSigner) -> (Admin, mpsc::UnboundedReceiver<Delivery>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let plain = receiver("plain", StatusCode::OK, tx.clone()).await;
@@ -250,13 +262,7 @@ async fn session_delete_sends_verified_tokens(
     kid: Option<&str>,
 ) {
     let (admin, mut rx) = two_receivers(signer).await;
-    let id = admin
-        .seed("alice", json!({"plan": "gold", "tenant": "acme"}))
-        .await;
-    let (status, _) = admin
-        .auth0(Method::DELETE, &format!("/api/v2/sessions/{id}"), ALL, "")
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
+    let id = delete_alices_session(&admin, json!({"plan": "gold", "tenant": "acme"})).await;
 
     let mut seen = HashSet::new();
     for _ in 0..2 {
@@ -426,11 +432,7 @@ async fn error_statuses_and_unreachable_receivers_count_as_failed() {
         .receiver(LogoutReceiver::new(&closed, "c").unwrap())
         .unwrap();
     let admin = start_logout(logout).await;
-    let id = admin.seed("alice", json!({})).await;
-    let (status, _) = admin
-        .auth0(Method::DELETE, &format!("/api/v2/sessions/{id}"), ALL, "")
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
+    delete_alices_session(&admin, json!({})).await;
     next(&mut rx).await;
     next(&mut rx).await;
     wait_for("3 failed", || admin.stats.failed() == 3).await;
@@ -544,11 +546,7 @@ async fn each_receiver_gets_tokens_signed_with_its_own_secret() {
         )
         .unwrap();
     let admin = start_logout(logout).await;
-    let id = admin.seed("alice", json!({})).await;
-    let (status, _) = admin
-        .auth0(Method::DELETE, &format!("/api/v2/sessions/{id}"), ALL, "")
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
+    let id = delete_alices_session(&admin, json!({})).await;
 
     let mut seen = HashSet::new();
     for _ in 0..2 {
@@ -595,11 +593,7 @@ async fn https_receivers_get_the_token_over_tls_with_a_custom_root() {
         )
         .unwrap();
     let admin = start_logout(logout).await;
-    let id = admin.seed("alice", json!({"plan": "gold"})).await;
-    let (status, _) = admin
-        .auth0(Method::DELETE, &format!("/api/v2/sessions/{id}"), ALL, "")
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
+    let id = delete_alices_session(&admin, json!({"plan": "gold"})).await;
 
     let (name, content_type, token) = next(&mut rx).await;
     assert_eq!(
@@ -633,11 +627,7 @@ async fn https_receivers_with_an_untrusted_certificate_get_nothing_and_count_as_
         .receiver(LogoutReceiver::new(&url, "tls-client").unwrap())
         .unwrap();
     let admin = start_logout(logout).await;
-    let id = admin.seed("alice", json!({})).await;
-    let (status, _) = admin
-        .auth0(Method::DELETE, &format!("/api/v2/sessions/{id}"), ALL, "")
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
+    delete_alices_session(&admin, json!({})).await;
     wait_for("1 failed", || admin.stats.failed() == 1).await;
     assert_eq!(admin.stats.delivered(), 0);
     assert!(
@@ -691,10 +681,7 @@ async fn metadata_over_plain_http_is_refused_unless_allowed_and_then_warned_abou
     assert!(warning[0].contains("keycard::logout"), "{}", warning[0]);
     assert!(warning[0].contains("in cleartext"), "{}", warning[0]);
 
-    let id = admin.seed("alice", json!({"plan": "gold"})).await;
-    admin
-        .auth0(Method::DELETE, &format!("/api/v2/sessions/{id}"), ALL, "")
-        .await;
+    delete_alices_session(&admin, json!({"plan": "gold"})).await;
     let (_, _, token) = next(&mut rx).await;
     let claims = verify(
         &token,
@@ -734,10 +721,7 @@ async fn userinfo_in_receiver_urls_is_redacted_in_logs_debug_and_errors() {
     assert!(debug.contains(&format!("uri: {closed_shown}")), "{debug}");
 
     let admin = start_logout(logout).await;
-    let id = admin.seed("alice", json!({})).await;
-    admin
-        .auth0(Method::DELETE, &format!("/api/v2/sessions/{id}"), ALL, "")
-        .await;
+    delete_alices_session(&admin, json!({})).await;
     next(&mut rx).await;
     wait_for("1 delivered, 1 failed", || {
         admin.stats.delivered() == 1 && admin.stats.failed() == 1

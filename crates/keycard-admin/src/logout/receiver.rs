@@ -4,7 +4,8 @@ use std::fmt;
 
 use http::Uri;
 
-use super::{LogoutConfigError, LogoutSigner};
+use super::error::LogoutConfigError;
+use super::signer::LogoutSigner;
 
 /// A relying party that receives logout tokens.
 #[derive(Clone)]

@@ -15,8 +15,14 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
+use super::config::BackChannelLogout;
+use super::receiver::LogoutReceiver;
 use super::tls::{self, HttpsClient};
-use super::{BACKCHANNEL_LOGOUT_EVENT, BackChannelLogout, LogoutReceiver, TOKEN_LIFETIME_SECS};
+
+/// How long a logout token is valid: `exp` = `iat` + this.
+pub const TOKEN_LIFETIME_SECS: i64 = 120;
+/// The event a logout token carries.
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
 /// Counters of logout deliveries, shared with the running API (clone it freely).
 #[derive(Clone, Debug, Default)]

@@ -4,7 +4,7 @@ use std::fmt;
 
 use jsonwebtoken::{Algorithm, EncodingKey};
 
-use super::LogoutConfigError;
+use super::error::LogoutConfigError;
 
 /// The shortest HS256 secret accepted, in bytes: RFC 7518 §3.2 requires a key of at least the
 /// hash output's size, 256 bits.
