@@ -608,6 +608,9 @@ async fn every_answer_is_documented() {
         (Method::DELETE, "/api/v2/sessions/{second}", ""),
         (Method::DELETE, "/api/v2/sessions/{second}", ""),
         (Method::DELETE, "/api/v2/sessions/%FF", ""),
+        (Method::POST, "/api/v2/sessions/{alice}/revoke", ""),
+        (Method::POST, "/api/v2/sessions/{alice}/revoke", ""),
+        (Method::POST, "/api/v2/sessions/%FF/revoke", ""),
         (Method::DELETE, "/api/v2/users/alice/sessions", ""),
         (Method::DELETE, "/api/v2/users/%FF/sessions", ""),
     ];

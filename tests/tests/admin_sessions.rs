@@ -326,11 +326,6 @@ async fn every_bad_patch_is_400_with_its_message_and_stores_nothing() {
             "Payload validation error: 'Additional properties not allowed: user_id'.".to_owned(),
         ),
         (
-            "missing field",
-            "{}".to_owned(),
-            "Payload validation error: 'Missing required property: session_metadata'.".to_owned(),
-        ),
-        (
             "metadata not an object",
             r#"{"session_metadata": ["a"]}"#.to_owned(),
             "Payload validation error: 'Expected type object but found type array' on property session_metadata.".to_owned(),
@@ -391,6 +386,33 @@ async fn every_bad_patch_is_400_with_its_message_and_stores_nothing() {
     let stored = admin.stored(&id).await.unwrap();
     assert_eq!(Value::Object(stored.meta_data), json!({"a": "b"}));
     assert_eq!(stored.version, 2, "only the last, valid PATCH wrote");
+}
+
+/// The Auth0 Node SDK's own example, `sessions.update({id}, {})`, sends `{}`: Auth0 accepts it
+/// and changes nothing; `POST /api/v2/sessions/{id}/revoke` ends the session as `DELETE` does.
+#[tokio::test]
+async fn an_empty_patch_changes_nothing_and_revoke_ends_the_session() {
+    let admin = start().await;
+    let id = admin.seed("alice", json!({"keep": "me"})).await;
+    let path = format!("/api/v2/sessions/{id}");
+    let (status, body) = admin.auth0(Method::PATCH, &path, ALL, "{}").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["session_metadata"], json!({"keep": "me"}));
+    let stored = admin.stored(&id).await.unwrap();
+    assert_eq!(stored.version, 1, "nothing was written");
+
+    let revoke = format!("/api/v2/sessions/{id}/revoke");
+    let (status, body) = admin.auth0(Method::POST, &revoke, ALL, "").await;
+    assert_eq!((status, body), (StatusCode::ACCEPTED, Value::Null));
+    assert!(admin.stored(&id).await.is_none());
+    let (status, body) = admin.auth0(Method::POST, &revoke, ALL, "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        body,
+        auth0_error(StatusCode::NOT_FOUND, "The session does not exist")
+    );
+    let (status, _) = admin.auth0(Method::POST, &revoke, READ_ONLY, "").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "needs delete:sessions");
 }
 
 #[tokio::test]

@@ -91,6 +91,7 @@ pub(crate) fn routes() -> Routes {
             sessions::patch_session,
             sessions::delete_session
         ))
+        .add(routes!(sessions::revoke_session))
         .add(routes!(
             sessions::list_user_sessions,
             sessions::delete_user_sessions

@@ -144,7 +144,9 @@ fn json_type(value: &Value) -> &'static str {
 }
 
 /// Validates a PATCH body: exactly `{"session_metadata": {...} | null}`, within Auth0's limits.
-fn patch_metadata(body: Value) -> Result<Metadata, String> {
+/// The metadata a PATCH body sets; `None` for `{}`, which Auth0 accepts and which changes
+/// nothing (the SDK's own `sessions.update(id, {})` example).
+fn patch_metadata(body: Value) -> Result<Option<Metadata>, String> {
     let Value::Object(body) = body else {
         return Err(format!(
             "Payload validation error: 'Expected type object but found type {}'.",
@@ -157,12 +159,7 @@ fn patch_metadata(body: Value) -> Result<Metadata, String> {
         ));
     }
     match body.get("session_metadata") {
-        None => {
-            return Err(
-                "Payload validation error: 'Missing required property: session_metadata'."
-                    .to_owned(),
-            );
-        }
+        None => return Ok(None),
         Some(Value::Null | Value::Object(_)) => {}
         Some(other) => {
             return Err(format!(
@@ -178,7 +175,7 @@ fn patch_metadata(body: Value) -> Result<Metadata, String> {
     MetadataLimits::auth0()
         .check(&metadata)
         .map_err(|e| e.to_string())?;
-    Ok(metadata)
+    Ok(Some(metadata))
 }
 
 /// Get a session
@@ -241,7 +238,14 @@ pub(crate) async fn patch_session(
         return not_found();
     };
     let metadata = match patch_metadata(body) {
-        Ok(metadata) => metadata,
+        Ok(Some(metadata)) => metadata,
+        Ok(None) => {
+            return match state.store.load(&key_id).await {
+                Ok(Some(session)) => json(StatusCode::OK, &view(&session)),
+                Ok(None) => not_found(),
+                Err(e) => Auth0::store_error(&e),
+            };
+        }
         Err(message) => return bad_request(message),
     };
     let mut delta = MetadataDelta::new();
@@ -312,6 +316,33 @@ pub(crate) async fn delete_session(
         Ok(None) => not_found(),
         Err(e) => Auth0::store_error(&e),
     }
+}
+
+/// Revoke a session
+///
+/// Auth0's revoke: the session ends as with `DELETE` (202, back-channel logout). Auth0 also asks
+/// for `delete:refresh_tokens`, since it revokes the session's refresh tokens too; keycard
+/// sessions have none, so `delete:sessions` is enough.
+#[utoipa::path(
+    post,
+    path = "/api/v2/sessions/{id}/revoke",
+    tag = "sessions",
+    security(("bearer" = ["delete:sessions"])),
+    params(("id" = String, Path, description = "The session id (the key hash)")),
+    responses(
+        (status = ACCEPTED, description = "Revoked"),
+        (status = BAD_REQUEST, description = "The path is not UTF-8", body = Auth0Error, example = json!(Auth0::body(StatusCode::BAD_REQUEST, INVALID_PARAM))),
+        (status = NOT_FOUND, description = "No such session", body = Auth0Error, example = json!(Auth0::body(StatusCode::NOT_FOUND, NOT_FOUND))),
+        BearerRefusals<DeleteSessions>,
+        StoreFailures<Auth0>,
+    ),
+)]
+pub(crate) async fn revoke_session(
+    caller: Bearer<DeleteSessions>,
+    state: State<SharedState>,
+    id: Auth0Param,
+) -> Response {
+    delete_session(caller, state, id).await
 }
 
 /// List a user's sessions, a page at a time
@@ -471,11 +502,14 @@ mod tests {
     #[test]
     fn patch_body_must_be_exactly_session_metadata() {
         assert_eq!(
-            patch_metadata(json!({"session_metadata": {"a": "b"}})).unwrap()["a"],
+            patch_metadata(json!({"session_metadata": {"a": "b"}}))
+                .unwrap()
+                .unwrap()["a"],
             "b"
         );
         assert!(
             patch_metadata(json!({"session_metadata": null}))
+                .unwrap()
                 .unwrap()
                 .is_empty()
         );
@@ -484,8 +518,9 @@ mod tests {
             "Payload validation error: 'Additional properties not allowed: x'."
         );
         assert_eq!(
-            patch_metadata(json!({})).unwrap_err(),
-            "Payload validation error: 'Missing required property: session_metadata'."
+            patch_metadata(json!({})),
+            Ok(None),
+            "Auth0 accepts {{}}: no change"
         );
         assert_eq!(
             patch_metadata(json!([])).unwrap_err(),
