@@ -112,3 +112,22 @@ async fn connect_and_trace_are_refused_not_forwarded() {
         assert!(response.ends_with(r#"{"error":"Method not allowed"}"#), "{response}");
     }
 }
+
+/// A client that names the identity headers in `Connection` (making them hop-by-hop) cannot get
+/// them dropped on the way to the backend: the header stage takes its own names out of
+/// `Connection` after injecting them.
+#[tokio::test]
+async fn connection_cannot_strip_the_injected_identity() {
+    let addr = gateway().await;
+    let response = raw_request(
+        addr,
+        b"GET /orders HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer proxy-key\r\n\
+          connection: close, x-user-id, X-Tenant-Id\r\n\r\n",
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let body = &response[response.find("\r\n\r\n").unwrap() + 4..];
+    let seen: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(seen["x-user-id"], "u-demo", "{seen}");
+    assert_eq!(seen["x-tenant-id"], "acme", "{seen}");
+}

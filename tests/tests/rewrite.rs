@@ -113,6 +113,10 @@ async fn dot_segments_in_the_path_are_400_in_every_spelling() {
         "/orders/%2e%2e%5c%2e%2e%5cus-2%5corders%5c1",
         "/orders/..%2f..%2fus-2%2forders%2f1",
         "/orders/..%2F..%2Fus-2%2Forders%2F1",
+        // Path parameters: Tomcat and Jetty resolve `..;x` as `..`.
+        "/orders/..;/..;/us-2/orders/1",
+        "/orders/..;jsessionid=1/us-2",
+        "/orders/.%3B/1",
     ] {
         let response = client.get(path, &[ACME]).await;
         assert_eq!(response.status, 400, "{path}: {}", response.text());

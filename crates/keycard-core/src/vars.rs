@@ -459,10 +459,10 @@ impl PathState {
 /// ```
 /// use keycard_core::vars::hides_dot_segment;
 ///
-/// for hiding in ["..", ".", "%2e%2E", ".%2e", "..%2Fadmin", r"a\..", "x%5c.%5cy"] {
+/// for hiding in ["..", ".", "%2e%2E", ".%2e", "..%2Fadmin", r"a\..", "x%5c.%5cy", "..;", "..;jsessionid=1", ".%3Bx"] {
 ///     assert!(hides_dot_segment(hiding), "{hiding}");
 /// }
-/// for plain in ["", "...", "a..", "v1.2", "%252e%252e", "a%2Fb"] {
+/// for plain in ["", "...", "a..", "v1.2", "%252e%252e", "a%2Fb", "a;..", "x;y"] {
 ///     assert!(!hides_dot_segment(plain), "{plain}");
 /// }
 /// ```
@@ -473,16 +473,25 @@ pub fn hides_dot_segment(segment: &str) -> bool {
             .get(at..at + 3)
             .is_some_and(|triplet| triplet[0] == b'%' && triplet[1..].eq_ignore_ascii_case(hex))
     };
-    // Dots in the current piece, and whether it holds anything else.
-    let (mut dots, mut other) = (0usize, false);
+    // Dots in the current piece, whether it holds anything else, and whether a `;` (a path
+    // parameter: Tomcat and Jetty resolve `..;x` as `..`) ended its name.
+    let (mut dots, mut other, mut params) = (0usize, false, false);
     let mut at = 0;
     while at < bytes.len() {
         if bytes[at] == b'\\' || escape(at, b"5c") || escape(at, b"2f") {
             if !other && matches!(dots, 1 | 2) {
                 return true;
             }
-            (dots, other) = (0, false);
+            (dots, other, params) = (0, false, false);
             at += if bytes[at] == b'\\' { 1 } else { 3 };
+        } else if params {
+            at += 1;
+        } else if bytes[at] == b';' || escape(at, b"3b") {
+            if !other && matches!(dots, 1 | 2) {
+                return true;
+            }
+            params = true;
+            at += if bytes[at] == b';' { 1 } else { 3 };
         } else if bytes[at] == b'.' {
             dots += 1;
             at += 1;

@@ -82,7 +82,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use http::header::HeaderName;
+use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use keycard_core::metadata::Metadata;
 use keycard_core::vars::{RenderError, Template, TemplateError, Variable, Vars};
@@ -231,6 +231,38 @@ impl HeaderRules {
             rules.lookalike_keys.push(lookalike_key(name.as_str()));
         }
         Ok(rules)
+    }
+}
+
+/// Takes the injected `names` out of the message's `Connection` header. A field `Connection`
+/// names is hop-by-hop: the next forwarder (keycard's own [`crate::forward`] included) drops
+/// it, so a client sending `Connection: x-user-id` would otherwise have the injected identity
+/// removed before it reaches the backend. Other tokens (`close`, `keep-alive`, `upgrade`...)
+/// stay; a `Connection` left with none is removed.
+fn unlist_from_connection(headers: &mut HeaderMap, names: &[&HeaderName]) {
+    let listed = |token: &str| names.iter().any(|n| n.as_str().eq_ignore_ascii_case(token));
+    let tokens: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if !tokens.iter().any(|token| listed(token)) {
+        return;
+    }
+    let kept: Vec<&str> = tokens
+        .iter()
+        .map(String::as_str)
+        .filter(|token| !listed(token))
+        .collect();
+    headers.remove(header::CONNECTION);
+    if let Ok(value) = HeaderValue::from_str(&kept.join(", "))
+        && !kept.is_empty()
+    {
+        headers.insert(header::CONNECTION, value);
     }
 }
 
@@ -449,11 +481,20 @@ impl Config {
                 headers.remove(name);
             }
         }
+        let mut injected = Vec::with_capacity(rendered.len());
         for (name, value) in rendered {
             match value {
-                Some(value) => headers.insert(name.clone(), value),
-                None => headers.remove(name),
-            };
+                Some(value) => {
+                    headers.insert(name.clone(), value);
+                    injected.push(name);
+                }
+                None => {
+                    headers.remove(name);
+                }
+            }
+        }
+        if headers.contains_key(header::CONNECTION) {
+            unlist_from_connection(headers, &injected);
         }
     }
 
