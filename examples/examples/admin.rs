@@ -54,7 +54,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("   then step 2 answers 403.");
 
     let app = axum::serve(app_listener, demo.app).with_graceful_shutdown(shutdown_signal());
-    let admin = axum::serve(admin_listener, demo.admin).with_graceful_shutdown(shutdown_signal());
+    // With the peer address, so the admin API throttles failed logins per client, not for all.
+    let admin = axum::serve(
+        admin_listener,
+        demo.admin
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal());
     tokio::try_join!(async { app.await }, async { admin.await })?;
     Ok(())
 }

@@ -31,8 +31,10 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// Every client key that a backend could read as `tenant_id` is dropped, not only the exact one:
 /// Go's `encoding/json` matches field names case-insensitively, folding each character as
 /// `ToUpper(ToLower(c))` (so `TENANT_ID` and `tenant_ıd`, with a dotless i, both fill a
-/// `TenantID` field), which `key|lower|upper` mirrors. The session's value is written last too,
-/// since decoders that keep duplicate keys keep the last one. The rule is
+/// `TenantID` field), which `key|lower|upper` mirrors — for every character but `İ` (U+0130),
+/// which Rust lowers to `i` plus a combining dot, so `tenant_İd` passes the filter. The
+/// session's value is written last for that reason too: Go's decoder, and most others, keep the
+/// last of two matching keys. The rule is
 /// [`objects_only`](keycard::body::BodyRule::objects_only), so a body that is not an object is a
 /// 400 and never reaches the template.
 pub const ENRICH_TEMPLATE: &str = r#"{{ "{" }}{% for key, value in _body|items if key|lower|upper != "TENANT_ID" %}{{ key|tojson }}:{{ value|tojson }},{% endfor %}"tenant_id":{{ _tyk_meta.tenant_id|tojson }}}"#;

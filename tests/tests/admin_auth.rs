@@ -166,3 +166,29 @@ fn secrets_shorter_than_16_bytes_are_refused_at_build_time() {
         Err(AdminConfigError::InvalidThrottle)
     ));
 }
+
+/// With no Tyk secret the Tyk API is off: its header is no guess, so it cannot spend the budget
+/// the bearer tokens share (one client's noise would otherwise lock the sessions API).
+#[tokio::test]
+async fn tyk_headers_do_not_count_when_the_tyk_api_is_off() {
+    let api = AdminApi::builder(MemoryStore::new())
+        .admin_token(AdminToken::new("ops", TOKEN, ["read:sessions"]))
+        .build()
+        .unwrap();
+    let addr = spawn(api.into_router()).await;
+    for _ in 0..(3 * DEFAULT_MAX_FAILURES) {
+        let url = format!("http://{addr}/tyk/keys");
+        let (status, _, _) = request(
+            Method::GET,
+            &url,
+            &[("x-tyk-authorization", "any-guess-at-all")],
+            "",
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    let url = format!("http://{addr}/api/v2/users/alice/sessions");
+    let bearer = format!("Bearer {TOKEN}");
+    let (status, _, body) = request(Method::GET, &url, &[("authorization", &bearer)], "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

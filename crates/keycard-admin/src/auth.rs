@@ -35,23 +35,24 @@ impl FromRequestParts<SharedState> for TykAdmin {
         parts: &mut Parts,
         state: &SharedState,
     ) -> Result<Self, Self::Rejection> {
+        let refused = || Tyk::error(StatusCode::FORBIDDEN, TYK_REFUSED);
+        // No secret configured: the Tyk API is off, and no header is a guess worth counting.
+        let (Some(secret), Some(value)) =
+            (&state.tyk_secret, parts.headers.get("x-tyk-authorization"))
+        else {
+            return Err(refused());
+        };
         let client = client_of(parts);
-        if let Some(wait) = state.throttle.retry_after(client) {
-            return Err(too_many_failures::<Tyk>(wait));
+        let attempt = state
+            .throttle
+            .attempt(client)
+            .map_err(too_many_failures::<Tyk>)?;
+        if secret.matches(&digest(value.as_bytes())) {
+            return Ok(Self);
         }
-        let presented = parts
-            .headers
-            .get("x-tyk-authorization")
-            .map(|value| digest(value.as_bytes()));
-        match (&state.tyk_secret, presented) {
-            (Some(secret), Some(presented)) if secret.matches(&presented) => Ok(Self),
-            (_, Some(_)) => {
-                state.throttle.failed(client);
-                tracing::warn!(target: "keycard::admin", %client, api = "tyk", "admin authentication failed: wrong X-Tyk-Authorization");
-                Err(Tyk::error(StatusCode::FORBIDDEN, TYK_REFUSED))
-            }
-            (_, None) => Err(Tyk::error(StatusCode::FORBIDDEN, TYK_REFUSED)),
-        }
+        attempt.failed();
+        tracing::warn!(target: "keycard::admin", %client, api = "tyk", "admin authentication failed: wrong X-Tyk-Authorization");
+        Err(refused())
     }
 }
 
@@ -173,10 +174,6 @@ impl<S: RequiredScope> FromRequestParts<SharedState> for Bearer<S> {
         parts: &mut Parts,
         state: &SharedState,
     ) -> Result<Self, Self::Rejection> {
-        let client = client_of(parts);
-        if let Some(wait) = state.throttle.retry_after(client) {
-            return Err(too_many_failures::<Auth0>(wait));
-        }
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             return Err(unauthorized(MISSING_AUTHENTICATION, None));
         };
@@ -191,6 +188,11 @@ impl<S: RequiredScope> FromRequestParts<SharedState> for Bearer<S> {
                 Some("invalid_request"),
             ));
         };
+        let client = client_of(parts);
+        let attempt = state
+            .throttle
+            .attempt(client)
+            .map_err(too_many_failures::<Auth0>)?;
         let presented = digest(token);
         // Look at every token (no early exit), so timing does not tell which one matched.
         let mut found = None;
@@ -200,7 +202,7 @@ impl<S: RequiredScope> FromRequestParts<SharedState> for Bearer<S> {
             }
         }
         let Some(token) = found else {
-            state.throttle.failed(client);
+            attempt.failed();
             tracing::warn!(target: "keycard::admin", %client, api = "auth0", "admin authentication failed: unknown bearer token");
             return Err(unauthorized("Invalid token", Some("invalid_token")));
         };

@@ -312,6 +312,22 @@ impl AdminApiBuilder {
         if self.max_failures == 0 || self.failure_window.is_zero() {
             return Err(AdminConfigError::InvalidThrottle);
         }
+        let min_key_length = self.min_key_length.unwrap_or(if self.strict {
+            STRICT_MIN_KEY_LENGTH
+        } else {
+            DEFAULT_MIN_KEY_LENGTH
+        });
+        if self.tyk_secret.is_some()
+            && min_key_length < STRICT_MIN_KEY_LENGTH
+            && !self.key_hasher.is_keyed()
+        {
+            tracing::warn!(
+                target: "keycard::admin",
+                min_key_length,
+                "custom keys this short, hashed with plain SHA-256, can be recovered from their public \
+                 id (session id, logout sid, Redis key); use KeyHasher::hmac_sha256 or strict()"
+            );
+        }
         let sender = LogoutSender::new(self.logout);
         let logout_stats = sender.stats();
         let state = Arc::new(AdminState {
@@ -321,11 +337,7 @@ impl AdminApiBuilder {
             tyk_secret: self.tyk_secret,
             tokens: self.tokens,
             tyk_limits: self.tyk_limits,
-            min_key_length: self.min_key_length.unwrap_or(if self.strict {
-                STRICT_MIN_KEY_LENGTH
-            } else {
-                DEFAULT_MIN_KEY_LENGTH
-            }),
+            min_key_length,
             strict: self.strict,
             logout: sender,
             throttle: FailureThrottle::new(self.max_failures, self.failure_window),

@@ -100,7 +100,8 @@ pub(crate) struct Auth0SessionList {
     next: Option<String>,
 }
 
-/// The body of `PATCH /api/v2/sessions/{id}`: exactly one member, `session_metadata`.
+/// The body of `PATCH /api/v2/sessions/{id}`: `session_metadata` and nothing else (`{}`, with
+/// no member, changes nothing).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SessionPatch {

@@ -144,16 +144,20 @@ impl AdminState {
         let key_id = self.key_hasher.key_id(&key);
         session.key_id = key_id.clone();
         session.version = 0;
+        let mut event = "created";
         let created = match self.store.create(session.clone()).await {
-            // Tyk's POST of an existing custom key overwrites it.
-            Err(StoreError::AlreadyExists) if !self.strict => self.store.replace(session).await,
+            // Tyk's POST of an existing custom key overwrites it; the audit trail says so.
+            Err(StoreError::AlreadyExists) if !self.strict => {
+                event = "replaced";
+                self.store.replace(session).await
+            }
             other => other,
         };
         match created {
             Ok(created) => {
                 audit::session(
                     TYK_ACTOR,
-                    "created",
+                    event,
                     &key_id,
                     &MetadataChange::replaced(&created.meta_data),
                 );

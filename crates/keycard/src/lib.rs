@@ -18,7 +18,7 @@
 
 #![forbid(unsafe_code)]
 
-pub mod stack;
+mod stack;
 
 #[cfg(feature = "admin")]
 pub use keycard_admin as admin;

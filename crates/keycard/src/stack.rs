@@ -55,7 +55,7 @@ use keycard_layers::rewrite::UrlRewriteLayer;
 use tower_layer::{Identity, Layer};
 
 /// The keycard stack: session load, the stages you configure, and the save, composed in
-/// data-flow order around your service. See the [module docs](self).
+/// data-flow order around your service. The [crate docs](crate) show the stages.
 ///
 /// The type parameters are the stages' layers ([`Identity`] where a stage is not configured);
 /// you never need to name them.
