@@ -292,3 +292,36 @@ async fn a_dot_segment_is_400_before_any_body_rule() {
         );
     }
 }
+
+/// A 206 is never transformed, so a `Range` request would fetch the raw upstream body past the
+/// response rule: the range is not forwarded where a response rule may apply.
+#[tokio::test]
+async fn a_range_request_cannot_skip_the_response_transform() {
+    let routes = Router::new().route(
+        "/orders",
+        get(|headers: HeaderMap| async move {
+            if headers.contains_key(header::RANGE) {
+                let mut response = axum::response::IntoResponse::into_response(r#"{"raw":true}"#);
+                *response.status_mut() = http::StatusCode::PARTIAL_CONTENT;
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                return response;
+            }
+            axum::response::IntoResponse::into_response(axum::Json(json!([{"id": 1}])))
+        }),
+    );
+    let client = client_around(routes).await;
+    let response = client
+        .get(
+            "/orders",
+            &[AUTH, ("range", "bytes=0-"), ("if-range", "\"x\"")],
+        )
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(
+        response.json(),
+        json!({"data": [{"id": 1}], "served_to": "u-demo"})
+    );
+}

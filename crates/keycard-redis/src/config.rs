@@ -103,13 +103,38 @@ impl std::fmt::Debug for RedisStoreBuilder {
 pub fn redact_url(url: &str) -> std::borrow::Cow<'_, str> {
     let authority_start = url.find("://").map_or(0, |i| i + 3);
     let rest = &url[authority_start..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
+    // Up to the query: a password with an unescaped `/` must not end the search early, and
+    // Redis URLs have no `@` in their path (`/db`).
+    let (before_query, query) = rest.split_at(rest.find(['?', '#']).unwrap_or(rest.len()));
+    let masked_query = redact_query(query);
+    let scheme = &url[..authority_start];
+    match before_query.rfind('@') {
         Some(at) => {
-            std::borrow::Cow::Owned(format!("{}***{}", &url[..authority_start], &rest[at..]))
+            std::borrow::Cow::Owned(format!("{scheme}***{}{masked_query}", &before_query[at..]))
+        }
+        None if masked_query != query => {
+            std::borrow::Cow::Owned(format!("{scheme}{before_query}{masked_query}"))
         }
         None => std::borrow::Cow::Borrowed(url),
     }
+}
+
+/// `query` (with its leading `?`) with the value of every parameter whose name mentions a
+/// password (`password`, `sentinelPassword`...) replaced by `***`.
+fn redact_query(query: &str) -> String {
+    let Some(params) = query.strip_prefix('?') else {
+        return query.to_owned();
+    };
+    let masked: Vec<String> = params
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if name.to_ascii_lowercase().contains("password") => {
+                format!("{name}=***")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("?{}", masked.join("&"))
 }
 
 impl RedisStoreBuilder {
@@ -269,6 +294,11 @@ mod tests {
             (
                 "redis://host:6379/0?password@x",
                 "redis://host:6379/0?password@x",
+            ),
+            ("redis://:ab/cd@host:6379", "redis://***@host:6379"),
+            (
+                "redis-sentinel://h:26379?sentinelPassword=s3cret&sentinelServiceName=m",
+                "redis-sentinel://h:26379?sentinelPassword=***&sentinelServiceName=m",
             ),
             (
                 "redis-cluster://u:p@h:1?node=h2:2",

@@ -137,6 +137,10 @@ where
                         Some(plan),
                     );
                 }
+                // A 206 is never transformed, so a client asking for a range would get the raw
+                // upstream body: the range is not forwarded when a rule may transform the answer.
+                request.headers_mut().remove(http::header::RANGE);
+                request.headers_mut().remove(http::header::IF_RANGE);
                 let rules = || candidates.iter().map(|&i| &config.rules[i]);
                 let Ok(handle) = session(&request, rules().any(|rule| rule.session_data)) else {
                     return ResponseFuture::done(missing_session_layer("TransformBodyLayer"));
