@@ -1,7 +1,7 @@
 //! [`Keycard`]: the whole stack from one builder, in the order the data flows.
 //!
 //! ```text
-//! request ─► load ─► (after_load) ─► rewrite ─► request headers ─► request body ─► your service
+//! request ─► load ─► rate limit (after_load) ─► rewrite ─► request headers ─► request body ─► your service
 //! response ◄─ save ◄──────────────────────────── response headers ◄─ response body ◄─┘
 //! ```
 //!
@@ -37,7 +37,7 @@
 //! # }
 //! ```
 //!
-//! The individual layers ([`SessionLoadLayer`], [`PersistLayer`], [`UrlRewriteLayer`],
+//! The individual layers ([`SessionLoadLayer`], [`RateLimitLayer`], [`PersistLayer`], [`UrlRewriteLayer`],
 //! [`InjectHeadersLayer`], `TransformBodyLayer`) stay public for stacks of your own.
 
 use std::sync::Arc;
@@ -51,6 +51,7 @@ use keycard_layers::body::TransformBodyLayer;
 use keycard_layers::context::ForwardedFor;
 use keycard_layers::headers::InjectHeadersLayer;
 use keycard_layers::persist::{Persist, PersistLayer};
+use keycard_layers::ratelimit::RateLimitLayer;
 use keycard_layers::rewrite::UrlRewriteLayer;
 use tower_layer::{Identity, Layer};
 
@@ -216,6 +217,15 @@ impl<A, R, QH, QB, SB, SH> Keycard<A, R, QH, QB, SB, SH> {
     /// [`Session`](keycard_layers::session::Session) in the extensions.
     pub fn after_load<L>(self, layer: L) -> Keycard<L, R, QH, QB, SB, SH> {
         with_stage!(self, after_load = layer)
+    }
+
+    /// The rate-limit stage ([`RateLimitLayer`]), right after the session is loaded: limits from
+    /// the session's `rate` / `per`, buckets from its `rate_limit_pattern`. It takes the
+    /// [`after_load`](Self::after_load) slot (the last of the two calls wins); to add a guard of
+    /// your own as well, pass both as one layer:
+    /// `.after_load(tower::layer::util::Stack::new(guard, rate_limit))`.
+    pub fn rate_limit(self, layer: RateLimitLayer) -> Keycard<RateLimitLayer, R, QH, QB, SB, SH> {
+        self.after_load(layer)
     }
 
     /// The URL rewrite stage. It runs before the header rules, so they can read the
