@@ -223,3 +223,27 @@ async fn outside_the_load_stage_is_a_loud_500() {
         StatusCode::INTERNAL_SERVER_ERROR
     );
 }
+
+#[tokio::test]
+async fn pattern_reads_context_values() {
+    let store = store(&[("key-a", 2.0, json!({})), ("key-b", 2.0, json!({}))]).await;
+    let layer = RateLimitLayer::new(MemoryRateLimiter::new())
+        .pattern("team-$tyk_context.headers_X_Team")
+        .unwrap();
+    let app = app(store, layer);
+    let team = |key: &str, team: &str| {
+        Request::get("/")
+            .header("authorization", key)
+            .header("x-team", team)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let mut passed = 0;
+    for key in ["key-a", "key-b", "key-a"] {
+        let response = app.clone().oneshot(team(key, "red")).await.unwrap();
+        passed += usize::from(response.status() == StatusCode::OK);
+    }
+    assert_eq!(passed, 2, "one bucket for team red across both keys");
+    let blue = app.clone().oneshot(team("key-a", "blue")).await.unwrap();
+    assert_eq!(blue.status(), StatusCode::OK);
+}
