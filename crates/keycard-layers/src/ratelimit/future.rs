@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use http::{Extensions, HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use keycard_core::ratelimit::Decision;
 use keycard_core::store::StoreError;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::config::{Config, RateLimitHeaders};
+use crate::context::ContextValues;
 use crate::response::json_error;
 
 /// The limiter check. The limiter is a trait object, so this one step is boxed; the inner
@@ -135,7 +136,10 @@ where
                             None
                         }
                     };
-                    let request = request.take().expect("polled after completion");
+                    let mut request = request.take().expect("polled after completion");
+                    if let Some(decision) = &decision {
+                        publish(request.extensions_mut(), decision);
+                    }
                     let mut inner = inner.take().expect("polled after completion");
                     let headers = config.headers;
                     this.state.set(State::Inner {
@@ -183,8 +187,7 @@ fn whole_seconds(decision: &Decision) -> u64 {
 fn set_headers(headers: &mut HeaderMap, decision: &Decision, mode: RateLimitHeaders) {
     match mode {
         RateLimitHeaders::RateLimits => {
-            let reset = keycard_core::session::unix_now()
-                .saturating_add(i64::try_from(whole_seconds(decision)).unwrap_or(i64::MAX));
+            let reset = reset_at(decision);
             headers.insert("x-ratelimit-limit", HeaderValue::from(decision.limit));
             headers.insert(
                 "x-ratelimit-remaining",
@@ -194,4 +197,26 @@ fn set_headers(headers: &mut HeaderMap, decision: &Decision, mode: RateLimitHead
         }
         RateLimitHeaders::Off => {}
     }
+}
+
+/// The decision as context values, for later stages' templates and the handler (Tyk's
+/// `$tyk_context.rate_limit_limit`, `rate_limit_remaining`, `rate_limit_reset`).
+fn publish(extensions: &mut Extensions, decision: &Decision) {
+    ContextValues::insert_into(extensions, "rate_limit_limit", decision.limit.to_string());
+    ContextValues::insert_into(
+        extensions,
+        "rate_limit_remaining",
+        decision.remaining.to_string(),
+    );
+    ContextValues::insert_into(
+        extensions,
+        "rate_limit_reset",
+        reset_at(decision).to_string(),
+    );
+}
+
+/// Unix seconds when the oldest counted request leaves the window.
+fn reset_at(decision: &Decision) -> i64 {
+    keycard_core::session::unix_now()
+        .saturating_add(i64::try_from(whole_seconds(decision)).unwrap_or(i64::MAX))
 }

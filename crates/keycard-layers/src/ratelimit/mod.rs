@@ -14,6 +14,8 @@
 //! - headers ([`RateLimitHeaders`]): Tyk's `rate_limits` mode — `X-RateLimit-Limit`,
 //!   `X-RateLimit-Remaining`, `X-RateLimit-Reset` (unix seconds) — on 429s and on admitted
 //!   responses;
+//! - admitted requests carry the decision as context values for later stages and the handler:
+//!   `$tyk_context.rate_limit_limit`, `rate_limit_remaining`, `rate_limit_reset` (as Tyk);
 //! - the limiter failing (Redis down): 503 `{"error":"Rate limiter unavailable"}`, logged with
 //!   the cause, or the request goes on with [`fail_open`](RateLimitLayer::fail_open).
 //!

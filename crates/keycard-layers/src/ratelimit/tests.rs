@@ -247,3 +247,27 @@ async fn pattern_reads_context_values() {
     let blue = app.clone().oneshot(team("key-a", "blue")).await.unwrap();
     assert_eq!(blue.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn admitted_requests_see_the_decision_as_context_values() {
+    use crate::context::ContextValues;
+    let store = store(&[("key-a", 5.0, json!({}))]).await;
+    let app = Router::new()
+        .route(
+            "/",
+            get(
+                |axum::Extension(values): axum::Extension<ContextValues>| async move {
+                    axum::Json(json!([
+                        values.get("rate_limit_limit"),
+                        values.get("rate_limit_remaining"),
+                        values.get("rate_limit_reset").is_some(),
+                    ]))
+                },
+            ),
+        )
+        .layer(RateLimitLayer::new(MemoryRateLimiter::new()))
+        .layer(SessionLoadLayer::new(store));
+    let (status, _, body) = call(&app, "key-a").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!(["5", "4", true]));
+}
