@@ -285,11 +285,18 @@ impl MemoryRateLimiter {
         if !shard.contains_key(bucket) && shard.len() >= inner.per_shard {
             evict(&mut shard, now);
         }
-        let entry = shard.entry(bucket.to_owned()).or_insert_with(|| Bucket {
-            log: VecDeque::new(),
-            window,
-            last: now,
-        });
+        // Look up by `&str` first: the key is copied only when the bucket is new.
+        if !shard.contains_key(bucket) {
+            shard.insert(
+                bucket.to_owned(),
+                Bucket {
+                    log: VecDeque::new(),
+                    window,
+                    last: now,
+                },
+            );
+        }
+        let entry = shard.get_mut(bucket).expect("inserted above");
         entry.window = window;
         entry.last = now;
         let start = now.saturating_sub(window);

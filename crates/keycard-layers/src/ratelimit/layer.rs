@@ -54,7 +54,8 @@ impl RateLimitLayer {
     /// The bucket pattern for sessions without a `rate_limit_pattern` of their own: a template
     /// over `$tyk_meta` / `$tyk_context` (`"$tyk_meta.tenant_id"`: one bucket per tenant across
     /// all its keys). A session's own pattern wins over it; when every variable of the pattern
-    /// is missing, the bucket is the key's own.
+    /// is missing, the bucket is the key's own. A pattern over values the client sends
+    /// (`$tyk_context.headers_*`, `request_data_*`, `cookies_*`) lets it pick its bucket.
     ///
     /// # Errors
     /// When `pattern` is not a valid template.
