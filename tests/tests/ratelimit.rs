@@ -255,3 +255,35 @@ async fn redis_unavailable_is_503_json_and_limits_again_once_it_is_back() {
     };
     assert_eq!(back, 200, "limits again within 5 s of Redis returning");
 }
+
+#[tokio::test]
+async fn rate_limit_runs_before_an_after_load_guard_and_both_stay() {
+    let store = MemoryStore::new();
+    store
+        .create(session("rl-guard", 1.0, 60.0, json!({})))
+        .await
+        .unwrap();
+    let guard = axum::middleware::from_fn(
+        |request: axum::extract::Request, next: axum::middleware::Next| async move {
+            let mut response = next.run(request).await;
+            let seen = http::HeaderValue::from_static("seen");
+            response.headers_mut().insert("x-guard", seen);
+            response
+        },
+    );
+    let keycard = Keycard::new(store)
+        .after_load(guard)
+        .rate_limit(RateLimitLayer::new(MemoryRateLimiter::new()));
+    let client = Client::new(spawn(keycard.wrap(routes())).await);
+    let header = auth("rl-guard");
+    let first = client.get("/", &[("authorization", &header)]).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.headers["x-guard"], "seen");
+    assert_eq!(first.headers["x-ratelimit-limit"], "1");
+    let refused = client.get("/", &[("authorization", &header)]).await;
+    assert_eq!(refused.status, 429);
+    assert!(
+        refused.headers.get("x-guard").is_none(),
+        "refused before the guard"
+    );
+}
