@@ -12,6 +12,7 @@
 pub mod key;
 pub mod metadata;
 pub mod policy;
+pub mod ratelimit;
 pub mod session;
 pub mod store;
 #[cfg(feature = "testing")]

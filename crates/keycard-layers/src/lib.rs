@@ -33,6 +33,7 @@ pub mod forward;
 pub mod headers;
 mod normalize;
 pub mod persist;
+pub mod ratelimit;
 mod response;
 pub mod rewrite;
 mod scope;

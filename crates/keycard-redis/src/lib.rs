@@ -46,6 +46,10 @@
 //! timeout; once Redis is back, the same store works again without being rebuilt. A stored value
 //! that cannot be read is [`StoreError::Corrupt`](keycard_core::store::StoreError::Corrupt).
 //!
+//! # Rate limits
+//! [`RedisRateLimiter`] is keycard's rate-limit backend for several instances: an exact sliding
+//! window in one sorted set per bucket, one atomic script per check (see [its docs](RedisRateLimiter)).
+//!
 //! # Key layout
 //! `P` is the prefix (default `keycard`, no braces allowed). Braces are Redis Cluster hash tags:
 //! every command and script touches keys of one hash slot only.
@@ -57,6 +61,7 @@
 //! | `P:{a:<alias>}:exp` | sorted set | the same key ids, score = when their session's TTL ends (`+inf` = never) |
 //! | `P:{a:<alias>}:tok` | hash | key id → token of the write that added the entry |
 //! | `P:{k:P}:lex`, `:exp`, `:tok` | as above | the index of every key id under the prefix |
+//! | `P:{r:<bucket>}` | sorted set | one rate-limit bucket ([`RedisRateLimiter`]): a member per admitted request, score = its server time in ms; TTL = the window |
 //!
 //! **Why a hash per session, not one JSON string:** a metadata delta then touches only the fields it
 //! names, and values are stored as the JSON text serde wrote. No script decodes a value, so
@@ -124,6 +129,7 @@ pub use fred;
 mod cache;
 mod config;
 mod layout;
+mod ratelimit;
 mod scripts;
 mod store;
 
@@ -132,4 +138,5 @@ pub use config::{
     ConnectError, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX,
     RedisStoreBuilder, redact_url,
 };
+pub use ratelimit::RedisRateLimiter;
 pub use store::RedisStore;

@@ -4,9 +4,10 @@
 //!
 //! | item | what |
 //! | --- | --- |
-//! | [`Keycard`] | the whole stack from one builder, in data-flow order: load → rewrite → headers → body → your service → save |
+//! | [`Keycard`] | the whole stack from one builder, in data-flow order: load → rate limit → rewrite → headers → body → your service → save |
 //! | [`session`] | [`Session`](session::Session): the request's session and the axum extractor; [`SessionRecord`](session::SessionRecord): the stored form |
 //! | [`auth`] | `SessionLoadLayer`: key → session → [`Session`](session::Session) in the request |
+//! | [`ratelimit`] | `RateLimitLayer`: per-key or per-pattern (`rate_limit_pattern`) rate limits from the session; `MemoryRateLimiter` (and `RedisRateLimiter` in `redis`) |
 //! | [`persist`] | `PersistLayer`: saves the request's metadata changes once, atomically |
 //! | [`headers`] | `InjectHeadersLayer`: request/response headers from `$tyk_meta` / `$tyk_context` templates |
 //! | [`rewrite`] | `UrlRewriteLayer`: rewrite the URL from regex rules, `$tyk_meta` / `$tyk_context` and triggers |
@@ -30,6 +31,14 @@ pub use keycard_layers::{auth, context, forward, headers, persist, rewrite};
 pub use keycard_redis as redis;
 
 pub use self::stack::{Keycard, KeycardService};
+
+/// Rate limiting: the stage ([`RateLimitLayer`](ratelimit::RateLimitLayer)) and its backends
+/// ([`MemoryRateLimiter`](ratelimit::MemoryRateLimiter); `keycard::redis::RedisRateLimiter` with
+/// feature `redis`).
+pub mod ratelimit {
+    pub use keycard_core::ratelimit::*;
+    pub use keycard_layers::ratelimit::*;
+}
 /// The layer of a stage a [`Keycard`] leaves out (re-exported from `tower-layer`).
 pub use tower_layer::Identity;
 
@@ -53,6 +62,7 @@ pub mod prelude {
     pub use crate::metadata::{Metadata, MetadataLimits};
     pub use crate::persist::PersistLayer;
     pub use crate::policy::{MemoryPolicies, Policy};
+    pub use crate::ratelimit::{MemoryRateLimiter, RateLimitLayer};
     pub use crate::rewrite::{RewriteRule, Trigger, UrlRewriteLayer};
     #[cfg(feature = "axum")]
     pub use crate::session::MetadataRejection;

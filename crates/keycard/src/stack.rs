@@ -1,7 +1,7 @@
 //! [`Keycard`]: the whole stack from one builder, in the order the data flows.
 //!
 //! ```text
-//! request ─► load ─► (after_load) ─► rewrite ─► request headers ─► request body ─► your service
+//! request ─► load ─► rate limit ─► (after_load) ─► rewrite ─► request headers ─► request body ─► your service
 //! response ◄─ save ◄──────────────────────────── response headers ◄─ response body ◄─┘
 //! ```
 //!
@@ -37,7 +37,7 @@
 //! # }
 //! ```
 //!
-//! The individual layers ([`SessionLoadLayer`], [`PersistLayer`], [`UrlRewriteLayer`],
+//! The individual layers ([`SessionLoadLayer`], [`RateLimitLayer`], [`PersistLayer`], [`UrlRewriteLayer`],
 //! [`InjectHeadersLayer`], `TransformBodyLayer`) stay public for stacks of your own.
 
 use std::sync::Arc;
@@ -51,6 +51,7 @@ use keycard_layers::body::TransformBodyLayer;
 use keycard_layers::context::ForwardedFor;
 use keycard_layers::headers::InjectHeadersLayer;
 use keycard_layers::persist::{Persist, PersistLayer};
+use keycard_layers::ratelimit::RateLimitLayer;
 use keycard_layers::rewrite::UrlRewriteLayer;
 use tower_layer::{Identity, Layer};
 
@@ -68,10 +69,12 @@ pub struct Keycard<
     RequestBody = Identity,
     ResponseBody = Identity,
     ResponseHeaders = Identity,
+    RateLimit = Identity,
 > {
     load: SessionLoadLayer,
     persist: PersistLayer,
     policies: MemoryPolicies,
+    rate_limit: RateLimit,
     after_load: AfterLoad,
     rewrite: Rewrite,
     request_headers: RequestHeaders,
@@ -96,6 +99,7 @@ impl Keycard {
             persist: PersistLayer::from_shared_store(store.clone()),
             load: SessionLoadLayer::from_shared_store(store).policies(policies.clone()),
             policies,
+            rate_limit: Identity::new(),
             after_load: Identity::new(),
             rewrite: Identity::new(),
             request_headers: Identity::new(),
@@ -111,7 +115,7 @@ impl Keycard {
 macro_rules! with_stage {
     ($self:ident, $field:ident = $value:expr) => {
         with_stage!(@build $self, $field = $value;
-            load persist policies after_load rewrite request_headers request_body response_body response_headers)
+            load persist policies rate_limit after_load rewrite request_headers request_body response_body response_headers)
     };
     (@build $self:ident, $field:ident = $value:expr; $($all:ident)*) => {{
         let mut value = Some($value);
@@ -119,6 +123,7 @@ macro_rules! with_stage {
             $($all: with_stage!(@pick $self, $field, value, $all),)*
         }
     }};
+    (@pick $self:ident, rate_limit, $value:ident, rate_limit) => { $value.take().unwrap() };
     (@pick $self:ident, after_load, $value:ident, after_load) => { $value.take().unwrap() };
     (@pick $self:ident, rewrite, $value:ident, rewrite) => { $value.take().unwrap() };
     (@pick $self:ident, request_headers, $value:ident, request_headers) => { $value.take().unwrap() };
@@ -128,7 +133,7 @@ macro_rules! with_stage {
     (@pick $self:ident, $field:ident, $value:ident, $other:ident) => { $self.$other };
 }
 
-impl<A, R, QH, QB, SB, SH> Keycard<A, R, QH, QB, SB, SH> {
+impl<A, R, QH, QB, SB, SH, RL> Keycard<A, R, QH, QB, SB, SH, RL> {
     fn map_load(mut self, f: impl FnOnce(SessionLoadLayer) -> SessionLoadLayer) -> Self {
         self.load = f(self.load);
         self
@@ -211,16 +216,29 @@ impl<A, R, QH, QB, SB, SH> Keycard<A, R, QH, QB, SB, SH> {
         self
     }
 
-    /// A layer of your own right after the session is loaded, before the rewrite: where rate
-    /// limits and guards that decide on the session go. It sees the request's
+    /// A layer of your own right after the session is loaded (and rate-limited), before the
+    /// rewrite: where guards that decide on the session go. It sees the request's
     /// [`Session`](keycard_layers::session::Session) in the extensions.
-    pub fn after_load<L>(self, layer: L) -> Keycard<L, R, QH, QB, SB, SH> {
+    pub fn after_load<L>(self, layer: L) -> Keycard<L, R, QH, QB, SB, SH, RL> {
         with_stage!(self, after_load = layer)
+    }
+
+    /// The rate-limit stage ([`RateLimitLayer`]), right after the session is loaded and before
+    /// the [`after_load`](Self::after_load) layer: limits from the session's `rate` / `per`,
+    /// buckets from its `rate_limit_pattern`.
+    pub fn rate_limit(
+        self,
+        layer: RateLimitLayer,
+    ) -> Keycard<A, R, QH, QB, SB, SH, RateLimitLayer> {
+        with_stage!(self, rate_limit = layer)
     }
 
     /// The URL rewrite stage. It runs before the header rules, so they can read the
     /// `trigger-*` context values it publishes.
-    pub fn rewrite(self, layer: UrlRewriteLayer) -> Keycard<A, UrlRewriteLayer, QH, QB, SB, SH> {
+    pub fn rewrite(
+        self,
+        layer: UrlRewriteLayer,
+    ) -> Keycard<A, UrlRewriteLayer, QH, QB, SB, SH, RL> {
         with_stage!(self, rewrite = layer)
     }
 
@@ -232,7 +250,7 @@ impl<A, R, QH, QB, SB, SH> Keycard<A, R, QH, QB, SB, SH> {
     pub fn request_headers(
         self,
         layer: InjectHeadersLayer,
-    ) -> Keycard<A, R, InjectHeadersLayer, QB, SB, SH> {
+    ) -> Keycard<A, R, InjectHeadersLayer, QB, SB, SH, RL> {
         assert!(
             layer.is_request(),
             "Keycard::request_headers got InjectHeadersLayer::response() rules; pass them to response_headers"
@@ -248,7 +266,7 @@ impl<A, R, QH, QB, SB, SH> Keycard<A, R, QH, QB, SB, SH> {
     pub fn response_headers(
         self,
         layer: InjectHeadersLayer,
-    ) -> Keycard<A, R, QH, QB, SB, InjectHeadersLayer> {
+    ) -> Keycard<A, R, QH, QB, SB, InjectHeadersLayer, RL> {
         assert!(
             !layer.is_request(),
             "Keycard::response_headers got InjectHeadersLayer::request() rules; pass them to request_headers"
@@ -264,7 +282,7 @@ impl<A, R, QH, QB, SB, SH> Keycard<A, R, QH, QB, SB, SH> {
     pub fn request_body(
         self,
         layer: TransformBodyLayer,
-    ) -> Keycard<A, R, QH, TransformBodyLayer, SB, SH> {
+    ) -> Keycard<A, R, QH, TransformBodyLayer, SB, SH, RL> {
         assert!(
             layer.is_request(),
             "Keycard::request_body got TransformBodyLayer::response() rules; pass them to response_body"
@@ -280,7 +298,7 @@ impl<A, R, QH, QB, SB, SH> Keycard<A, R, QH, QB, SB, SH> {
     pub fn response_body(
         self,
         layer: TransformBodyLayer,
-    ) -> Keycard<A, R, QH, QB, TransformBodyLayer, SH> {
+    ) -> Keycard<A, R, QH, QB, TransformBodyLayer, SH, RL> {
         assert!(
             !layer.is_request(),
             "Keycard::response_body got TransformBodyLayer::request() rules; pass them to request_body"
@@ -317,7 +335,7 @@ impl<A, R, QH, QB, SB, SH> Keycard<A, R, QH, QB, SB, SH> {
 
     /// Wraps `inner` (your whole `Router`, a proxy, any service) in the stack. The same as
     /// [`Layer::layer`], without importing the trait.
-    pub fn layer<S>(&self, inner: S) -> KeycardService<S, A, R, QH, QB, SB, SH>
+    pub fn layer<S>(&self, inner: S) -> KeycardService<S, A, R, QH, QB, SB, SH, RL>
     where
         SB: Layer<S>,
         QB: Layer<SB::Service>,
@@ -325,6 +343,7 @@ impl<A, R, QH, QB, SB, SH> Keycard<A, R, QH, QB, SB, SH> {
         QH: Layer<SH::Service>,
         R: Layer<QH::Service>,
         A: Layer<R::Service>,
+        RL: Layer<A::Service>,
     {
         <Self as Layer<S>>::layer(self, inner)
     }
@@ -339,19 +358,22 @@ pub type KeycardService<
     QB = Identity,
     SB = Identity,
     SH = Identity,
+    RL = Identity,
 > = SessionLoad<
     Persist<
-        <A as Layer<
-            <R as Layer<
-                <QH as Layer<
-                    <SH as Layer<<QB as Layer<<SB as Layer<S>>::Service>>::Service>>::Service,
+        <RL as Layer<
+            <A as Layer<
+                <R as Layer<
+                    <QH as Layer<
+                        <SH as Layer<<QB as Layer<<SB as Layer<S>>::Service>>::Service>>::Service,
+                    >>::Service,
                 >>::Service,
             >>::Service,
         >>::Service,
     >,
 >;
 
-impl<S, A, R, QH, QB, SB, SH> Layer<S> for Keycard<A, R, QH, QB, SB, SH>
+impl<S, A, R, QH, QB, SB, SH, RL> Layer<S> for Keycard<A, R, QH, QB, SB, SH, RL>
 where
     SB: Layer<S>,
     QB: Layer<SB::Service>,
@@ -359,8 +381,9 @@ where
     QH: Layer<SH::Service>,
     R: Layer<QH::Service>,
     A: Layer<R::Service>,
+    RL: Layer<A::Service>,
 {
-    type Service = KeycardService<S, A, R, QH, QB, SB, SH>;
+    type Service = KeycardService<S, A, R, QH, QB, SB, SH, RL>;
 
     fn layer(&self, inner: S) -> Self::Service {
         // Innermost first: the response body rules see the service's response first, the
@@ -371,6 +394,7 @@ where
         let inner = self.request_headers.layer(inner);
         let inner = self.rewrite.layer(inner);
         let inner = self.after_load.layer(inner);
+        let inner = self.rate_limit.layer(inner);
         self.load.layer(self.persist.layer(inner))
     }
 }
