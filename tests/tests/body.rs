@@ -246,7 +246,13 @@ async fn percent_encoded_path_is_in_the_orders_scope() {
         }))
     });
     let client = client_around(routes).await;
-    for path in ["/%6Frders", "/%6frders", "/%6F%72%64%65%72%73"] {
+    for path in [
+        "/%6Frders",
+        "/%6frders",
+        "/%6F%72%64%65%72%73",
+        "//orders",
+        "///%6Frders",
+    ] {
         let response = client
             .send(
                 Method::POST,

@@ -11,7 +11,10 @@
 //!   dot segments) is answered 400 `{"error":"Invalid request path"}`, and so is a malformed
 //!   escape (`%zz`, a lone `%`). Clients normalise their paths before they send them, so only
 //!   a crafted request has one; removing them instead would quietly route such a request to a
-//!   path its sender did not write.
+//!   path its sender did not write;
+//! - runs of `/` are collapsed (`//orders` → `/orders`), as nginx's `merge_slashes` and many
+//!   routers do, so `//orders` cannot skip a rule scoped to `/orders` and reach a backend that
+//!   merges them.
 //!
 //! Hand-written rather than taken from a crate: `percent-encoding` only decodes everything (which
 //! would turn `%2F` into a separator); `url` follows WHATWG, which removes `%2e` dot segments
@@ -85,6 +88,15 @@ pub(crate) fn path(path: &str) -> Result<Cow<'_, str>, InvalidPath> {
     if normal.split('/').any(hides_dot_segment) {
         return Err(InvalidPath::DotSegment);
     }
+    if normal.contains("//") {
+        let mut merged = String::with_capacity(normal.len());
+        for c in normal.chars() {
+            if !(c == '/' && merged.ends_with('/')) {
+                merged.push(c);
+            }
+        }
+        return Ok(Cow::Owned(merged));
+    }
     Ok(normal)
 }
 
@@ -147,6 +159,12 @@ mod tests {
         assert_eq!(normal("/%7E%2D%5F%2E%41z").unwrap(), "/~-_.Az");
         // `%25` stays an escape: `%252e` is the text `%2e`, not a dot.
         assert_eq!(normal("/%252e%252e").unwrap(), "/%252e%252e");
+    }
+
+    #[test]
+    fn runs_of_slashes_are_collapsed() {
+        assert_eq!(normal("//orders").unwrap(), "/orders");
+        assert_eq!(normal("/a///b//%6F").unwrap(), "/a/b/o");
     }
 
     #[test]

@@ -635,12 +635,13 @@ async fn only_a_target_written_absolute_is_absolute() {
         get("http://front.example/go/https://evil.example/x", &[]),
     )
     .await;
+    // Runs of `/` are merged when the path is normalised; the capture stays in the path.
     assert_eq!(
         last_uri(&seen),
-        "http://front.example/https://evil.example/x"
+        "http://front.example/https:/evil.example/x"
     );
     send(&app, get("/meta", &[])).await;
-    assert_eq!(last_uri(&seen), "/https://evil.example/x");
+    assert_eq!(last_uri(&seen), "/https:/evil.example/x");
 }
 
 #[tokio::test]
@@ -845,7 +846,8 @@ async fn optional_session_renders_missing_metadata_empty() {
     );
     let request = Request::get("/orders/7").body(Body::empty()).unwrap();
     assert_eq!(send(&app, request).await.0, StatusCode::OK);
-    assert_eq!(last_uri(&seen), "/shards//orders/7");
+    // The empty shard leaves `//`, merged when the target path is normalised.
+    assert_eq!(last_uri(&seen), "/shards/orders/7");
 }
 
 #[tokio::test]
