@@ -10,6 +10,20 @@ use tracing_subscriber::fmt::MakeWriter;
 pub struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl Captured {
+    /// Captures this thread's events at `level` and above until the guard drops. Use it on a
+    /// current-thread runtime (`#[tokio::test(flavor = "current_thread")]`), so the server tasks
+    /// log to it too; and in a test binary where every test that logs captures, since a callsite
+    /// first hit without a subscriber can stay silent for the others.
+    pub fn start(level: tracing::Level) -> (Self, tracing::subscriber::DefaultGuard) {
+        let captured = Self::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_writer(captured.clone())
+            .with_ansi(false)
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
+    }
+
     /// Everything written so far, as text.
     pub fn text(&self) -> String {
         let bytes = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();

@@ -16,13 +16,7 @@ const TOKEN: &str = "a-bearer-token-for-the-throttle";
 /// Captures this thread's `WARN` events until the guard drops. Every test here that logs sets
 /// one (on a current-thread runtime, so the server tasks log to it too).
 fn capture_warnings() -> (Captured, tracing::subscriber::DefaultGuard) {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .finish();
-    (captured, tracing::subscriber::set_default(subscriber))
+    Captured::start(tracing::Level::WARN)
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -25,13 +25,7 @@ const KEYS: [&str; 4] = [
 // One thread: the subscriber set for this test sees the server tasks too.
 #[tokio::test(flavor = "current_thread")]
 async fn raw_keys_never_reach_the_logs() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::start(tracing::Level::TRACE);
 
     let store = MemoryStore::new();
     let sessions = [
@@ -106,13 +100,7 @@ async fn echo_client(meta: serde_json::Value, inject: InjectHeadersLayer) -> Cli
 /// client's copy too) and the request goes on.
 #[tokio::test(flavor = "current_thread")]
 async fn invalid_values_are_logged_with_header_and_key_id_or_omitted() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::start(tracing::Level::WARN);
 
     let meta = json!({"user_id": "u-1", "display": "Eve\r\nX-Admin: yes"});
     let reject = InjectHeadersLayer::request()

@@ -247,12 +247,7 @@ async fn the_raw_key_stops_at_the_load_stage_unless_exposed() {
 // One thread: the subscriber set for this test sees the server tasks too.
 #[tokio::test(flavor = "current_thread")]
 async fn a_stack_without_a_save_stage_logs_an_error_naming_it() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::start(tracing::Level::INFO);
 
     let store = MemoryStore::new();
     store.insert_key(KEY, json!({})).unwrap();
