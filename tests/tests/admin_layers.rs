@@ -182,4 +182,16 @@ async fn a_keyed_hasher_is_shared_by_the_stack_and_its_admin_api() {
         .send(http::Method::POST, "/tyk/keys", &[TYK], Some("{}".into()))
         .await;
     assert_eq!(generated.headers["cache-control"], "no-store");
+
+    // A session seeded in code with the same hasher authenticates too.
+    let seeded = MemoryStore::new();
+    seeded
+        .insert_key_hashed("a-seeded-key", &hasher, json!({"user_id": "u-2"}))
+        .unwrap();
+    let app = Keycard::new(seeded).key_hasher(hasher);
+    let app = Client::new(spawn(app.wrap(keycard_examples::quickstart::routes())).await);
+    let whoami = app
+        .get("/whoami", &[("authorization", "Bearer a-seeded-key")])
+        .await;
+    assert_eq!(whoami.json()["user_id"], "u-2");
 }

@@ -108,9 +108,16 @@ impl SessionRecord {
         Self::new(Metadata::new()).with_key(key)
     }
 
-    /// Sets the key id to the id of the raw key `key` (builder style; the raw key is not kept).
+    /// Sets the key id to the id of the raw key `key` (builder style; the raw key is not kept),
+    /// hashed with plain SHA-256, the default [`KeyHasher`](crate::key::KeyHasher). A stack with
+    /// a keyed hasher needs [`with_key_hashed`](Self::with_key_hashed).
     pub fn with_key(self, key: &str) -> Self {
         self.with_key_id(KeyId::of(&ApiKey::new(key)))
+    }
+
+    /// Like [`with_key`](Self::with_key), hashing `key` with `hasher` (the stack's).
+    pub fn with_key_hashed(self, key: &str, hasher: &crate::key::KeyHasher) -> Self {
+        self.with_key_id(hasher.key_id(&ApiKey::new(key)))
     }
 
     /// Sets the metadata from a JSON object, such as `json!({"user_id": "u-1"})` (builder style).

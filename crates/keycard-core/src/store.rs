@@ -404,7 +404,34 @@ impl MemoryStore {
         key: &str,
         metadata: serde_json::Value,
     ) -> Result<SessionRecord, StoreError> {
-        let record = SessionRecord::for_key(key)
+        self.insert_key_hashed(key, &crate::key::KeyHasher::default(), metadata)
+    }
+
+    /// Like [`insert_key`](Self::insert_key), with the key id made by `hasher`: what a stack
+    /// built with a keyed hasher (`KeyHasher::hmac_sha256`) looks keys up by.
+    ///
+    /// ```
+    /// use keycard_core::key::{ApiKey, KeyHasher};
+    /// use keycard_core::store::MemoryStore;
+    /// use serde_json::json;
+    ///
+    /// let hasher = KeyHasher::hmac_sha256(b"a server secret of at least 32 bytes!")?;
+    /// let store = MemoryStore::new();
+    /// let record = store.insert_key_hashed("demo-key", &hasher, json!({"user_id": "u-1"}))?;
+    /// assert_eq!(record.key_id, hasher.key_id(&ApiKey::new("demo-key")));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`insert_key`](Self::insert_key).
+    pub fn insert_key_hashed(
+        &self,
+        key: &str,
+        hasher: &crate::key::KeyHasher,
+        metadata: serde_json::Value,
+    ) -> Result<SessionRecord, StoreError> {
+        let record = SessionRecord::new(crate::metadata::Metadata::new())
+            .with_key_hashed(key, hasher)
             .try_metadata(metadata)
             .map_err(|other| {
                 StoreError::Invalid(format!(
