@@ -241,13 +241,7 @@ impl HeaderRules {
 /// stay; a `Connection` left with none is removed.
 fn unlist_from_connection(headers: &mut HeaderMap, names: &[&HeaderName]) {
     let listed = |token: &str| names.iter().any(|n| n.as_str().eq_ignore_ascii_case(token));
-    let tokens: Vec<String> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
-        .filter(|token| !token.is_empty())
+    let tokens: Vec<String> = crate::forward::connection_tokens(headers)
         .map(str::to_owned)
         .collect();
     if !tokens.iter().any(|token| listed(token)) {
@@ -481,19 +475,24 @@ impl Config {
                 headers.remove(name);
             }
         }
-        let mut injected = Vec::with_capacity(rendered.len());
+        // Only a message with a `Connection` header needs the injected names (no allocation
+        // otherwise: this runs on every request).
+        let unlist = headers.contains_key(header::CONNECTION);
+        let mut injected = Vec::new();
         for (name, value) in rendered {
             match value {
                 Some(value) => {
                     headers.insert(name.clone(), value);
-                    injected.push(name);
+                    if unlist {
+                        injected.push(name);
+                    }
                 }
                 None => {
                     headers.remove(name);
                 }
             }
         }
-        if headers.contains_key(header::CONNECTION) {
+        if unlist {
             unlist_from_connection(headers, &injected);
         }
     }
