@@ -551,6 +551,13 @@ async fn every_answer_is_documented() {
         (Method::POST, "/tyk/keys/short", "{}"),
         (Method::POST, "/tyk/keys/another-custom-key-value", "BIG"),
         (Method::GET, CUSTOM, ""),
+        (
+            Method::POST,
+            "/tyk/keys/reset/a-custom-key-of-enough-length",
+            "",
+        ),
+        (Method::POST, "/tyk/keys/reset/missing", ""),
+        (Method::POST, "/tyk/keys/reset/%FF", ""),
         (Method::GET, "/tyk/keys/missing", ""),
         (Method::GET, "/tyk/keys/%FF", ""),
         (Method::GET, "/tyk/keys?take=1", ""),
@@ -627,6 +634,20 @@ async fn every_answer_is_documented() {
     let headers = [("authorization", bearer.as_str())];
     let (status, _, answer) = call(admin.addr, &Method::PATCH, &path, &headers, "{}").await;
     documented.check(&Method::PATCH, "/api/v2/sessions/{id}", status, &answer);
+
+    // An API built without the rate-limit stage's quotas cannot reset one.
+    let uncounted = keycard_tests::http::spawn(
+        keycard_admin::AdminApi::builder(keycard_core::store::MemoryStore::new())
+            .tyk_secret(TYK_SECRET)
+            .build()
+            .unwrap()
+            .into_router(),
+    )
+    .await;
+    let path = "/tyk/keys/reset/a-custom-key-of-enough-length";
+    let (status, _, answer) = call(uncounted, &Method::POST, path, &tyk_auth, "").await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+    documented.check(&Method::POST, "/tyk/keys/reset/{key}", status, &answer);
 
     // With the store down, every operation documenting a 503 answers it.
     let down = start_down().await;

@@ -105,6 +105,7 @@ use axum::Router;
 use keycard_core::key::KeyHasher;
 use keycard_core::metadata::MetadataLimits;
 use keycard_core::policy::MemoryPolicies;
+use keycard_core::ratelimit::Quotas;
 use keycard_core::store::SessionStore;
 
 pub use crate::credentials::AdminToken;
@@ -177,6 +178,7 @@ impl AdminApi {
             min_key_length: None,
             strict: false,
             logout: None,
+            quotas: None,
         }
     }
 
@@ -217,9 +219,20 @@ pub struct AdminApiBuilder {
     min_key_length: Option<usize>,
     strict: bool,
     logout: Option<BackChannelLogout>,
+    quotas: Option<Quotas>,
 }
 
 impl AdminApiBuilder {
+    /// The quotas the rate-limit stage counts (`RateLimitLayer::quotas` in `keycard-layers`;
+    /// the `Keycard` builder's `admin_api` passes its own): key reads show the live
+    /// `quota_remaining` and `quota_renews`, `POST /tyk/keys/reset/{key}` resets a key's quota,
+    /// and creating or replacing a key resets its own quota unless `?suppress_reset=1` (Tyk).
+    /// Without them, key reads show the stored fields and the reset answers 501.
+    pub fn quotas(mut self, quotas: Quotas) -> Self {
+        self.quotas = Some(quotas);
+        self
+    }
+
     /// The policy set the `/tyk/policies` API manages and key reads apply. Pass the same
     /// (cheaply cloned, shared) set the session layers use. Default: a new, empty set.
     pub fn policies(mut self, policies: MemoryPolicies) -> Self {
@@ -342,6 +355,7 @@ impl AdminApiBuilder {
             logout: sender,
             throttle: FailureThrottle::new(self.max_failures, self.failure_window),
             key_hasher: self.key_hasher,
+            quotas: self.quotas,
         });
         Ok(AdminApi {
             router: openapi::routes()
@@ -378,6 +392,7 @@ impl std::fmt::Debug for AdminApiBuilder {
             .field("tyk_limits", &self.tyk_limits)
             .field("min_key_length", &self.min_key_length)
             .field("logout", &self.logout)
+            .field("quotas", &self.quotas)
             .finish_non_exhaustive()
     }
 }

@@ -80,6 +80,7 @@ pub(crate) fn routes() -> Routes {
             tyk::put_key,
             tyk::delete_key
         ))
+        .add(routes!(tyk::reset_quota))
         .add(routes!(tyk::list_policies, tyk::create_policy))
         .add(routes!(
             tyk::get_policy,

@@ -27,6 +27,8 @@ pub(crate) struct AdminState {
     pub(crate) logout: LogoutSender,
     pub(crate) throttle: FailureThrottle,
     pub(crate) key_hasher: KeyHasher,
+    /// What the rate-limit stage counts: live `quota_remaining`, quota resets.
+    pub(crate) quotas: Option<keycard_core::ratelimit::Quotas>,
 }
 
 pub(crate) type SharedState = Arc<AdminState>;

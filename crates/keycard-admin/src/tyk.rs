@@ -33,6 +33,8 @@ const MALFORMED: &str = crate::body::TYK_MALFORMED;
 const KEY_EXISTS: &str = "Key already exists";
 const KEY_CONFLICT: &str = "Key was changed concurrently: reload it and retry";
 const GET_NOT_FOUND: &str = "Key not found";
+/// The quota reset of an API built without the rate-limit stage's quotas.
+const NO_QUOTAS: &str = "Quotas are not counted by this API: build it with the rate-limit stage's quotas (Keycard::admin_api does)";
 const PUT_NOT_FOUND: &str = "Key is not found";
 const DELETE_NOT_FOUND: &str = "There is no such key found";
 const POLICY_EXISTS: &str = "Policy already exists";
@@ -77,6 +79,7 @@ enum ActionKind {
     Added,
     Modified,
     Deleted,
+    Reset,
 }
 
 fn action(action: ActionKind, key: &str, key_id: &KeyId) -> Response {
@@ -118,7 +121,56 @@ fn key_id(state: &AdminState, key: &str, query: Option<&str>) -> Option<KeyId> {
     }
 }
 
+/// Tyk's `?suppress_reset=1`: a key write that leaves the key's quota counter alone.
+fn suppress_reset(query: Option<&str>) -> bool {
+    query_value(&query_pairs(query), "suppress_reset") == Some("1")
+}
+
 impl AdminState {
+    /// After a key is written: Tyk resets its quota (the key's own counter; a pattern bucket
+    /// shared with other keys is left alone) unless `?suppress_reset=1`. The write has
+    /// happened; a limiter that cannot be reached is logged, not answered.
+    async fn reset_written_quota(&self, key_id: &KeyId, query: Option<&str>) {
+        let Some(quotas) = &self.quotas else { return };
+        if suppress_reset(query) {
+            return;
+        }
+        if let Err(error) = quotas.reset_key(key_id).await {
+            tracing::warn!(target: "keycard::admin", session = key_id.short(), %error, "key written, but its quota could not be reset");
+        }
+    }
+
+    /// The session as the API shows it: its policies applied and, when quotas are counted
+    /// here, the live `quota_remaining` and `quota_renews`.
+    async fn shown(&self, key_id: &KeyId, mut session: SessionRecord) -> SessionRecord {
+        let stored = session.clone();
+        if let Err(missing) = apply_policies(&mut session, &self.policies) {
+            // The same session is refused with 403 at request time; show what is stored.
+            tracing::warn!(target: "keycard::admin", session = key_id.short(), policy = %missing.id, "key lists a policy that does not exist");
+            return stored;
+        }
+        let Some(quotas) = &self.quotas else {
+            return session;
+        };
+        match quotas.live(&session).await {
+            Ok(Some(live)) => {
+                session.quota_remaining = i64::try_from(live.remaining).unwrap_or(i64::MAX);
+                if let Some(after) = live.renews_after {
+                    let seconds =
+                        i64::try_from(after.as_secs_f64().ceil() as u64).unwrap_or(i64::MAX);
+                    session.quota_renews =
+                        keycard_core::session::unix_now().saturating_add(seconds);
+                }
+            }
+            Ok(None) => {}
+            // Tyk shows the stored value when it cannot read the counter.
+            Err(error) => {
+                tracing::warn!(target: "keycard::admin", session = key_id.short(), %error, "cannot read the live quota; showing the stored one");
+            }
+        }
+        session
+    }
+
     /// The checks every key write makes before touching the store; `Err` is the 400 message.
     fn check_session(&self, session: &SessionRecord) -> Result<(), String> {
         self.tyk_limits
@@ -134,7 +186,12 @@ impl AdminState {
         Ok(())
     }
 
-    async fn create_key(&self, key: ApiKey, mut session: SessionRecord) -> Response {
+    async fn create_key(
+        &self,
+        key: ApiKey,
+        mut session: SessionRecord,
+        query: Option<&str>,
+    ) -> Response {
         if let Err(message) = self.check_session(&session) {
             return bad_request(message);
         }
@@ -161,6 +218,7 @@ impl AdminState {
                     &key_id,
                     &MetadataChange::replaced(&created.meta_data),
                 );
+                self.reset_written_quota(&key_id, query).await;
                 action(ActionKind::Added, key.expose(), &key_id)
             }
             Err(StoreError::AlreadyExists) => Tyk::error(StatusCode::CONFLICT, KEY_EXISTS),
@@ -177,6 +235,7 @@ impl AdminState {
     path = "/tyk/keys",
     tag = "tyk",
     security(("tykSecret" = [])),
+    params(("suppress_reset" = Option<String>, Query, description = "`1`: leave the key's quota counter alone (Tyk); otherwise writing a key resets its own quota, when the API counts quotas")),
     request_body = SessionRecord,
     responses(
         (status = OK, description = "Created", body = TykAction),
@@ -190,9 +249,12 @@ impl AdminState {
 pub(crate) async fn create_generated(
     _: TykAdmin,
     State(state): State<SharedState>,
+    RawQuery(query): RawQuery,
     TykJson(session): TykJson<SessionRecord>,
 ) -> Response {
-    state.create_key(ApiKey::generate(), session).await
+    state
+        .create_key(ApiKey::generate(), session, query.as_deref())
+        .await
 }
 
 /// Create a key with a generated value (Tyk's other path for `POST /tyk/keys`)
@@ -203,6 +265,7 @@ pub(crate) async fn create_generated(
     path = "/tyk/keys/create",
     tag = "tyk",
     security(("tykSecret" = [])),
+    params(("suppress_reset" = Option<String>, Query, description = "`1`: leave the key's quota counter alone (Tyk); otherwise writing a key resets its own quota, when the API counts quotas")),
     request_body = SessionRecord,
     responses(
         (status = OK, description = "Created", body = TykAction),
@@ -216,9 +279,10 @@ pub(crate) async fn create_generated(
 pub(crate) async fn create_generated_alias(
     admin: TykAdmin,
     state: State<SharedState>,
+    query: RawQuery,
     body: TykJson<SessionRecord>,
 ) -> Response {
-    create_generated(admin, state, body).await
+    create_generated(admin, state, query, body).await
 }
 
 /// Create a key with a custom value
@@ -229,7 +293,7 @@ pub(crate) async fn create_generated_alias(
     path = "/tyk/keys/{key}",
     tag = "tyk",
     security(("tykSecret" = [])),
-    params(("key" = String, Path, description = "The raw key")),
+    params(("key" = String, Path, description = "The raw key"), ("suppress_reset" = Option<String>, Query, description = "`1`: leave the key's quota counter alone (Tyk); otherwise writing a key resets its own quota, when the API counts quotas")),
     request_body = SessionRecord,
     responses(
         (status = OK, description = "Created", body = TykAction),
@@ -244,6 +308,7 @@ pub(crate) async fn create_custom(
     _: TykAdmin,
     State(state): State<SharedState>,
     Param(key, ..): TykParam,
+    RawQuery(query): RawQuery,
     TykJson(session): TykJson<SessionRecord>,
 ) -> Response {
     let key = ApiKey::new(key);
@@ -253,7 +318,7 @@ pub(crate) async fn create_custom(
             state.min_key_length
         ));
     }
-    state.create_key(key, session).await
+    state.create_key(key, session, query.as_deref()).await
 }
 
 /// Get a key's session, its policies applied
@@ -284,15 +349,7 @@ pub(crate) async fn get_key(
         return Tyk::error(StatusCode::NOT_FOUND, NOT_FOUND);
     };
     match state.store.load(&key_id).await {
-        Ok(Some(mut session)) => {
-            let stored = session.clone();
-            if let Err(missing) = apply_policies(&mut session, &state.policies) {
-                // The same session is refused with 403 at request time; show what is stored.
-                tracing::warn!(target: "keycard::admin", session = key_id.short(), policy = %missing.id, "key lists a policy that does not exist");
-                session = stored;
-            }
-            json(StatusCode::OK, &session)
-        }
+        Ok(Some(session)) => json(StatusCode::OK, &state.shown(&key_id, session).await),
         Ok(None) => Tyk::error(StatusCode::NOT_FOUND, NOT_FOUND),
         Err(e) => Tyk::store_error(&e),
     }
@@ -307,7 +364,7 @@ pub(crate) async fn get_key(
     path = "/tyk/keys/{key}",
     tag = "tyk",
     security(("tykSecret" = [])),
-    params(("key" = String, Path, description = "The raw key, or its hash with `?hashed=true`"), ("hashed" = Option<String>, Query, description = "Any non-empty value (`true`, `1`, `yes`), as in Tyk: the path holds the key hash, not the raw key")),
+    params(("key" = String, Path, description = "The raw key, or its hash with `?hashed=true`"), ("hashed" = Option<String>, Query, description = "Any non-empty value (`true`, `1`, `yes`), as in Tyk: the path holds the key hash, not the raw key"), ("suppress_reset" = Option<String>, Query, description = "`1`: leave the key's quota counter alone (Tyk); otherwise writing a key resets its own quota, when the API counts quotas")),
     request_body = SessionRecord,
     responses(
         (status = OK, description = "Replaced; `key` is the path's key as given, as Tyk answers, and `key_hash` the hash", body = TykAction),
@@ -342,10 +399,62 @@ pub(crate) async fn put_key(
                 &key_id,
                 &MetadataChange::replaced(&replaced.meta_data),
             );
+            state.reset_written_quota(&key_id, query.as_deref()).await;
             action(ActionKind::Modified, &key, &key_id)
         }
         Err(StoreError::NotFound) => Tyk::error(StatusCode::NOT_FOUND, NOT_FOUND),
         Err(StoreError::Conflict { .. }) => Tyk::error(StatusCode::CONFLICT, KEY_CONFLICT),
+        Err(e) => Tyk::store_error(&e),
+    }
+}
+
+/// Reset a key's quota
+///
+/// Forgets what the quota of the bucket the key is counted in has counted: its own, or the
+/// bucket of its `rate_limit_pattern` when that resolves from its metadata (every key sharing
+/// it starts over). The next request starts a new period.
+#[utoipa::path(
+    post,
+    path = "/tyk/keys/reset/{key}",
+    tag = "tyk",
+    security(("tykSecret" = [])),
+    params(("key" = String, Path, description = "The raw key, or its hash with `?hashed=true`"), ("hashed" = Option<String>, Query, description = "Any non-empty value (`true`, `1`, `yes`), as in Tyk: the path holds the key hash, not the raw key")),
+    responses(
+        (status = OK, description = "Reset; `key` is the path's key as given, `key_hash` the hash", body = TykAction),
+        (status = BAD_REQUEST, description = "The path is not UTF-8", body = TykError, example = json!(Tyk::body(StatusCode::BAD_REQUEST, crate::body::INVALID_PARAM))),
+        (status = NOT_FOUND, description = "No such key", body = TykError, example = json!(Tyk::body(StatusCode::NOT_FOUND, GET_NOT_FOUND))),
+        (status = NOT_IMPLEMENTED, description = "The API was built without the rate-limit stage's quotas", body = TykError, example = json!(Tyk::body(StatusCode::NOT_IMPLEMENTED, NO_QUOTAS))),
+        TykRefusals,
+        StoreFailures<Tyk>,
+    ),
+)]
+pub(crate) async fn reset_quota(
+    _: TykAdmin,
+    State(state): State<SharedState>,
+    Param(key, ..): TykParam,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let Some(quotas) = &state.quotas else {
+        return Tyk::error(StatusCode::NOT_IMPLEMENTED, NO_QUOTAS);
+    };
+    let Some(key_id) = key_id(&state, &key, query.as_deref()) else {
+        return Tyk::error(StatusCode::NOT_FOUND, GET_NOT_FOUND);
+    };
+    let mut session = match state.store.load(&key_id).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return Tyk::error(StatusCode::NOT_FOUND, GET_NOT_FOUND),
+        Err(e) => return Tyk::store_error(&e),
+    };
+    // The bucket follows the pattern a policy may set; a missing policy leaves the stored one.
+    let stored = session.clone();
+    if apply_policies(&mut session, &state.policies).is_err() {
+        session = stored;
+    }
+    match quotas.reset(&session).await {
+        Ok(()) => {
+            tracing::info!(target: "keycard::admin", session = key_id.short(), actor = TYK_ACTOR, "quota reset");
+            action(ActionKind::Reset, &key, &key_id)
+        }
         Err(e) => Tyk::store_error(&e),
     }
 }

@@ -1,50 +1,68 @@
-//! Rate-limit backends: the [`RateLimiter`] trait, the in-process [`MemoryRateLimiter`] and the
-//! [`Clock`] it reads (reference: `docs/ratelimit.md` in the repository).
+//! Rate-limit and quota backends: the [`RateLimiter`] trait, the in-process
+//! [`MemoryRateLimiter`], the [`Clock`] it reads, and [`Buckets`], which names the bucket a
+//! session is counted in (reference: `docs/ratelimit.md` in the repository).
 //!
 //! A limiter answers one question per request: may one more request go into bucket `B` under
-//! [`Limit`] "N requests per window"? The answer is a [`Decision`] with what the response headers
-//! need. Backends are shaped like [`SessionStore`](crate::store::SessionStore): one check is one
+//! [`Limits`] — a rate ("N requests per window", [`Limit`]) and a quota ("M requests per renewal
+//! period", [`Quota`]), either or both? The answer is a [`Decision`] with what the response
+//! headers need. The rate is checked first; a request refused by either is counted by neither.
+//! Backends are shaped like [`SessionStore`](crate::store::SessionStore): one check is one
 //! operation (one round trip to Redis), the future is boxed so the trait is object safe.
 //!
-//! The memory backend is an exact **sliding-window log** — Tyk's "Redis rolling limiter"
-//! semantics: at any instant, the accepted requests of the last `window` number at most `N`.
-//! Refused requests are not logged (Tyk logs them too, so a client retrying in a loop is never let
-//! through again; keycard lets it through as soon as a slot frees).
+//! Two rate algorithms ([`Algorithm`]):
+//! - [`SlidingWindow`](Algorithm::SlidingWindow) (the default) is an exact **sliding-window
+//!   log** — Tyk's "Redis rolling limiter" semantics: at any instant, the accepted requests of the
+//!   last `window` number at most `N`. Refused requests are not logged (Tyk logs them too, so a
+//!   client retrying in a loop is never let through again; keycard lets it through as soon as a
+//!   slot frees). Memory: one timestamp per admitted request in the window.
+//! - [`Gcra`](Algorithm::Gcra), the generic cell rate algorithm (a token bucket kept as one
+//!   number): `N` at once, then one every `window / N`. Memory: one number per bucket.
 //!
 //! ```
 //! use std::time::Duration;
 //!
-//! use keycard_core::ratelimit::{Limit, ManualClock, MemoryRateLimiter, RateLimiter};
+//! use keycard_core::ratelimit::{Limit, Limits, ManualClock, MemoryRateLimiter, Quota, RateLimiter, Verdict};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), keycard_core::store::StoreError> {
 //! let clock = ManualClock::new();
 //! let limiter = MemoryRateLimiter::new().clock(clock.clone());
-//! let limit = Limit::new(2, Duration::from_secs(1));
+//! let limits = Limits::rate(Limit::new(2, Duration::from_secs(1)));
 //!
-//! assert!(limiter.check("k:alice", limit).await?.allowed);
+//! assert!(limiter.check("k:alice", limits).await?.allowed());
 //! clock.advance(Duration::from_millis(400));
-//! assert_eq!(limiter.check("k:alice", limit).await?.remaining, 0);
+//! assert_eq!(limiter.check("k:alice", limits).await?.rate.unwrap().remaining, 0);
 //!
-//! let refused = limiter.check("k:alice", limit).await?;
-//! assert!(!refused.allowed);
-//! assert_eq!(refused.reset_after, Duration::from_millis(600)); // the first request leaves then
+//! let refused = limiter.check("k:alice", limits).await?;
+//! assert_eq!(refused.verdict, Verdict::RateLimited);
+//! assert_eq!(refused.rate.unwrap().reset_after, Duration::from_millis(600)); // the first leaves then
 //!
 //! clock.advance(Duration::from_millis(600));
-//! assert!(limiter.check("k:alice", limit).await?.allowed);
+//! assert!(limiter.check("k:alice", limits).await?.allowed());
+//!
+//! // A quota: 3 requests per hour, whatever the rate.
+//! let quota = Limits::quota(Quota::new(3, Some(Duration::from_secs(3600))));
+//! for _ in 0..3 {
+//!     assert!(limiter.check("k:bob", quota).await?.allowed());
+//! }
+//! assert_eq!(limiter.check("k:bob", quota).await?.verdict, Verdict::QuotaExceeded);
 //! # Ok(())
 //! # }
 //! ```
 
-use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::hash::{BuildHasher, RandomState};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::store::StoreError;
+
+mod buckets;
+mod memory;
+
+pub use buckets::{Buckets, DEFAULT_PATTERN_CACHE, PATTERN_KEY, Quotas};
+pub use memory::{DEFAULT_MAX_BUCKETS, MemoryRateLimiter};
 
 /// "At most `requests` requests in any `window`".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -98,37 +116,216 @@ impl Limit {
     }
 }
 
-/// A limiter's answer for one request.
+/// "At most `max` requests per renewal period": Tyk's `quota_max` and `quota_renewal_rate`. A
+/// period starts with the first request counted after the last one ended (or after a reset)
+/// and lasts `renewal`; with no renewal the quota never renews (until reset).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Quota {
+    max: u64,
+    renewal: Option<Duration>,
+}
+
+impl Quota {
+    /// `max` requests per `renewal` (`None`: never renews).
+    ///
+    /// # Panics
+    /// If `max` is 0 or `renewal` is zero.
+    pub fn new(max: u64, renewal: Option<Duration>) -> Self {
+        assert!(
+            max > 0 && renewal.is_none_or(|renewal| !renewal.is_zero()),
+            "a quota needs at least one request per non-zero period"
+        );
+        Self { max, renewal }
+    }
+
+    /// The quota of a Tyk session's `quota_max` and `quota_renewal_rate` (seconds); `None` when
+    /// it is disabled: `quota_max <= 0` (Tyk's `-1` is "unlimited"). A renewal rate of 0 or less
+    /// never renews, as in Tyk.
+    pub fn from_tyk(quota_max: i64, quota_renewal_rate: i64) -> Option<Self> {
+        let max = u64::try_from(quota_max).ok().filter(|&max| max > 0)?;
+        let renewal = u64::try_from(quota_renewal_rate)
+            .ok()
+            .filter(|&seconds| seconds > 0)
+            .map(Duration::from_secs);
+        Some(Self { max, renewal })
+    }
+
+    /// The number of requests a period admits.
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// The period, `None` when the quota never renews.
+    pub fn renewal(&self) -> Option<Duration> {
+        self.renewal
+    }
+}
+
+/// What one check counts against: a rate, a quota, or both (an empty `Limits` admits
+/// everything and is never sent to a backend by the layer).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Limits {
+    /// The rate limit, if any.
+    pub rate: Option<Limit>,
+    /// The quota, if any.
+    pub quota: Option<Quota>,
+}
+
+impl Limits {
+    /// A rate limit only.
+    pub fn rate(limit: Limit) -> Self {
+        Self {
+            rate: Some(limit),
+            quota: None,
+        }
+    }
+
+    /// A quota only.
+    pub fn quota(quota: Quota) -> Self {
+        Self {
+            rate: None,
+            quota: Some(quota),
+        }
+    }
+
+    /// These limits with `quota` too.
+    pub fn with_quota(mut self, quota: Quota) -> Self {
+        self.quota = Some(quota);
+        self
+    }
+
+    /// The limits of a Tyk session: `rate`/`per` and `quota_max`/`quota_renewal_rate`
+    /// ([`Limit::from_tyk`], [`Quota::from_tyk`]).
+    pub fn of(record: &crate::session::SessionRecord) -> Self {
+        Self {
+            rate: Limit::from_tyk(record.rate, record.per),
+            quota: Quota::from_tyk(record.quota_max, record.quota_renewal_rate),
+        }
+    }
+
+    /// Whether there is nothing to count.
+    pub fn is_empty(&self) -> bool {
+        self.rate.is_none() && self.quota.is_none()
+    }
+}
+
+/// How a rate is counted. Quotas are plain counters either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Algorithm {
+    /// An exact sliding-window log (Tyk's "Redis rolling limiter"): at most N in any window.
+    #[default]
+    SlidingWindow,
+    /// GCRA, a token bucket as one number: N at once, then one every `window / N`; cheaper (one
+    /// number per bucket instead of one timestamp per request), and smoother: after a burst,
+    /// requests are let through one by one as tokens come back instead of all at once when the
+    /// burst leaves the window.
+    Gcra,
+}
+
+/// How a check went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Decision {
-    /// Whether the request may go on (it was counted if so; refused requests are not).
-    pub allowed: bool,
-    /// The limit's request count (`X-RateLimit-Limit`).
+pub enum Verdict {
+    /// The request may go on; it was counted against the rate and the quota.
+    Allowed,
+    /// Over the rate limit (429); counted against neither.
+    RateLimited,
+    /// Within the rate but the quota is used up (403); counted against neither.
+    QuotaExceeded,
+}
+
+/// The rate limit's state after a check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateState {
+    /// The limit's request count (`X-RateLimit-Limit` in the `rate_limits` mode).
     pub limit: u64,
-    /// Requests left in the window after this one (`X-RateLimit-Remaining`).
+    /// The limit's window.
+    pub window: Duration,
+    /// Requests left after this one (0 when refused).
     pub remaining: u64,
-    /// When the oldest request in the window leaves it, freeing a slot: the wait before a
-    /// refused request may be retried (`Retry-After`), the time to `X-RateLimit-Reset`.
+    /// The wait until a slot frees (sliding window: the oldest request leaves the window; GCRA:
+    /// the next token; when admitted, the time until the bucket is full again): `Retry-After`
+    /// on a 429, the time to `X-RateLimit-Reset`.
     pub reset_after: Duration,
 }
 
-/// The future of a [`RateLimiter`] check.
-pub type LimiterFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<Decision, StoreError>> + Send + 'a>>;
+/// The quota's state after a check (or a look, [`RateLimiter::quota`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuotaState {
+    /// The quota's size (`quota_max`).
+    pub limit: u64,
+    /// The quota's renewal period (`None`: never renews).
+    pub period: Option<Duration>,
+    /// Requests left in this period (`quota_remaining`).
+    pub remaining: u64,
+    /// When the period ends and the quota renews; `None` when it never renews or no period has
+    /// started (nothing counted since the last renewal or reset).
+    pub renews_after: Option<Duration>,
+}
 
-/// A rate-limit backend: counts requests per bucket, atomically.
+impl QuotaState {
+    /// A quota with nothing counted.
+    pub fn full(quota: Quota) -> Self {
+        Self {
+            limit: quota.max,
+            period: quota.renewal,
+            remaining: quota.max,
+            renews_after: None,
+        }
+    }
+}
+
+/// A limiter's answer for one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the request may go on, and if not, why.
+    pub verdict: Verdict,
+    /// The rate's state, when the check had a rate.
+    pub rate: Option<RateState>,
+    /// The quota's state, when the check had a quota.
+    pub quota: Option<QuotaState>,
+}
+
+impl Decision {
+    /// Whether the request may go on.
+    pub fn allowed(&self) -> bool {
+        self.verdict == Verdict::Allowed
+    }
+}
+
+/// The future of a [`RateLimiter`] call.
+pub type LimiterFuture<'a, T = Decision> =
+    Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A rate-limit and quota backend: counts requests per bucket, atomically.
 ///
 /// A failure is a [`StoreError`] (`Unavailable` when the backend cannot be reached), so the
 /// layer treats an unreachable limiter as it treats an unreachable store.
 pub trait RateLimiter: Send + Sync + 'static {
-    /// Counts one request into `bucket` if `limit` allows it, and says how it went. Concurrent
-    /// checks of one bucket never admit more than `limit` between them.
-    fn check<'a>(&'a self, bucket: &'a str, limit: Limit) -> LimiterFuture<'a>;
+    /// Counts one request into `bucket` if `limits` allow it, and says how it went: the rate
+    /// is checked first, then the quota; a request refused by either is counted by neither.
+    /// Concurrent checks of one bucket never admit more than a limit between them.
+    fn check<'a>(&'a self, bucket: &'a str, limits: Limits) -> LimiterFuture<'a>;
+
+    /// The quota state of `bucket` under `quota`, counting nothing (the admin API's live
+    /// `quota_remaining`).
+    fn quota<'a>(&'a self, bucket: &'a str, quota: Quota) -> LimiterFuture<'a, QuotaState>;
+
+    /// Forgets what `bucket`'s quota counted: the next request starts a new period.
+    fn reset_quota<'a>(&'a self, bucket: &'a str) -> LimiterFuture<'a, ()>;
 }
 
 impl<T: RateLimiter + ?Sized> RateLimiter for Arc<T> {
-    fn check<'a>(&'a self, bucket: &'a str, limit: Limit) -> LimiterFuture<'a> {
-        (**self).check(bucket, limit)
+    fn check<'a>(&'a self, bucket: &'a str, limits: Limits) -> LimiterFuture<'a> {
+        (**self).check(bucket, limits)
+    }
+
+    fn quota<'a>(&'a self, bucket: &'a str, quota: Quota) -> LimiterFuture<'a, QuotaState> {
+        (**self).quota(bucket, quota)
+    }
+
+    fn reset_quota<'a>(&'a self, bucket: &'a str) -> LimiterFuture<'a, ()> {
+        (**self).reset_quota(bucket)
     }
 }
 
@@ -197,243 +394,9 @@ impl Clock for ManualClock {
     }
 }
 
-/// The default bound on the number of buckets a [`MemoryRateLimiter`] keeps.
-pub const DEFAULT_MAX_BUCKETS: usize = 100_000;
-
-const SHARDS: usize = 16;
-
-/// The in-process limiter: an exact sliding-window log per bucket, in memory.
-///
-/// Exact for "N per window" at any instant, for one process (several instances each count
-/// their own requests: share a Redis limiter across instances). Memory is one timestamp per
-/// admitted request still in its window, per bucket; the number of buckets is bounded
-/// ([`max_buckets`](Self::max_buckets)): when a shard is full, buckets with nothing left in
-/// their window are dropped first, then the least recently used one (which forgets its count:
-/// the bound errs on the side of admitting).
-///
-/// Why not `governor`: its GCRA is a smoothed rate with a burst allowance, not "N per window",
-/// so it cannot give Tyk's rolling-limiter answer (100 requests at once, then nothing until the
-/// first leaves the window). It fits the cheap mode (a token bucket), which is left for later.
-#[derive(Clone)]
-pub struct MemoryRateLimiter {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    shards: Vec<Mutex<HashMap<String, Bucket>>>,
-    hasher: RandomState,
-    clock: Arc<dyn Clock>,
-    per_shard: usize,
-}
-
-struct Bucket {
-    /// Admission times (nanoseconds on the clock), oldest first.
-    log: VecDeque<u64>,
-    window: u64,
-    last: u64,
-}
-
-impl MemoryRateLimiter {
-    /// A limiter on the system clock, keeping at most [`DEFAULT_MAX_BUCKETS`] buckets.
-    pub fn new() -> Self {
-        Self::build(Arc::new(SystemClock::new()), DEFAULT_MAX_BUCKETS)
-    }
-
-    fn build(clock: Arc<dyn Clock>, max_buckets: usize) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-                hasher: RandomState::new(),
-                clock,
-                per_shard: max_buckets.div_ceil(SHARDS).max(1),
-            }),
-        }
-    }
-
-    /// The same limiter reading `clock` (its buckets start empty).
-    pub fn clock(self, clock: impl Clock) -> Self {
-        Self::build(Arc::new(clock), self.inner.per_shard * SHARDS)
-    }
-
-    /// At most about `max` buckets (rounded up to a multiple of 16).
-    pub fn max_buckets(self, max: usize) -> Self {
-        Self::build(self.inner.clock.clone(), max)
-    }
-
-    /// The number of buckets held now.
-    pub fn len(&self) -> usize {
-        self.inner
-            .shards
-            .iter()
-            .map(|shard| shard.lock().unwrap_or_else(|e| e.into_inner()).len())
-            .sum()
-    }
-
-    /// Whether no bucket is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The check, synchronously.
-    pub fn check_now(&self, bucket: &str, limit: Limit) -> Decision {
-        let inner = &*self.inner;
-        let now = nanos(inner.clock.now());
-        let window = nanos(limit.window);
-        let shard = &inner.shards[(inner.hasher.hash_one(bucket) as usize) % SHARDS];
-        // Every mutation below completes before anything can panic: a poisoned lock is sound.
-        let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-        if !shard.contains_key(bucket) && shard.len() >= inner.per_shard {
-            evict(&mut shard, now);
-        }
-        // Look up by `&str` first: the key is copied only when the bucket is new.
-        if !shard.contains_key(bucket) {
-            shard.insert(
-                bucket.to_owned(),
-                Bucket {
-                    log: VecDeque::new(),
-                    window,
-                    last: now,
-                },
-            );
-        }
-        let entry = shard.get_mut(bucket).expect("inserted above");
-        entry.window = window;
-        entry.last = now;
-        let start = now.saturating_sub(window);
-        while entry
-            .log
-            .front()
-            .is_some_and(|&at| at <= start && now >= window)
-        {
-            entry.log.pop_front();
-        }
-        let count = entry.log.len() as u64;
-        let allowed = count < limit.requests;
-        if allowed {
-            entry.log.push_back(now);
-        }
-        let oldest = entry.log.front().copied().unwrap_or(now);
-        Decision {
-            allowed,
-            limit: limit.requests,
-            remaining: limit.requests.saturating_sub(entry.log.len() as u64),
-            reset_after: Duration::from_nanos((oldest + window).saturating_sub(now)),
-        }
-    }
-}
-
-impl Default for MemoryRateLimiter {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl std::fmt::Debug for MemoryRateLimiter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryRateLimiter")
-            .field("buckets", &self.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl RateLimiter for MemoryRateLimiter {
-    fn check<'a>(&'a self, bucket: &'a str, limit: Limit) -> LimiterFuture<'a> {
-        let decision = self.check_now(bucket, limit);
-        Box::pin(std::future::ready(Ok(decision)))
-    }
-}
-
-fn nanos(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// Makes room in a full shard: drop idle buckets (nothing in their window), else the least
-/// recently used one.
-fn evict(shard: &mut HashMap<String, Bucket>, now: u64) {
-    let before = shard.len();
-    shard.retain(|_, bucket| {
-        bucket
-            .log
-            .back()
-            .is_some_and(|&at| at.saturating_add(bucket.window) > now)
-    });
-    if shard.len() < before {
-        return;
-    }
-    if let Some(oldest) = shard
-        .iter()
-        .min_by_key(|(_, bucket)| bucket.last)
-        .map(|(key, _)| key.clone())
-    {
-        shard.remove(&oldest);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn limiter() -> (MemoryRateLimiter, ManualClock) {
-        let clock = ManualClock::new();
-        (MemoryRateLimiter::new().clock(clock.clone()), clock)
-    }
-
-    #[test]
-    fn admits_exactly_n_per_window_and_frees_slots_as_they_age_out() {
-        let (limiter, clock) = limiter();
-        let limit = Limit::new(3, Duration::from_secs(10));
-        for remaining in [2, 1, 0] {
-            let decision = limiter.check_now("b", limit);
-            assert!(decision.allowed);
-            assert_eq!(decision.remaining, remaining);
-            clock.advance(Duration::from_secs(1));
-        }
-        let refused = limiter.check_now("b", limit);
-        assert!(!refused.allowed);
-        assert_eq!(refused.reset_after, Duration::from_secs(7));
-        clock.advance(Duration::from_secs(7));
-        assert!(limiter.check_now("b", limit).allowed);
-        assert!(!limiter.check_now("b", limit).allowed);
-        clock.advance(Duration::from_secs(1));
-        assert!(limiter.check_now("b", limit).allowed);
-    }
-
-    #[test]
-    fn refused_requests_are_not_counted() {
-        let (limiter, clock) = limiter();
-        let limit = Limit::new(1, Duration::from_secs(1));
-        assert!(limiter.check_now("b", limit).allowed);
-        for _ in 0..100 {
-            assert!(!limiter.check_now("b", limit).allowed);
-        }
-        clock.advance(Duration::from_secs(1));
-        assert!(limiter.check_now("b", limit).allowed);
-    }
-
-    #[test]
-    fn buckets_are_independent() {
-        let (limiter, _) = limiter();
-        let limit = Limit::new(1, Duration::from_secs(1));
-        assert!(limiter.check_now("a", limit).allowed);
-        assert!(limiter.check_now("b", limit).allowed);
-        assert!(!limiter.check_now("a", limit).allowed);
-    }
-
-    #[test]
-    fn bucket_count_is_bounded_idle_first() {
-        let clock = ManualClock::new();
-        let limiter = MemoryRateLimiter::new()
-            .clock(clock.clone())
-            .max_buckets(16);
-        let limit = Limit::new(1, Duration::from_secs(1));
-        for i in 0..1000 {
-            limiter.check_now(&format!("b{i}"), limit);
-            if i % 100 == 0 {
-                clock.advance(Duration::from_secs(2));
-            }
-        }
-        assert!(limiter.len() <= 16, "{} buckets", limiter.len());
-    }
 
     #[test]
     fn tyk_limits_disable_at_zero_and_keep_fractions_exact() {
@@ -451,20 +414,15 @@ mod tests {
         );
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_checks_admit_exactly_the_limit() {
-        let limiter = MemoryRateLimiter::new();
-        let limit = Limit::new(100, Duration::from_secs(60));
-        let tasks: Vec<_> = (0..1000)
-            .map(|_| {
-                let limiter = limiter.clone();
-                tokio::spawn(async move { limiter.check("b", limit).await.unwrap().allowed })
-            })
-            .collect();
-        let mut allowed = 0;
-        for task in tasks {
-            allowed += usize::from(task.await.unwrap());
-        }
-        assert_eq!(allowed, 100);
+    #[test]
+    fn tyk_quotas_disable_at_zero_or_minus_one_and_renew_only_with_a_positive_rate() {
+        assert_eq!(Quota::from_tyk(-1, 3600), None);
+        assert_eq!(Quota::from_tyk(0, 3600), None);
+        assert_eq!(
+            Quota::from_tyk(100, 3600),
+            Some(Quota::new(100, Some(Duration::from_secs(3600))))
+        );
+        assert_eq!(Quota::from_tyk(100, 0), Some(Quota::new(100, None)));
+        assert_eq!(Quota::from_tyk(100, -5), Some(Quota::new(100, None)));
     }
 }

@@ -74,6 +74,8 @@ pub struct Keycard<
     load: SessionLoadLayer,
     persist: PersistLayer,
     policies: MemoryPolicies,
+    /// The rate-limit stage's quotas, for `admin_api`.
+    quotas: Option<keycard_core::ratelimit::Quotas>,
     rate_limit: RateLimit,
     after_load: AfterLoad,
     rewrite: Rewrite,
@@ -99,6 +101,7 @@ impl Keycard {
             persist: PersistLayer::from_shared_store(store.clone()),
             load: SessionLoadLayer::from_shared_store(store).policies(policies.clone()),
             policies,
+            quotas: None,
             rate_limit: Identity::new(),
             after_load: Identity::new(),
             rewrite: Identity::new(),
@@ -115,7 +118,7 @@ impl Keycard {
 macro_rules! with_stage {
     ($self:ident, $field:ident = $value:expr) => {
         with_stage!(@build $self, $field = $value;
-            load persist policies rate_limit after_load rewrite request_headers request_body response_body response_headers)
+            load persist policies quotas rate_limit after_load rewrite request_headers request_body response_body response_headers)
     };
     (@build $self:ident, $field:ident = $value:expr; $($all:ident)*) => {{
         let mut value = Some($value);
@@ -161,13 +164,18 @@ impl<A, R, QH, QB, SB, SH, RL> Keycard<A, R, QH, QB, SB, SH, RL> {
         &self.policies
     }
 
-    /// The management API over this stack's store and policy set: what the API writes is what
-    /// the stack reads, with nothing to wire twice (feature `admin`).
+    /// The management API over this stack's store, policy set, key hasher and rate-limit
+    /// quotas: what the API writes is what the stack reads, with nothing to wire twice (feature
+    /// `admin`).
     #[cfg(feature = "admin")]
     pub fn admin_api(&self) -> keycard_admin::AdminApiBuilder {
-        keycard_admin::AdminApi::builder(self.store().clone())
+        let builder = keycard_admin::AdminApi::builder(self.store().clone())
             .policies(self.policies.clone())
-            .key_hasher(self.load.hasher().clone())
+            .key_hasher(self.load.hasher().clone());
+        match &self.quotas {
+            Some(quotas) => builder.quotas(quotas.clone()),
+            None => builder,
+        }
     }
 
     /// How raw keys become key ids, for the load stage and the admin API built by
@@ -227,9 +235,10 @@ impl<A, R, QH, QB, SB, SH, RL> Keycard<A, R, QH, QB, SB, SH, RL> {
     /// the [`after_load`](Self::after_load) layer: limits from the session's `rate` / `per`,
     /// buckets from its `rate_limit_pattern`.
     pub fn rate_limit(
-        self,
+        mut self,
         layer: RateLimitLayer,
     ) -> Keycard<A, R, QH, QB, SB, SH, RateLimitLayer> {
+        self.quotas = Some(layer.quotas());
         with_stage!(self, rate_limit = layer)
     }
 

@@ -36,8 +36,13 @@ pub struct Admin {
 /// The test credentials; the failure budget is raised because tests present wrong credentials
 /// on purpose, many times (`admin_auth` tests the default budget).
 fn configured(store: impl SessionStore, policies: MemoryPolicies) -> AdminApiBuilder {
+    let quotas = keycard_core::ratelimit::Quotas::new(
+        std::sync::Arc::new(keycard_core::ratelimit::MemoryRateLimiter::new()),
+        std::sync::Arc::new(keycard_core::ratelimit::Buckets::new()),
+    );
     AdminApi::builder(store)
         .policies(policies)
+        .quotas(quotas)
         .auth_failures(10_000, std::time::Duration::from_secs(60))
         .tyk_secret(TYK_SECRET)
         .admin_token(AdminToken::new(

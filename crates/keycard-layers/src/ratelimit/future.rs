@@ -4,10 +4,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Extensions, HeaderMap, HeaderValue, Request, Response, StatusCode, header};
-use keycard_core::ratelimit::Decision;
+use keycard_core::ratelimit::{Decision, QuotaState, RateState, Verdict};
 use keycard_core::store::StoreError;
 use pin_project_lite::pin_project;
 use tower_service::Service;
@@ -48,7 +49,7 @@ pin_project! {
             future: S::Future,
             // The decision, for the headers of the response.
             decision: Option<Decision>,
-            headers: RateLimitHeaders,
+            headers: Headers,
         },
         Done {
             response: Option<S::Response>,
@@ -65,7 +66,7 @@ where
             state: State::Inner {
                 future,
                 decision,
-                headers: config.headers,
+                headers: Headers::of(config),
             },
         }
     }
@@ -113,9 +114,10 @@ where
                     config,
                 } => {
                     let checked = ready!(check.as_mut().poll(cx));
+                    let headers = Headers::of(config);
                     let decision = match checked {
-                        Ok(decision) if !decision.allowed => {
-                            let response = refused(&decision, config.headers);
+                        Ok(decision) if !decision.allowed() => {
+                            let response = refused(&decision, headers);
                             this.state.set(State::Done {
                                 response: Some(response),
                             });
@@ -141,7 +143,6 @@ where
                         publish(request.extensions_mut(), decision);
                     }
                     let mut inner = inner.take().expect("polled after completion");
-                    let headers = config.headers;
                     this.state.set(State::Inner {
                         future: inner.call(request),
                         decision,
@@ -155,7 +156,7 @@ where
                 } => {
                     let mut output = ready!(future.poll(cx));
                     if let (Ok(response), Some(decision)) = (&mut output, decision.as_ref()) {
-                        set_headers(response.headers_mut(), decision, *headers);
+                        headers.set(response.headers_mut(), decision);
                     }
                     return Poll::Ready(output);
                 }
@@ -167,56 +168,170 @@ where
     }
 }
 
-/// Tyk's 429, with `Retry-After` (whole seconds, rounded up) and the rate-limit headers.
-fn refused<B: From<Bytes>>(decision: &Decision, mode: RateLimitHeaders) -> Response<B> {
-    let mut response = json_error(StatusCode::TOO_MANY_REQUESTS, "Rate Limit Exceeded");
+/// The header modes of a layer.
+#[derive(Clone, Copy)]
+pub(super) struct Headers {
+    mode: RateLimitHeaders,
+    ietf: bool,
+}
+
+impl Headers {
+    fn of(config: &Config) -> Self {
+        Self {
+            mode: config.headers,
+            ietf: config.ietf,
+        }
+    }
+
+    /// The headers of a response: admitted (the service's) or refused (429 / 403).
+    fn set(self, headers: &mut HeaderMap, decision: &Decision) {
+        match self.mode {
+            RateLimitHeaders::RateLimits => {
+                if let Some(rate) = &decision.rate {
+                    set_x_ratelimit(
+                        headers,
+                        rate.limit,
+                        rate.remaining,
+                        Some(reset_at(rate.reset_after)),
+                    );
+                }
+            }
+            // Tyk sets quota headers late, on the proxied response: refusals carry none.
+            RateLimitHeaders::Quotas if decision.allowed() => {
+                if let Some(quota) = &decision.quota {
+                    set_x_ratelimit(
+                        headers,
+                        quota.limit,
+                        quota.remaining,
+                        quota.renews_after.map(reset_at),
+                    );
+                }
+            }
+            RateLimitHeaders::Quotas | RateLimitHeaders::Off => {}
+        }
+        if self.ietf {
+            set_ietf(headers, decision);
+        }
+    }
+}
+
+/// Tyk's 429 (with `Retry-After`, whole seconds rounded up) or 403, with the headers of the
+/// modes.
+fn refused<B: From<Bytes>>(decision: &Decision, modes: Headers) -> Response<B> {
+    let mut response = match decision.verdict {
+        Verdict::QuotaExceeded => json_error(StatusCode::FORBIDDEN, "Quota exceeded"),
+        _ => json_error(StatusCode::TOO_MANY_REQUESTS, "Rate Limit Exceeded"),
+    };
     let headers = response.headers_mut();
-    headers.insert(
-        header::RETRY_AFTER,
-        HeaderValue::from(whole_seconds(decision).max(1)),
-    );
-    set_headers(headers, decision, mode);
+    if let (Verdict::RateLimited, Some(rate)) = (decision.verdict, &decision.rate) {
+        headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(whole_seconds(rate.reset_after).max(1)),
+        );
+    }
+    modes.set(headers, decision);
     response
 }
 
-fn whole_seconds(decision: &Decision) -> u64 {
-    let reset = decision.reset_after;
-    reset.as_secs() + u64::from(reset.subsec_nanos() > 0)
+fn whole_seconds(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 
-fn set_headers(headers: &mut HeaderMap, decision: &Decision, mode: RateLimitHeaders) {
-    match mode {
-        RateLimitHeaders::RateLimits => {
-            let reset = reset_at(decision);
-            headers.insert("x-ratelimit-limit", HeaderValue::from(decision.limit));
-            headers.insert(
-                "x-ratelimit-remaining",
-                HeaderValue::from(decision.remaining),
-            );
-            headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
+fn set_x_ratelimit(headers: &mut HeaderMap, limit: u64, remaining: u64, reset: Option<i64>) {
+    headers.insert("x-ratelimit-limit", HeaderValue::from(limit));
+    headers.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
+    match reset {
+        Some(reset) => headers.insert("x-ratelimit-reset", HeaderValue::from(reset)),
+        None => headers.remove("x-ratelimit-reset"),
+    };
+}
+
+/// draft-ietf-httpapi-ratelimit-headers-09: `RateLimit-Policy` (a list of policies, `q` the
+/// quota, `w` the window in seconds) and `RateLimit` (`r` remaining, `t` seconds to reset),
+/// one item per limit the session has, named `"rate"` and `"quota"`.
+fn set_ietf(headers: &mut HeaderMap, decision: &Decision) {
+    use std::fmt::Write as _;
+    let (mut policy, mut current) = (String::new(), String::new());
+    let mut item =
+        |name: &str, quota: u64, window: Option<u64>, remaining: u64, reset: Option<u64>| {
+            let sep = if policy.is_empty() { "" } else { ", " };
+            let _ = write!(policy, "{sep}\"{name}\";q={quota}");
+            if let Some(window) = window {
+                let _ = write!(policy, ";w={window}");
+            }
+            let _ = write!(current, "{sep}\"{name}\";r={remaining}");
+            if let Some(reset) = reset {
+                let _ = write!(current, ";t={reset}");
+            }
+        };
+    if let Some(RateState {
+        limit,
+        window,
+        remaining,
+        reset_after,
+    }) = decision.rate
+    {
+        item(
+            "rate",
+            limit,
+            Some(whole_seconds(window)),
+            remaining,
+            Some(whole_seconds(reset_after)),
+        );
+    }
+    if let Some(QuotaState {
+        limit,
+        period,
+        remaining,
+        renews_after,
+    }) = decision.quota
+    {
+        item(
+            "quota",
+            limit,
+            period.map(whole_seconds),
+            remaining,
+            renews_after.map(whole_seconds),
+        );
+    }
+    if policy.is_empty() {
+        return;
+    }
+    for (name, value) in [("ratelimit-policy", policy), ("ratelimit", current)] {
+        if let Ok(value) = HeaderValue::try_from(value) {
+            headers.insert(name, value);
         }
-        RateLimitHeaders::Off => {}
     }
 }
 
 /// The decision as context values, for later stages' templates and the handler (Tyk's
-/// `$tyk_context.rate_limit_limit`, `rate_limit_remaining`, `rate_limit_reset`).
+/// `$tyk_context.rate_limit_limit`, `rate_limit_remaining`, `rate_limit_reset`, `quota_limit`,
+/// `quota_remaining`, `quota_reset`).
 fn publish(extensions: &mut Extensions, decision: &Decision) {
-    ContextValues::insert_into(extensions, "rate_limit_limit", decision.limit.to_string());
-    ContextValues::insert_into(
-        extensions,
-        "rate_limit_remaining",
-        decision.remaining.to_string(),
-    );
-    ContextValues::insert_into(
-        extensions,
-        "rate_limit_reset",
-        reset_at(decision).to_string(),
-    );
+    if let Some(rate) = &decision.rate {
+        ContextValues::insert_into(extensions, "rate_limit_limit", rate.limit.to_string());
+        ContextValues::insert_into(
+            extensions,
+            "rate_limit_remaining",
+            rate.remaining.to_string(),
+        );
+        ContextValues::insert_into(
+            extensions,
+            "rate_limit_reset",
+            reset_at(rate.reset_after).to_string(),
+        );
+    }
+    if let Some(quota) = &decision.quota {
+        ContextValues::insert_into(extensions, "quota_limit", quota.limit.to_string());
+        ContextValues::insert_into(extensions, "quota_remaining", quota.remaining.to_string());
+        if let Some(renews) = quota.renews_after {
+            ContextValues::insert_into(extensions, "quota_reset", reset_at(renews).to_string());
+        }
+    }
 }
 
-/// Unix seconds when the oldest counted request leaves the window.
-fn reset_at(decision: &Decision) -> i64 {
+/// Unix seconds `after` from now, rounded up.
+fn reset_at(after: Duration) -> i64 {
     keycard_core::session::unix_now()
-        .saturating_add(i64::try_from(whole_seconds(decision)).unwrap_or(i64::MAX))
+        .saturating_add(i64::try_from(whole_seconds(after)).unwrap_or(i64::MAX))
 }

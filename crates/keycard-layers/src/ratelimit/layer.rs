@@ -2,12 +2,13 @@
 
 use std::sync::Arc;
 
-use keycard_core::ratelimit::RateLimiter;
-use keycard_core::vars::{Template, TemplateError};
+use keycard_core::ratelimit::{Buckets, Quotas, RateLimiter};
+use keycard_core::vars::TemplateError;
 
-use super::config::{Config, DEFAULT_PATTERN_CACHE, PatternCache, RateLimitHeaders};
+use super::config::{Config, RateLimitHeaders};
 
-/// Limits requests per bucket with the session's `rate` / `per`. Stack it inside
+/// Limits requests per bucket with the session's `rate` / `per` and quota (`quota_max`,
+/// `quota_renewal_rate`). Stack it inside
 /// [`SessionLoadLayer`](crate::auth::SessionLoadLayer). See the [module docs](super).
 #[derive(Clone)]
 pub struct RateLimitLayer {
@@ -26,9 +27,9 @@ impl RateLimitLayer {
         Self {
             config: Arc::new(Config {
                 limiter,
-                pattern: None,
-                patterns: PatternCache::new(DEFAULT_PATTERN_CACHE),
+                buckets: Arc::new(Buckets::new()),
                 headers: RateLimitHeaders::default(),
+                ietf: false,
                 fail_open: false,
             }),
         }
@@ -39,9 +40,9 @@ impl RateLimitLayer {
             Ok(config) => config,
             Err(shared) => Config {
                 limiter: shared.limiter.clone(),
-                pattern: shared.pattern.clone(),
-                patterns: PatternCache::new(shared.patterns.capacity),
+                buckets: Arc::new(shared.buckets.fresh_copy()),
                 headers: shared.headers,
+                ietf: shared.ietf,
                 fail_open: shared.fail_open,
             },
         };
@@ -49,6 +50,14 @@ impl RateLimitLayer {
         Self {
             config: Arc::new(config),
         }
+    }
+
+    fn map_buckets(self, f: impl FnOnce(Buckets) -> Buckets) -> Self {
+        self.map(|config| {
+            let buckets = Arc::try_unwrap(std::mem::take(&mut config.buckets))
+                .unwrap_or_else(|shared| shared.fresh_copy());
+            config.buckets = Arc::new(f(buckets));
+        })
     }
 
     /// The bucket pattern for sessions without a `rate_limit_pattern` of their own: a template
@@ -60,13 +69,22 @@ impl RateLimitLayer {
     /// # Errors
     /// When `pattern` is not a valid template.
     pub fn pattern(self, pattern: &str) -> Result<Self, TemplateError> {
-        let template = Arc::new(Template::parse(pattern)?);
-        Ok(self.map(|config| config.pattern = Some(template)))
+        let buckets = self.config.buckets.fresh_copy().pattern(pattern)?;
+        Ok(self.map(|config| config.buckets = Arc::new(buckets)))
     }
 
-    /// Which rate-limit headers responses carry (default [`RateLimitHeaders::RateLimits`]).
+    /// Which `X-RateLimit-*` headers responses carry (default [`RateLimitHeaders::Quotas`],
+    /// Tyk's default).
     pub fn headers(self, headers: RateLimitHeaders) -> Self {
         self.map(|config| config.headers = headers)
+    }
+
+    /// Also send the IETF draft fields (draft-ietf-httpapi-ratelimit-headers-09):
+    /// `RateLimit-Policy: "rate";q=100;w=60, "quota";q=1000;w=86400` and
+    /// `RateLimit: "rate";r=42;t=17, "quota";r=990;t=3600`, on every response of a limited
+    /// session, 429s and 403s included. Off by default.
+    pub fn ietf_headers(self) -> Self {
+        self.map(|config| config.ietf = true)
     }
 
     /// When the limiter fails (Redis down), log it and let the request through instead of
@@ -76,8 +94,25 @@ impl RateLimitLayer {
     }
 
     /// At most `capacity` distinct session patterns kept compiled (default
-    /// [`DEFAULT_PATTERN_CACHE`]).
+    /// [`DEFAULT_PATTERN_CACHE`](keycard_core::ratelimit::DEFAULT_PATTERN_CACHE)).
     pub fn pattern_cache_capacity(self, capacity: usize) -> Self {
-        self.map(|config| config.patterns = PatternCache::new(capacity.max(1)))
+        self.map_buckets(|buckets| buckets.pattern_cache_capacity(capacity))
+    }
+
+    /// The quotas this layer counts, for the admin API (live `quota_remaining`, quota reset):
+    /// the same limiter and bucket rules.
+    pub fn quotas(&self) -> Quotas {
+        Quotas::new(self.config.limiter.clone(), self.config.buckets.clone())
+    }
+}
+
+impl std::fmt::Debug for RateLimitLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimitLayer")
+            .field("buckets", &self.config.buckets)
+            .field("headers", &self.config.headers)
+            .field("ietf", &self.config.ietf)
+            .field("fail_open", &self.config.fail_open)
+            .finish_non_exhaustive()
     }
 }

@@ -1,21 +1,26 @@
-//! Rate limiting keyed by the session (reference: `docs/ratelimit.md` in the repository).
+//! Rate limits and quotas keyed by the session (reference: `docs/ratelimit.md` in the
+//! repository).
 //!
-//! [`RateLimitLayer`] reads the limit from the request's session — Tyk's `rate` requests per
-//! `per` seconds, after policies; `rate <= 0` disables it, as in Tyk — and counts the request in
-//! a bucket of a [`RateLimiter`](keycard_core::ratelimit::RateLimiter):
+//! [`RateLimitLayer`] reads the limits from the request's session, after policies — Tyk's
+//! `rate` requests per `per` seconds (`rate <= 0` disables it) and `quota_max` requests per
+//! `quota_renewal_rate` seconds (`quota_max <= 0` disables it; a renewal rate of 0 never renews)
+//! — and counts the request in a bucket of a [`RateLimiter`](keycard_core::ratelimit::RateLimiter):
 //!
 //! - the **bucket** is the key's own by default; a session's `meta_data.rate_limit_pattern`
 //!   (set on the key or by a policy), or else the layer's [`pattern`](RateLimitLayer::pattern),
 //!   is a template over `$tyk_meta` / `$tyk_context` whose value names a shared bucket
-//!   (`$tyk_meta.org_id`: one bucket per organisation). Each distinct pattern is compiled once.
-//!   When every variable of the pattern is missing, the bucket is the key's own (Tyk would put
-//!   all such sessions in one bucket named by the pattern's literals, such as `"|"`).
-//! - over the limit: 429 `{"error":"Rate Limit Exceeded"}` (Tyk's text) with `Retry-After`;
-//! - headers ([`RateLimitHeaders`]): Tyk's `rate_limits` mode — `X-RateLimit-Limit`,
-//!   `X-RateLimit-Remaining`, `X-RateLimit-Reset` (unix seconds) — on 429s and on admitted
-//!   responses;
+//!   (`$tyk_meta.org_id`: one bucket per organisation), for the rate and the quota alike. Each
+//!   distinct pattern is compiled once. When every variable of the pattern is missing, the
+//!   bucket is the key's own (Tyk would put all such sessions in one bucket named by the
+//!   pattern's literals, such as `"|"`).
+//! - over the rate: 429 `{"error":"Rate Limit Exceeded"}` (Tyk's text) with `Retry-After`;
+//!   quota used up: 403 `{"error":"Quota exceeded"}`; a refused request is counted by neither;
+//! - headers ([`RateLimitHeaders`]): Tyk's two modes — `quotas` (the default: the quota on
+//!   admitted responses) and `rate_limits` (the rate, on 429s too) — and the IETF draft's
+//!   `RateLimit-Policy` / `RateLimit` with [`ietf_headers`](RateLimitLayer::ietf_headers);
 //! - admitted requests carry the decision as context values for later stages and the handler:
-//!   `$tyk_context.rate_limit_limit`, `rate_limit_remaining`, `rate_limit_reset` (as Tyk);
+//!   `$tyk_context.rate_limit_limit`, `rate_limit_remaining`, `rate_limit_reset`,
+//!   `quota_limit`, `quota_remaining`, `quota_reset` (as Tyk);
 //! - the limiter failing (Redis down): 503 `{"error":"Rate limiter unavailable"}`, logged with
 //!   the cause, or the request goes on with [`fail_open`](RateLimitLayer::fail_open).
 //!
@@ -30,7 +35,7 @@
 //! use keycard_core::session::SessionRecord;
 //! use keycard_core::store::{MemoryStore, SessionStore};
 //! use keycard_layers::auth::SessionLoadLayer;
-//! use keycard_layers::ratelimit::RateLimitLayer;
+//! use keycard_layers::ratelimit::{RateLimitHeaders, RateLimitLayer};
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -43,7 +48,7 @@
 //! let app = Router::new().route("/", get(|| async { "ok" })).layer(
 //!     ServiceBuilder::new()
 //!         .layer(SessionLoadLayer::new(store))
-//!         .layer(RateLimitLayer::new(MemoryRateLimiter::new())),
+//!         .layer(RateLimitLayer::new(MemoryRateLimiter::new()).headers(RateLimitHeaders::RateLimits)),
 //! );
 //!
 //! let request = || Request::get("/").header("authorization", "secret-key").body(axum::body::Body::empty()).unwrap();
@@ -65,7 +70,7 @@ mod service;
 #[cfg(test)]
 mod tests;
 
-pub use config::{DEFAULT_PATTERN_CACHE, PATTERN_KEY, RateLimitHeaders};
+pub use config::RateLimitHeaders;
 pub use future::ResponseFuture;
 pub use layer::RateLimitLayer;
 pub use service::RateLimit;

@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Request, Response};
-use keycard_core::ratelimit::Limit;
+use keycard_core::ratelimit::Limits;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -72,15 +72,18 @@ where
         };
         let config = &self.config;
         let checked = session.with_record(|record| {
-            let limit = Limit::from_tyk(record.rate, record.per)?;
+            let limits = Limits::of(record);
+            if limits.is_empty() {
+                return None;
+            }
             let vars = RequestVars::new(&request, Some(&record.meta_data));
-            Some((config.bucket(record, &vars), limit))
+            Some((config.buckets.bucket(record, &vars), limits))
         });
-        let Some((bucket, limit)) = checked else {
+        let Some((bucket, limits)) = checked else {
             return ResponseFuture::inner(self.inner.call(request), None, config);
         };
         let limiter = config.limiter.clone();
-        let check: CheckFuture = Box::pin(async move { limiter.check(&bucket, limit).await });
+        let check: CheckFuture = Box::pin(async move { limiter.check(&bucket, limits).await });
         // The clone that was driven to readiness is the one that gets the call.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);

@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::routing::get;
 use http::{HeaderMap, Request, StatusCode};
 use keycard_core::ratelimit::{
-    Decision, Limit, LimiterFuture, ManualClock, MemoryRateLimiter, RateLimiter,
+    Decision, LimiterFuture, Limits, ManualClock, MemoryRateLimiter, Quota, QuotaState, RateLimiter,
 };
 use keycard_core::session::{SessionRecord, unix_now};
 use keycard_core::store::{MemoryStore, SessionStore, StoreError};
@@ -58,7 +58,8 @@ async fn passed(app: &Router, key: &str, times: usize) -> usize {
 #[tokio::test]
 async fn over_the_limit_gets_429_with_tyk_body_and_headers() {
     let store = store(&[("key-a", 2.0, json!({}))]).await;
-    let app = app(store, RateLimitLayer::new(MemoryRateLimiter::new()));
+    let layer = RateLimitLayer::new(MemoryRateLimiter::new()).headers(RateLimitHeaders::RateLimits);
+    let app = app(store, layer);
     let (status, headers, _) = call(&app, "key-a").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["x-ratelimit-limit"], "2");
@@ -176,8 +177,16 @@ fn invalid_layer_pattern_fails_at_build_time() {
 struct Down;
 
 impl RateLimiter for Down {
-    fn check<'a>(&'a self, _: &'a str, _: Limit) -> LimiterFuture<'a> {
+    fn check<'a>(&'a self, _: &'a str, _: Limits) -> LimiterFuture<'a> {
         Box::pin(async { Err::<Decision, _>(StoreError::unavailable("connection refused")) })
+    }
+
+    fn quota<'a>(&'a self, _: &'a str, _: Quota) -> LimiterFuture<'a, QuotaState> {
+        Box::pin(async { Err(StoreError::unavailable("connection refused")) })
+    }
+
+    fn reset_quota<'a>(&'a self, _: &'a str) -> LimiterFuture<'a, ()> {
+        Box::pin(async { Err(StoreError::unavailable("connection refused")) })
     }
 }
 
@@ -270,4 +279,134 @@ async fn admitted_requests_see_the_decision_as_context_values() {
     let (status, _, body) = call(&app, "key-a").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, json!(["5", "4", true]));
+}
+
+async fn quota_store(key: &str, rate: f64, quota_max: i64, renewal: i64) -> MemoryStore {
+    let store = MemoryStore::new();
+    let mut record = SessionRecord::for_key(key);
+    (record.rate, record.per) = (rate, 60.0);
+    (record.quota_max, record.quota_renewal_rate) = (quota_max, renewal);
+    store.create(record).await.unwrap();
+    store
+}
+
+#[tokio::test]
+async fn quota_used_up_is_tyk_403_and_quota_headers_are_the_default() {
+    let store = quota_store("key-q", 0.0, 2, 3600).await;
+    let app = app(store, RateLimitLayer::new(MemoryRateLimiter::new()));
+    let (status, headers, _) = call(&app, "key-q").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-ratelimit-limit"], "2");
+    assert_eq!(headers["x-ratelimit-remaining"], "1");
+    let reset: i64 = headers["x-ratelimit-reset"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((unix_now() + 3599..=unix_now() + 3601).contains(&reset));
+    assert_eq!(call(&app, "key-q").await.0, StatusCode::OK);
+
+    let (status, headers, body) = call(&app, "key-q").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body, json!({"error": "Quota exceeded"}));
+    assert_eq!(headers["content-type"], "application/json");
+    assert!(
+        headers.get("x-ratelimit-limit").is_none(),
+        "Tyk sends quota headers on proxied responses only"
+    );
+    assert!(headers.get("retry-after").is_none());
+}
+
+#[tokio::test]
+async fn quota_renews_on_the_limiter_clock() {
+    let store = quota_store("key-q", 0.0, 1, 10).await;
+    let clock = ManualClock::new();
+    let limiter = MemoryRateLimiter::new().clock(clock.clone());
+    let app = app(store, RateLimitLayer::new(limiter));
+    assert_eq!(passed(&app, "key-q", 3).await, 1);
+    clock.advance(Duration::from_secs(9));
+    assert_eq!(passed(&app, "key-q", 1).await, 0);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(passed(&app, "key-q", 3).await, 1, "a new period");
+}
+
+#[tokio::test]
+async fn rate_limited_before_the_quota_is_counted() {
+    let store = quota_store("key-rq", 1.0, 5, 0).await;
+    let limiter = MemoryRateLimiter::new();
+    let layer = RateLimitLayer::new(limiter.clone()).headers(RateLimitHeaders::RateLimits);
+    let app = app(store, layer);
+    assert_eq!(call(&app, "key-rq").await.0, StatusCode::OK);
+    let (status, headers, body) = call(&app, "key-rq").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(body, json!({"error": "Rate Limit Exceeded"}));
+    assert_eq!(headers["x-ratelimit-limit"], "1", "rate_limits mode");
+    let record = SessionRecord::for_key("key-rq");
+    let bucket = keycard_core::ratelimit::Buckets::key_bucket(&record.key_id);
+    assert_eq!(
+        limiter.quota_now(&bucket, Quota::new(5, None)).remaining,
+        4,
+        "the 429 did not use quota"
+    );
+}
+
+#[tokio::test]
+async fn ietf_draft_headers_name_each_limit() {
+    let store = quota_store("key-i", 10.0, 100, 3600).await;
+    let layer = RateLimitLayer::new(MemoryRateLimiter::new())
+        .headers(RateLimitHeaders::Off)
+        .ietf_headers();
+    let app = app(store, layer);
+    let (status, headers, _) = call(&app, "key-i").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers["ratelimit-policy"],
+        r#""rate";q=10;w=60, "quota";q=100;w=3600"#
+    );
+    assert_eq!(
+        headers["ratelimit"],
+        r#""rate";r=9;t=60, "quota";r=99;t=3600"#
+    );
+    assert!(headers.get("x-ratelimit-limit").is_none());
+}
+
+#[tokio::test]
+async fn ietf_draft_headers_on_a_429_and_without_renewal() {
+    let store = quota_store("key-i", 1.0, 5, 0).await;
+    let layer = RateLimitLayer::new(MemoryRateLimiter::new()).ietf_headers();
+    let app = app(store, layer);
+    let (_, headers, _) = call(&app, "key-i").await;
+    assert_eq!(
+        headers["ratelimit-policy"],
+        r#""rate";q=1;w=60, "quota";q=5"#
+    );
+    assert_eq!(headers["ratelimit"], r#""rate";r=0;t=60, "quota";r=4"#);
+    let (status, headers, _) = call(&app, "key-i").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(headers["ratelimit"], r#""rate";r=0;t=60, "quota";r=4"#);
+}
+
+#[tokio::test]
+async fn admitted_requests_see_the_quota_as_context_values() {
+    use crate::context::ContextValues;
+    let store = quota_store("key-c", 0.0, 7, 60).await;
+    let app = Router::new()
+        .route(
+            "/",
+            get(
+                |axum::Extension(values): axum::Extension<ContextValues>| async move {
+                    axum::Json(json!([
+                        values.get("quota_limit"),
+                        values.get("quota_remaining"),
+                        values.get("quota_reset").is_some(),
+                        values.get("rate_limit_limit"),
+                    ]))
+                },
+            ),
+        )
+        .layer(RateLimitLayer::new(MemoryRateLimiter::new()))
+        .layer(SessionLoadLayer::new(store));
+    let (status, _, body) = call(&app, "key-c").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!(["7", "6", true, null]));
 }
