@@ -17,7 +17,7 @@ exe=target/release/loadtest
 out=target/callgrind
 configs=("$@")
 if [ ${#configs[@]} -eq 0 ]; then
-    configs=(bare-axum keycard-memory keycard-redis keycard-redis-cached tower-sessions-memory tower-sessions-redis)
+    configs=(bare-axum keycard-memory keycard-redis keycard-redis-cached keycard-memory-ratelimit keycard-redis-ratelimit keycard-redis-cached-ratelimit tower-sessions-memory tower-sessions-redis)
 fi
 for tool in valgrind callgrind_annotate wrk curl taskset; do
     command -v "$tool" >/dev/null || { echo "callgrind.sh: $tool is missing (apt-get install valgrind wrk curl util-linux)" >&2; exit 1; }

@@ -68,6 +68,11 @@ fn serve(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
                     axum::ServiceExt::<axum::extract::Request>::into_make_service(stack);
                 axum::serve(listener, make_service).await?;
             }
+            servers::App::KeycardLimited(stack) => {
+                let make_service =
+                    axum::ServiceExt::<axum::extract::Request>::into_make_service(stack);
+                axum::serve(listener, make_service).await?;
+            }
         }
         Ok(())
     })

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use keycard::prelude::*;
-use keycard::redis::{CacheConfig, RedisStore};
+use keycard::redis::{CacheConfig, RedisRateLimiter, RedisStore};
 use keycard::{Identity, KeycardService};
 use serde_json::{Value, json};
 
@@ -27,6 +27,12 @@ pub(crate) enum Config {
     KeycardRedis,
     /// keycard's full stack on RedisStore with the local cache.
     KeycardRedisCached,
+    /// keycard-memory with the rate-limit stage (sliding window and a quota, in memory).
+    KeycardMemoryRateLimit,
+    /// keycard-redis with the rate-limit stage on Redis.
+    KeycardRedisRateLimit,
+    /// keycard-redis-cached with the rate-limit stage on Redis.
+    KeycardRedisCachedRateLimit,
     /// tower-sessions with its in-memory store: the peer.
     TowerSessionsMemory,
     /// tower-sessions with tower-sessions-redis-store: the Redis peer.
@@ -35,11 +41,14 @@ pub(crate) enum Config {
 
 impl Config {
     /// Every configuration, in table order.
-    pub(crate) const ALL: [Config; 6] = [
+    pub(crate) const ALL: [Config; 9] = [
         Self::Bare,
         Self::KeycardMemory,
         Self::KeycardRedis,
         Self::KeycardRedisCached,
+        Self::KeycardMemoryRateLimit,
+        Self::KeycardRedisRateLimit,
+        Self::KeycardRedisCachedRateLimit,
         Self::TowerSessionsMemory,
         Self::TowerSessionsRedis,
     ];
@@ -51,6 +60,9 @@ impl Config {
             Self::KeycardMemory => "keycard-memory",
             Self::KeycardRedis => "keycard-redis",
             Self::KeycardRedisCached => "keycard-redis-cached",
+            Self::KeycardMemoryRateLimit => "keycard-memory-ratelimit",
+            Self::KeycardRedisRateLimit => "keycard-redis-ratelimit",
+            Self::KeycardRedisCachedRateLimit => "keycard-redis-cached-ratelimit",
             Self::TowerSessionsMemory => "tower-sessions-memory",
             Self::TowerSessionsRedis => "tower-sessions-redis",
         }
@@ -66,6 +78,15 @@ impl Config {
             Self::KeycardRedis => "the same stack on RedisStore (fred, no local cache)",
             Self::KeycardRedisCached => {
                 "the same stack on RedisStore with the local cache (client tracking)"
+            }
+            Self::KeycardMemoryRateLimit => {
+                "keycard-memory + RateLimitLayer (sliding window + quota, MemoryRateLimiter)"
+            }
+            Self::KeycardRedisRateLimit => {
+                "keycard-redis + RateLimitLayer (sliding window + quota, RedisRateLimiter)"
+            }
+            Self::KeycardRedisCachedRateLimit => {
+                "keycard-redis-cached + RateLimitLayer (RedisRateLimiter)"
             }
             Self::TowerSessionsMemory => {
                 "tower-sessions 0.14 MemoryStore; handler reads 3 values, sets 3 headers"
@@ -111,12 +132,25 @@ pub(crate) struct Server {
 pub(crate) enum App {
     Router(Router),
     Keycard(KeycardStack),
+    KeycardLimited(KeycardLimitedStack),
 }
 
 /// [`Keycard`] with a rewrite and request headers around the router (served as the service
 /// itself, not wrapped back into a `Router`).
 pub(crate) type KeycardStack =
     KeycardService<Router, Identity, UrlRewriteLayer, InjectHeadersLayer>;
+
+/// [`KeycardStack`] with the rate-limit stage.
+pub(crate) type KeycardLimitedStack = KeycardService<
+    Router,
+    Identity,
+    UrlRewriteLayer,
+    InjectHeadersLayer,
+    Identity,
+    Identity,
+    Identity,
+    RateLimitLayer,
+>;
 
 impl Server {
     fn app(app: Router) -> Self {
@@ -135,9 +169,19 @@ pub(crate) async fn server(config: Config) -> Result<Server, Box<dyn std::error:
                 .route("/hello", get(|| async { hello_body() }))
                 .route("/visit", post(|| async { hello_body() })),
         ),
-        Config::KeycardMemory => keycard_server(seeded_memory_store().await?)?,
-        Config::KeycardRedis => keycard_server(seeded_redis_store(false).await?)?,
-        Config::KeycardRedisCached => keycard_server(seeded_redis_store(true).await?)?,
+        Config::KeycardMemory => keycard_server(seeded_memory_store().await?, None)?,
+        Config::KeycardRedis => keycard_server(seeded_redis_store(false).await?, None)?,
+        Config::KeycardRedisCached => keycard_server(seeded_redis_store(true).await?, None)?,
+        Config::KeycardMemoryRateLimit => {
+            let limiter = RateLimitLayer::new(MemoryRateLimiter::new());
+            keycard_server(seeded_memory_store().await?, Some(limiter))?
+        }
+        Config::KeycardRedisRateLimit | Config::KeycardRedisCachedRateLimit => {
+            let cached = config == Config::KeycardRedisCachedRateLimit;
+            let store = seeded_redis_store(cached).await?;
+            let limiter = RateLimitLayer::new(RedisRateLimiter::new(&store));
+            keycard_server(store, Some(limiter))?
+        }
         Config::TowerSessionsMemory => Server::app(tower_sessions_router()),
         Config::TowerSessionsRedis => Server::app(tower_sessions_redis_router().await?),
     })
@@ -150,9 +194,18 @@ fn bench_metadata() -> Value {
     })
 }
 
+/// The bench session: the metadata, and a rate and quota that a run never reaches (so the
+/// rate-limit configurations count every request and refuse none; the others ignore them).
+fn bench_session() -> SessionRecord {
+    let mut session = SessionRecord::for_key(BENCH_KEY).metadata(bench_metadata());
+    (session.rate, session.per) = (1e9, 1.0);
+    (session.quota_max, session.quota_renewal_rate) = (i64::MAX, 3600);
+    session
+}
+
 async fn seeded_memory_store() -> Result<MemoryStore, Box<dyn std::error::Error>> {
     let store = MemoryStore::new();
-    store.insert_key(BENCH_KEY, bench_metadata())?;
+    store.create(bench_session()).await?;
     Ok(store)
 }
 
@@ -171,9 +224,7 @@ async fn seeded_redis_store(cache: bool) -> Result<RedisStore, Box<dyn std::erro
         builder = builder.cache(CacheConfig::default());
     }
     let store = builder.connect().await?;
-    let session = SessionRecord::for_key(BENCH_KEY)
-        .metadata(bench_metadata())
-        .with_expires(keycard::session::unix_now() + 3600);
+    let session = bench_session().with_expires(keycard::session::unix_now() + 3600);
     store.create(session).await?;
     Ok(store)
 }
@@ -186,6 +237,7 @@ async fn seeded_redis_store(cache: bool) -> Result<RedisStore, Box<dyn std::erro
 /// the two), and deletes the session on `POST /__cleanup`.
 fn keycard_server<St: SessionStore + Clone>(
     store: St,
+    rate_limit: Option<RateLimitLayer>,
 ) -> Result<Server, Box<dyn std::error::Error>> {
     let inject = InjectHeadersLayer::request()
         .set("x-user-id", "$tyk_meta.user_id")
@@ -216,7 +268,10 @@ fn keycard_server<St: SessionStore + Clone>(
     let keycard = Keycard::new(store.clone())
         .rewrite(rewrite)
         .request_headers(inject);
-    let app = App::Keycard(keycard.layer(routes));
+    let app = match rate_limit {
+        Some(layer) => App::KeycardLimited(keycard.rate_limit(layer).layer(routes)),
+        None => App::Keycard(keycard.layer(routes)),
+    };
     let stats_store = store.clone();
     let control = Router::new()
         .route(

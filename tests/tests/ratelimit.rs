@@ -1,14 +1,16 @@
-//! The rate-limit stage over real HTTP: exactly N of 1000 concurrent requests pass (memory, two
-//! instances on one Redis, a Redis cluster), `rate_limit_pattern` buckets per organisation and
-//! its per-key fallback, Tyk's 429, the window sliding on Redis' clock, and Redis going away
-//! (503 JSON) and coming back.
+//! The rate-limit stage over real HTTP: exactly N of 1000 concurrent requests pass, for a rate
+//! (sliding window and GCRA) and for a quota (memory, two instances on one Redis, a Redis
+//! cluster), `rate_limit_pattern` buckets per organisation and its per-key fallback, Tyk's 429
+//! and 403, the window sliding and the quota renewing on Redis' clock, quotas surviving a
+//! restart, the admin API's live `quota_remaining` and reset, and Redis going away mid-run
+//! (503 JSON) and coming back within 2 s.
 
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
 use keycard::prelude::*;
-use keycard::ratelimit::RateLimiter;
+use keycard::ratelimit::{Algorithm, RateLimitHeaders, RateLimiter};
 use keycard::redis::{RedisRateLimiter, RedisStore};
 use keycard_tests::http::{Client, spawn};
 use keycard_tests::redis_support::{RedisCluster, RedisServer, connect, redis_url, unique_prefix};
@@ -29,6 +31,13 @@ fn session(key: &str, rate: f64, per: f64, meta: Value) -> SessionRecord {
     record
 }
 
+/// A session for `key` with a quota of `max` requests per `renewal` seconds and no rate.
+fn quota_session(key: &str, max: i64, renewal: i64) -> SessionRecord {
+    let mut record = SessionRecord::for_key(key);
+    (record.quota_max, record.quota_renewal_rate) = (max, renewal);
+    record
+}
+
 /// An instance: the stack over `store` with `limiter`, served on loopback.
 async fn instance(store: impl SessionStore, limiter: impl RateLimiter) -> Client {
     let keycard = Keycard::new(store).rate_limit(RateLimitLayer::new(limiter));
@@ -36,7 +45,7 @@ async fn instance(store: impl SessionStore, limiter: impl RateLimiter) -> Client
 }
 
 /// Sends `n` concurrent `GET /` with `key`, spread over `clients`; returns how many passed.
-/// Every answer must be 200 or 429; the whole run is bounded in time.
+/// Every answer must be 200, 429 or 403; the whole run is bounded in time.
 async fn concurrent_gets(clients: &[Client], key: &str, n: usize) -> usize {
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..n {
@@ -51,7 +60,10 @@ async fn concurrent_gets(clients: &[Client], key: &str, n: usize) -> usize {
         .expect("the requests finish within 120 s")
     {
         let status = status.unwrap().as_u16();
-        assert!(status == 200 || status == 429, "unexpected status {status}");
+        assert!(
+            [200, 429, 403].contains(&status),
+            "unexpected status {status}"
+        );
         passed += usize::from(status == 200);
         done += 1;
     }
@@ -83,6 +95,24 @@ async fn exactly_100_of_1000_concurrent_requests_pass_on_memory() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_100_of_1000_concurrent_requests_pass_a_quota_and_a_gcra_rate_on_memory() {
+    let store = MemoryStore::new();
+    store
+        .create(quota_session("q-mem", 100, 3600))
+        .await
+        .unwrap();
+    store
+        .create(session("gcra-mem", 100.0, 3600.0, json!({})))
+        .await
+        .unwrap();
+    let client = instance(store.clone(), MemoryRateLimiter::new()).await;
+    assert_eq!(concurrent_gets(&[client], "q-mem", 1000).await, 100);
+    let gcra = MemoryRateLimiter::new().algorithm(Algorithm::Gcra);
+    let client = instance(store, gcra).await;
+    assert_eq!(concurrent_gets(&[client], "gcra-mem", 1000).await, 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_100_of_1000_concurrent_requests_pass_across_two_instances_on_redis() {
     let prefix = unique_prefix("ratelimit-two");
     let a = connect(RedisStore::url(&redis_url()).unwrap().prefix(&prefix)).await;
@@ -95,6 +125,26 @@ async fn exactly_100_of_1000_concurrent_requests_pass_across_two_instances_on_re
         instance(b.clone(), RedisRateLimiter::new(&b)).await,
     ];
     assert_eq!(concurrent_gets(&clients, "rl-redis", 1000).await, 100);
+
+    // The same for a quota, and for a GCRA rate.
+    a.create(quota_session("q-redis", 100, 3600)).await.unwrap();
+    assert_eq!(concurrent_gets(&clients, "q-redis", 1000).await, 100);
+    a.create(session("gcra-redis", 100.0, 3600.0, json!({})))
+        .await
+        .unwrap();
+    let gcra = [
+        instance(
+            a.clone(),
+            RedisRateLimiter::new(&a).algorithm(Algorithm::Gcra),
+        )
+        .await,
+        instance(
+            b.clone(),
+            RedisRateLimiter::new(&b).algorithm(Algorithm::Gcra),
+        )
+        .await,
+    ];
+    assert_eq!(concurrent_gets(&gcra, "gcra-redis", 1000).await, 100);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,6 +165,10 @@ async fn exactly_100_of_1000_concurrent_requests_pass_on_a_redis_cluster() {
         instance(b.clone(), RedisRateLimiter::new(&b)).await,
     ];
     assert_eq!(concurrent_gets(&clients, "rl-cluster", 1000).await, 100);
+    a.create(quota_session("q-cluster", 100, 3600))
+        .await
+        .unwrap();
+    assert_eq!(concurrent_gets(&clients, "q-cluster", 1000).await, 100);
     drop(cluster);
 }
 
@@ -172,7 +226,9 @@ async fn refused_request_is_tyk_429_with_retry_after_and_rate_limit_headers() {
         .create(session("rl-429", 1.0, 30.0, json!({})))
         .await
         .unwrap();
-    let client = instance(store, MemoryRateLimiter::new()).await;
+    // Tyk's `rate_limits` header mode: the rate's headers, on the 429 too.
+    let layer = RateLimitLayer::new(MemoryRateLimiter::new()).headers(RateLimitHeaders::RateLimits);
+    let client = Client::new(spawn(Keycard::new(store).rate_limit(layer).wrap(routes())).await);
     let header = auth("rl-429");
     let first = client.get("/", &[("authorization", &header)]).await;
     assert_eq!(first.status, 200);
@@ -216,8 +272,37 @@ async fn redis_window_slides_on_the_server_clock() {
     assert_eq!(sequential_gets(&client, "rl-slide", 3).await, 2);
 }
 
+/// Requests from a background task, one after another, until told to stop (or 60 s): every
+/// status seen, with when it was seen.
+fn hammer(
+    client: Client,
+    key: &str,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<Vec<(std::time::Instant, u16, Value)>>,
+) {
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let header = auth(key);
+    let task = tokio::spawn(async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        while !*stopped.borrow_and_update() && std::time::Instant::now() < deadline {
+            let response = client.get("/", &[("authorization", &header)]).await;
+            let body = if response.status == 200 {
+                Value::Null
+            } else {
+                response.json()
+            };
+            seen.push((std::time::Instant::now(), response.status.as_u16(), body));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        seen
+    });
+    (stop, task)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_unavailable_is_503_json_and_limits_again_once_it_is_back() {
+async fn redis_stopped_mid_run_is_503_json_and_limits_again_within_2_s_of_its_return() {
     let mut server = RedisServer::start();
     let limiter_store = connect(
         RedisStore::url(&server.url())
@@ -228,32 +313,210 @@ async fn redis_unavailable_is_503_json_and_limits_again_once_it_is_back() {
     )
     .await;
     let sessions = MemoryStore::new();
-    sessions
-        .create(session("rl-down", 100.0, 60.0, json!({})))
-        .await
-        .unwrap();
+    let mut record = session("rl-down", 1_000_000.0, 60.0, json!({}));
+    (record.quota_max, record.quota_renewal_rate) = (1_000_000, 3600);
+    sessions.create(record).await.unwrap();
     let client = instance(sessions, RedisRateLimiter::new(&limiter_store)).await;
-    let header = auth("rl-down");
+
+    let (stop, run) = hammer(client, "rl-down");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    server.restart();
+    let back_at = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    stop.send(true).unwrap();
+    let seen = run.await.unwrap();
+
+    assert_eq!(
+        seen.first().map(|s| s.1),
+        Some(200),
+        "limits while Redis is up"
+    );
+    let mut saw_503 = false;
+    for (_, status, body) in &seen {
+        assert!([200, 503].contains(status), "unexpected {status} {body}");
+        if *status == 503 {
+            assert_eq!(body, &json!({"error": "Rate limiter unavailable"}));
+            saw_503 = true;
+        }
+    }
+    assert!(saw_503, "Redis was down for a second: some request saw it");
+    let first_ok = seen
+        .iter()
+        .find(|(at, status, _)| *at > back_at && *status == 200)
+        .map(|(at, ..)| at.duration_since(back_at))
+        .expect("a request passed after Redis returned");
+    assert!(
+        first_ok <= Duration::from_secs(2),
+        "back {first_ok:?} after Redis returned"
+    );
+    let last_503 = seen.iter().rposition(|s| s.1 == 503).unwrap();
+    assert!(
+        seen[last_503 + 1..].iter().all(|s| s.1 == 200),
+        "once back, it stays back"
+    );
+}
+
+/// A store and a limiter on the shared Redis under a fresh prefix.
+async fn redis_store(test: &str) -> RedisStore {
+    connect(
+        RedisStore::url(&redis_url())
+            .unwrap()
+            .prefix(unique_prefix(test)),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn quota_is_tyk_403_renews_on_the_redis_clock_and_survives_a_restart() {
+    let store = redis_store("ratelimit-quota").await;
+    store.create(quota_session("q-renew", 2, 1)).await.unwrap();
+    let client = instance(store.clone(), RedisRateLimiter::new(&store)).await;
+    let header = auth("q-renew");
+    let first = client.get("/", &[("authorization", &header)]).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.headers["x-ratelimit-limit"], "2", "Tyk's quotas mode");
+    assert_eq!(first.headers["x-ratelimit-remaining"], "1");
     assert_eq!(
         client.get("/", &[("authorization", &header)]).await.status,
         200
     );
+    let refused = client.get("/", &[("authorization", &header)]).await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(refused.json(), json!({"error": "Quota exceeded"}));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(sequential_gets(&client, "q-renew", 3).await, 2, "renewed");
 
-    server.kill();
-    let down = client.get("/", &[("authorization", &header)]).await;
-    assert_eq!(down.status, 503);
-    assert_eq!(down.json(), json!({"error": "Rate limiter unavailable"}));
+    // A quota that never renews, counted by one instance, then by a new one (a restart).
+    store
+        .create(quota_session("q-restart", 5, 0))
+        .await
+        .unwrap();
+    assert_eq!(sequential_gets(&client, "q-restart", 3).await, 3);
+    drop(client);
+    let again = connect(
+        RedisStore::url(&redis_url())
+            .unwrap()
+            .prefix(store.prefix()),
+    )
+    .await;
+    let client = instance(again.clone(), RedisRateLimiter::new(&again)).await;
+    assert_eq!(
+        sequential_gets(&client, "q-restart", 5).await,
+        2,
+        "the count lives in Redis, not in the process"
+    );
+}
 
-    server.restart();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let back = loop {
-        let status = client.get("/", &[("authorization", &header)]).await.status;
-        if status == 200 || std::time::Instant::now() > deadline {
-            break status;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+#[tokio::test]
+async fn admin_api_shows_the_live_quota_and_resets_it() {
+    const SECRET: &str = "a-tyk-secret-of-enough-length";
+    let store = redis_store("ratelimit-admin").await;
+    let keycard =
+        Keycard::new(store.clone()).rate_limit(RateLimitLayer::new(RedisRateLimiter::new(&store)));
+    let admin = keycard.admin_api().tyk_secret(SECRET).build().unwrap();
+    let admin = Client::new(spawn(admin.into_router()).await);
+    let client = Client::new(spawn(keycard.wrap(routes())).await);
+    let tyk = [
+        ("x-tyk-authorization", SECRET),
+        ("content-type", "application/json"),
+    ];
+    let (admin, tyk) = (&admin, &tyk);
+    let admin_call = |method: http::Method, path: &str, body: &str| {
+        let body = (!body.is_empty()).then(|| bytes::Bytes::from(body.to_owned()));
+        let path = path.to_owned();
+        async move { admin.send(method, &path, tyk, body).await }
     };
-    assert_eq!(back, 200, "limits again within 5 s of Redis returning");
+
+    let key = "quota-admin-key-0001";
+    let created = admin_call(
+        http::Method::POST,
+        &format!("/tyk/keys/{key}"),
+        r#"{"quota_max": 10, "quota_renewal_rate": 3600, "quota_remaining": 10}"#,
+    )
+    .await;
+    assert_eq!(created.status, 200, "{}", created.text());
+    assert_eq!(sequential_gets(&client, key, 3).await, 3);
+
+    let shown = admin_call(http::Method::GET, &format!("/tyk/keys/{key}"), "").await;
+    assert_eq!(
+        shown.json()["quota_remaining"],
+        7,
+        "live, not the stored 10"
+    );
+    let renews = shown.json()["quota_renews"].as_i64().unwrap();
+    let now = keycard::session::unix_now();
+    assert!(
+        (now + 3590..=now + 3601).contains(&renews),
+        "renews {renews}"
+    );
+
+    // A write with suppress_reset=1 keeps the count; one without resets it (Tyk).
+    let body = r#"{"quota_max": 10, "quota_renewal_rate": 3600, "meta_data": {"a": 1}}"#;
+    let put = admin_call(
+        http::Method::PUT,
+        &format!("/tyk/keys/{key}?suppress_reset=1"),
+        body,
+    )
+    .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let shown = admin_call(http::Method::GET, &format!("/tyk/keys/{key}"), "").await;
+    assert_eq!(shown.json()["quota_remaining"], 7);
+    let put = admin_call(http::Method::PUT, &format!("/tyk/keys/{key}"), body).await;
+    assert_eq!(put.status, 200);
+    let shown = admin_call(http::Method::GET, &format!("/tyk/keys/{key}"), "").await;
+    assert_eq!(shown.json()["quota_remaining"], 10);
+
+    // The reset endpoint.
+    assert_eq!(sequential_gets(&client, key, 10).await, 10);
+    assert_eq!(sequential_gets(&client, key, 1).await, 0);
+    let reset = admin_call(http::Method::POST, &format!("/tyk/keys/reset/{key}"), "").await;
+    assert_eq!(reset.status, 200, "{}", reset.text());
+    assert_eq!(reset.json()["action"], "reset");
+    assert_eq!(reset.json()["status"], "ok");
+    assert_eq!(
+        sequential_gets(&client, key, 11).await,
+        10,
+        "a full quota again"
+    );
+    let missing = admin_call(http::Method::POST, "/tyk/keys/reset/no-such-key-here", "").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(
+        missing.json(),
+        json!({"status": "error", "message": "Key not found"})
+    );
+}
+
+#[tokio::test]
+async fn a_pattern_bucket_shares_one_quota_and_its_reset() {
+    const SECRET: &str = "a-tyk-secret-of-enough-length";
+    let store = redis_store("ratelimit-org-quota").await;
+    let keycard =
+        Keycard::new(store.clone()).rate_limit(RateLimitLayer::new(RedisRateLimiter::new(&store)));
+    for key in ["org-quota-a", "org-quota-b"] {
+        let mut record = quota_session(key, 4, 3600)
+            .metadata(json!({"org_id": "o1", "rate_limit_pattern": "$tyk_meta.org_id"}));
+        record.quota_remaining = 4;
+        store.create(record).await.unwrap();
+    }
+    let client = Client::new(spawn(keycard.wrap(routes())).await);
+    assert_eq!(sequential_gets(&client, "org-quota-a", 3).await, 3);
+    assert_eq!(
+        sequential_gets(&client, "org-quota-b", 3).await,
+        1,
+        "one org, one quota"
+    );
+    let admin = keycard.admin_api().tyk_secret(SECRET).build().unwrap();
+    let admin = Client::new(spawn(admin.into_router()).await);
+    let tyk = [("x-tyk-authorization", SECRET)];
+    let reset = admin.post("/tyk/keys/reset/org-quota-a", &tyk).await;
+    assert_eq!(reset.status, 200, "{}", reset.text());
+    assert_eq!(
+        sequential_gets(&client, "org-quota-b", 5).await,
+        4,
+        "the org's quota reset"
+    );
 }
 
 #[tokio::test]
@@ -271,9 +534,9 @@ async fn rate_limit_runs_before_an_after_load_guard_and_both_stay() {
             response
         },
     );
-    let keycard = Keycard::new(store)
-        .after_load(guard)
-        .rate_limit(RateLimitLayer::new(MemoryRateLimiter::new()));
+    let keycard = Keycard::new(store).after_load(guard).rate_limit(
+        RateLimitLayer::new(MemoryRateLimiter::new()).headers(RateLimitHeaders::RateLimits),
+    );
     let client = Client::new(spawn(keycard.wrap(routes())).await);
     let header = auth("rl-guard");
     let first = client.get("/", &[("authorization", &header)]).await;
