@@ -550,3 +550,35 @@ async fn rate_limit_runs_before_an_after_load_guard_and_both_stay() {
         "refused before the guard"
     );
 }
+
+#[tokio::test]
+async fn redis_gcra_refills_one_request_per_interval_and_absurd_rates_stay_exact() {
+    use keycard::ratelimit::{Limit, Limits};
+    let store = redis_store("ratelimit-gcra").await;
+    let limiter = RedisRateLimiter::new(&store).algorithm(Algorithm::Gcra);
+    let limits = Limits::rate(Limit::new(2, Duration::from_millis(1000)));
+    assert!(limiter.check("k:gcra", limits).await.unwrap().allowed());
+    assert!(limiter.check("k:gcra", limits).await.unwrap().allowed());
+    let refused = limiter.check("k:gcra", limits).await.unwrap();
+    assert!(!refused.allowed());
+    let wait = refused.rate.unwrap().reset_after;
+    assert!(
+        wait <= Duration::from_millis(500),
+        "one token every 500 ms, {wait:?}"
+    );
+    tokio::time::sleep(wait + Duration::from_millis(20)).await;
+    assert!(
+        limiter.check("k:gcra", limits).await.unwrap().allowed(),
+        "a token back"
+    );
+    assert!(!limiter.check("k:gcra", limits).await.unwrap().allowed());
+
+    // A rate past 2^53 saturates instead of wrapping in the script; GCRA counts in whole
+    // microseconds, so it admits at most one request per µs (10^6 a second).
+    let absurd = Limits::rate(Limit::from_tyk(1e30, 1.0).unwrap());
+    for (limiter, remaining) in [(RedisRateLimiter::new(&store), 1 << 53), (limiter, 999_999)] {
+        let decision = limiter.check("k:absurd", absurd).await.unwrap();
+        assert!(decision.allowed());
+        assert_eq!(decision.rate.unwrap().remaining, remaining);
+    }
+}

@@ -307,6 +307,14 @@ pub trait RateLimiter: Send + Sync + 'static {
     /// Concurrent checks of one bucket never admit more than a limit between them.
     fn check<'a>(&'a self, bucket: &'a str, limits: Limits) -> LimiterFuture<'a>;
 
+    /// [`check`](Self::check) without a future, for a backend that answers without waiting (an
+    /// in-process one): the layer calls this first and awaits `check` only on `None` (the
+    /// default).
+    fn check_now(&self, bucket: &str, limits: Limits) -> Option<Result<Decision, StoreError>> {
+        let _ = (bucket, limits);
+        None
+    }
+
     /// The quota state of `bucket` under `quota`, counting nothing (the admin API's live
     /// `quota_remaining`).
     fn quota<'a>(&'a self, bucket: &'a str, quota: Quota) -> LimiterFuture<'a, QuotaState>;
@@ -318,6 +326,10 @@ pub trait RateLimiter: Send + Sync + 'static {
 impl<T: RateLimiter + ?Sized> RateLimiter for Arc<T> {
     fn check<'a>(&'a self, bucket: &'a str, limits: Limits) -> LimiterFuture<'a> {
         (**self).check(bucket, limits)
+    }
+
+    fn check_now(&self, bucket: &str, limits: Limits) -> Option<Result<Decision, StoreError>> {
+        (**self).check_now(bucket, limits)
     }
 
     fn quota<'a>(&'a self, bucket: &'a str, quota: Quota) -> LimiterFuture<'a, QuotaState> {

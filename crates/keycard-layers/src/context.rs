@@ -9,7 +9,7 @@
 //! | `headers_<Name>` | the first value of header `Name` (`_` stands for `-`, any case) |
 //! | `request_data_<k>` | the first value of query parameter `k` |
 //! | `cookies_<name>` | cookie `name` (`_` in the variable matches `-` in the cookie name) |
-//! | `rate_limit_limit`, `rate_limit_remaining`, `rate_limit_reset` | the decision of the rate-limit stage, on admitted requests ([`crate::ratelimit`]) |
+//! | `rate_limit_limit`, `rate_limit_remaining`, `rate_limit_reset`, `quota_limit`, `quota_remaining`, `quota_reset` | the decision of the rate-limit stage, on admitted requests ([`RateLimitValues`](crate::ratelimit::RateLimitValues)) |
 //! | `token` | the raw API key — only where the session-load stage was told to expose it (`expose_token`, for Tyk compatibility); empty otherwise |
 //! | anything else | a value put into the request's [`ContextValues`] by a layer or handler |
 //!
@@ -32,6 +32,8 @@ use http::{Extensions, HeaderMap, Request, Uri};
 use keycard_core::key::ApiKey;
 use keycard_core::metadata::Metadata;
 use keycard_core::vars::Vars;
+
+use crate::ratelimit::RateLimitValues;
 
 /// Context values added by layers and handlers, read by `$tyk_context.NAME` (a request extension).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -217,6 +219,18 @@ impl Vars for RequestVars<'_> {
                     .extensions
                     .get::<ApiKey>()
                     .map(|key| Cow::Borrowed(key.expose()));
+            }
+            "rate_limit_limit"
+            | "rate_limit_remaining"
+            | "rate_limit_reset"
+            | "quota_limit"
+            | "quota_remaining"
+            | "quota_reset" => {
+                return self
+                    .extensions
+                    .get::<RateLimitValues>()
+                    .and_then(|values| values.get(name))
+                    .map(Cow::Owned);
             }
             _ => {}
         }

@@ -71,7 +71,7 @@ impl Buckets {
             None => self.pattern.clone(),
         };
         if let Some(value) = template.and_then(|template| resolve(&template, vars)) {
-            return format!("p:{value}");
+            return prefixed("p:", &value);
         }
         Self::key_bucket(&record.key_id)
     }
@@ -84,7 +84,7 @@ impl Buckets {
 
     /// The key's own bucket: `k:<key id>`.
     pub fn key_bucket(key_id: &KeyId) -> String {
-        format!("k:{}", key_id.as_str())
+        prefixed("k:", key_id.as_str())
     }
 
     /// A copy with the same patterns and an empty cache.
@@ -108,6 +108,14 @@ impl std::fmt::Debug for Buckets {
             .field("pattern", &self.pattern.as_ref().map(|p| p.source()))
             .finish_non_exhaustive()
     }
+}
+
+/// `prefix` then `name`, in one allocation of the exact size.
+fn prefixed(prefix: &str, name: &str) -> String {
+    let mut bucket = String::with_capacity(prefix.len() + name.len());
+    bucket.push_str(prefix);
+    bucket.push_str(name);
+    bucket
 }
 
 struct MetaVars<'a>(&'a Metadata);

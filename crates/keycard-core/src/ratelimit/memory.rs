@@ -5,6 +5,8 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::store::StoreError;
+
 use super::{
     Algorithm, Clock, Decision, Limit, LimiterFuture, Limits, Quota, QuotaState, RateLimiter,
     RateState, SystemClock, Verdict,
@@ -161,54 +163,23 @@ impl MemoryRateLimiter {
     }
 
     /// The check, synchronously.
-    pub fn check_now(&self, bucket: &str, limits: Limits) -> Decision {
+    pub fn check_sync(&self, bucket: &str, limits: Limits) -> Decision {
         let inner = &*self.inner;
         let now = nanos(inner.clock.now());
         let mut shard = self.shard(bucket);
-        if !shard.contains_key(bucket) && shard.len() >= inner.per_shard {
+        // One lookup for a known bucket; the key is copied only when the bucket is new.
+        if let Some(entry) = shard.get_mut(bucket) {
+            return count(entry, limits, inner.algorithm, now);
+        }
+        if shard.len() >= inner.per_shard {
             evict(&mut shard, now);
         }
-        // Look up by `&str` first: the key is copied only when the bucket is new.
-        if !shard.contains_key(bucket) {
-            shard.insert(bucket.to_owned(), Bucket::default());
-        }
-        let entry = shard.get_mut(bucket).expect("inserted above");
-        entry.last = now;
-
-        let rate = limits.rate.map(|limit| {
-            entry.window = nanos(limit.window);
-            match inner.algorithm {
-                Algorithm::SlidingWindow => Rate::sliding(entry, limit, now),
-                Algorithm::Gcra => Rate::gcra(entry, limit, now),
-            }
-        });
-        entry.quota.renew(now);
-        let quota_open = limits
-            .quota
-            .is_none_or(|quota| entry.quota.used < quota.max);
-        let verdict = match (&rate, quota_open) {
-            (Some(rate), _) if !rate.admits => Verdict::RateLimited,
-            (_, false) => Verdict::QuotaExceeded,
-            _ => Verdict::Allowed,
-        };
-        let allowed = verdict == Verdict::Allowed;
-        if allowed && let Some(quota) = limits.quota {
-            entry.quota.used += 1;
-            if entry.quota.ends.is_none() {
-                entry.quota.ends = quota
-                    .renewal
-                    .map(|renewal| now.saturating_add(nanos(renewal)));
-            }
-        }
-        Decision {
-            verdict,
-            rate: rate.map(|rate| rate.finish(entry, allowed, now)),
-            quota: limits.quota.map(|quota| entry.quota.state(quota, now)),
-        }
+        let entry = shard.entry(bucket.to_owned()).or_default();
+        count(entry, limits, inner.algorithm, now)
     }
 
     /// [`RateLimiter::quota`], synchronously.
-    pub fn quota_now(&self, bucket: &str, quota: Quota) -> QuotaState {
+    pub fn quota_sync(&self, bucket: &str, quota: Quota) -> QuotaState {
         let now = nanos(self.inner.clock.now());
         let mut counter = self
             .shard(bucket)
@@ -220,10 +191,45 @@ impl MemoryRateLimiter {
     }
 
     /// [`RateLimiter::reset_quota`], synchronously.
-    pub fn reset_quota_now(&self, bucket: &str) {
+    pub fn reset_quota_sync(&self, bucket: &str) {
         if let Some(entry) = self.shard(bucket).get_mut(bucket) {
             entry.quota = Counter::default();
         }
+    }
+}
+
+/// One check of one bucket, under its shard's lock.
+fn count(entry: &mut Bucket, limits: Limits, algorithm: Algorithm, now: u64) -> Decision {
+    entry.last = now;
+    let rate = limits.rate.map(|limit| {
+        entry.window = nanos(limit.window);
+        match algorithm {
+            Algorithm::SlidingWindow => Rate::sliding(entry, limit, now),
+            Algorithm::Gcra => Rate::gcra(entry, limit, now),
+        }
+    });
+    entry.quota.renew(now);
+    let quota_open = limits
+        .quota
+        .is_none_or(|quota| entry.quota.used < quota.max);
+    let verdict = match (&rate, quota_open) {
+        (Some(rate), _) if !rate.admits => Verdict::RateLimited,
+        (_, false) => Verdict::QuotaExceeded,
+        _ => Verdict::Allowed,
+    };
+    let allowed = verdict == Verdict::Allowed;
+    if allowed && let Some(quota) = limits.quota {
+        entry.quota.used += 1;
+        if entry.quota.ends.is_none() {
+            entry.quota.ends = quota
+                .renewal
+                .map(|renewal| now.saturating_add(nanos(renewal)));
+        }
+    }
+    Decision {
+        verdict,
+        rate: rate.map(|rate| rate.finish(entry, allowed, now)),
+        quota: limits.quota.map(|quota| entry.quota.state(quota, now)),
     }
 }
 
@@ -333,15 +339,19 @@ impl std::fmt::Debug for MemoryRateLimiter {
 
 impl RateLimiter for MemoryRateLimiter {
     fn check<'a>(&'a self, bucket: &'a str, limits: Limits) -> LimiterFuture<'a> {
-        Box::pin(std::future::ready(Ok(self.check_now(bucket, limits))))
+        Box::pin(std::future::ready(Ok(self.check_sync(bucket, limits))))
+    }
+
+    fn check_now(&self, bucket: &str, limits: Limits) -> Option<Result<Decision, StoreError>> {
+        Some(Ok(self.check_sync(bucket, limits)))
     }
 
     fn quota<'a>(&'a self, bucket: &'a str, quota: Quota) -> LimiterFuture<'a, QuotaState> {
-        Box::pin(std::future::ready(Ok(self.quota_now(bucket, quota))))
+        Box::pin(std::future::ready(Ok(self.quota_sync(bucket, quota))))
     }
 
     fn reset_quota<'a>(&'a self, bucket: &'a str) -> LimiterFuture<'a, ()> {
-        self.reset_quota_now(bucket);
+        self.reset_quota_sync(bucket);
         Box::pin(std::future::ready(Ok(())))
     }
 }
@@ -388,40 +398,40 @@ mod tests {
         let (limiter, clock) = limiter(Algorithm::SlidingWindow);
         let limit = rate(3, 10);
         for remaining in [2, 1, 0] {
-            let decision = limiter.check_now("b", limit);
+            let decision = limiter.check_sync("b", limit);
             assert!(decision.allowed());
             assert_eq!(decision.rate.unwrap().remaining, remaining);
             clock.advance(Duration::from_secs(1));
         }
-        let refused = limiter.check_now("b", limit);
+        let refused = limiter.check_sync("b", limit);
         assert_eq!(refused.verdict, Verdict::RateLimited);
         assert_eq!(refused.rate.unwrap().reset_after, Duration::from_secs(7));
         clock.advance(Duration::from_secs(7));
-        assert!(limiter.check_now("b", limit).allowed());
-        assert!(!limiter.check_now("b", limit).allowed());
+        assert!(limiter.check_sync("b", limit).allowed());
+        assert!(!limiter.check_sync("b", limit).allowed());
         clock.advance(Duration::from_secs(1));
-        assert!(limiter.check_now("b", limit).allowed());
+        assert!(limiter.check_sync("b", limit).allowed());
     }
 
     #[test]
     fn refused_requests_are_not_counted() {
         let (limiter, clock) = limiter(Algorithm::SlidingWindow);
         let limit = rate(1, 1);
-        assert!(limiter.check_now("b", limit).allowed());
+        assert!(limiter.check_sync("b", limit).allowed());
         for _ in 0..100 {
-            assert!(!limiter.check_now("b", limit).allowed());
+            assert!(!limiter.check_sync("b", limit).allowed());
         }
         clock.advance(Duration::from_secs(1));
-        assert!(limiter.check_now("b", limit).allowed());
+        assert!(limiter.check_sync("b", limit).allowed());
     }
 
     #[test]
     fn buckets_are_independent() {
         let (limiter, _) = limiter(Algorithm::SlidingWindow);
         let limit = rate(1, 1);
-        assert!(limiter.check_now("a", limit).allowed());
-        assert!(limiter.check_now("b", limit).allowed());
-        assert!(!limiter.check_now("a", limit).allowed());
+        assert!(limiter.check_sync("a", limit).allowed());
+        assert!(limiter.check_sync("b", limit).allowed());
+        assert!(!limiter.check_sync("a", limit).allowed());
     }
 
     #[test]
@@ -432,7 +442,7 @@ mod tests {
             .max_buckets(16);
         let limit = rate(1, 1);
         for i in 0..1000 {
-            limiter.check_now(&format!("b{i}"), limit);
+            limiter.check_sync(&format!("b{i}"), limit);
             if i % 100 == 0 {
                 clock.advance(Duration::from_secs(2));
             }
@@ -445,21 +455,21 @@ mod tests {
         let (limiter, clock) = limiter(Algorithm::Gcra);
         let limit = rate(4, 4); // one token a second, bursts of 4
         for remaining in [3, 2, 1, 0] {
-            let decision = limiter.check_now("b", limit);
+            let decision = limiter.check_sync("b", limit);
             assert!(decision.allowed());
             assert_eq!(decision.rate.unwrap().remaining, remaining);
         }
-        let refused = limiter.check_now("b", limit);
+        let refused = limiter.check_sync("b", limit);
         assert_eq!(refused.verdict, Verdict::RateLimited);
         assert_eq!(refused.rate.unwrap().reset_after, Duration::from_secs(1));
         clock.advance(Duration::from_millis(999));
-        assert!(!limiter.check_now("b", limit).allowed());
+        assert!(!limiter.check_sync("b", limit).allowed());
         clock.advance(Duration::from_millis(1));
-        assert!(limiter.check_now("b", limit).allowed(), "one token back");
-        assert!(!limiter.check_now("b", limit).allowed());
+        assert!(limiter.check_sync("b", limit).allowed(), "one token back");
+        assert!(!limiter.check_sync("b", limit).allowed());
         clock.advance(Duration::from_secs(10));
         let full = (0..10)
-            .filter(|_| limiter.check_now("b", limit).allowed())
+            .filter(|_| limiter.check_sync("b", limit).allowed())
             .count();
         assert_eq!(full, 4, "a full bucket is N, not more");
     }
@@ -468,7 +478,7 @@ mod tests {
     fn quota_counts_to_max_then_renews_after_its_period() {
         let (limiter, clock) = limiter(Algorithm::SlidingWindow);
         let quota = Limits::quota(Quota::new(3, Some(Duration::from_secs(60))));
-        let first = limiter.check_now("b", quota);
+        let first = limiter.check_sync("b", quota);
         assert_eq!(
             first.quota,
             Some(QuotaState {
@@ -479,9 +489,9 @@ mod tests {
             })
         );
         clock.advance(Duration::from_secs(10));
-        assert!(limiter.check_now("b", quota).allowed());
-        assert!(limiter.check_now("b", quota).allowed());
-        let refused = limiter.check_now("b", quota);
+        assert!(limiter.check_sync("b", quota).allowed());
+        assert!(limiter.check_sync("b", quota).allowed());
+        let refused = limiter.check_sync("b", quota);
         assert_eq!(refused.verdict, Verdict::QuotaExceeded);
         assert_eq!(refused.quota.unwrap().remaining, 0);
         assert_eq!(
@@ -489,46 +499,46 @@ mod tests {
             Some(Duration::from_secs(50))
         );
         clock.advance(Duration::from_secs(50));
-        assert_eq!(limiter.check_now("b", quota).quota.unwrap().remaining, 2);
+        assert_eq!(limiter.check_sync("b", quota).quota.unwrap().remaining, 2);
     }
 
     #[test]
     fn quota_without_renewal_never_renews_until_reset() {
         let (limiter, clock) = limiter(Algorithm::SlidingWindow);
         let quota = Quota::new(1, None);
-        assert!(limiter.check_now("b", Limits::quota(quota)).allowed());
+        assert!(limiter.check_sync("b", Limits::quota(quota)).allowed());
         clock.advance(Duration::from_secs(1_000_000));
-        assert!(!limiter.check_now("b", Limits::quota(quota)).allowed());
-        assert_eq!(limiter.quota_now("b", quota).remaining, 0);
-        limiter.reset_quota_now("b");
-        assert_eq!(limiter.quota_now("b", quota), QuotaState::full(quota));
-        assert!(limiter.check_now("b", Limits::quota(quota)).allowed());
+        assert!(!limiter.check_sync("b", Limits::quota(quota)).allowed());
+        assert_eq!(limiter.quota_sync("b", quota).remaining, 0);
+        limiter.reset_quota_sync("b");
+        assert_eq!(limiter.quota_sync("b", quota), QuotaState::full(quota));
+        assert!(limiter.check_sync("b", Limits::quota(quota)).allowed());
     }
 
     #[test]
     fn a_request_refused_by_one_limit_is_counted_by_neither() {
         let (limiter, _) = limiter(Algorithm::SlidingWindow);
         let both = rate(2, 60).with_quota(Quota::new(1, None));
-        assert!(limiter.check_now("b", both).allowed());
-        let refused = limiter.check_now("b", both);
+        assert!(limiter.check_sync("b", both).allowed());
+        let refused = limiter.check_sync("b", both);
         assert_eq!(refused.verdict, Verdict::QuotaExceeded);
         assert_eq!(
             refused.rate.unwrap().remaining,
             1,
             "the rate was not counted"
         );
-        limiter.reset_quota_now("b");
-        assert!(limiter.check_now("b", both).allowed());
-        let limited = limiter.check_now("b", both);
+        limiter.reset_quota_sync("b");
+        assert!(limiter.check_sync("b", both).allowed());
+        let limited = limiter.check_sync("b", both);
         assert_eq!(limited.verdict, Verdict::RateLimited);
         assert_eq!(limited.quota.unwrap().remaining, 0);
-        limiter.reset_quota_now("b");
+        limiter.reset_quota_sync("b");
         assert_eq!(
-            limiter.check_now("b", both).verdict,
+            limiter.check_sync("b", both).verdict,
             Verdict::RateLimited,
             "the rate is still full"
         );
-        assert_eq!(limiter.quota_now("b", Quota::new(1, None)).remaining, 1);
+        assert_eq!(limiter.quota_sync("b", Quota::new(1, None)).remaining, 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,17 +4,16 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Extensions, HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use keycard_core::ratelimit::{Decision, QuotaState, RateState, Verdict};
 use keycard_core::store::StoreError;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::config::{Config, RateLimitHeaders};
-use crate::context::ContextValues;
+use super::values::{RateLimitValues, reset_at, whole_seconds};
 use crate::response::json_error;
 
 /// The limiter check. The limiter is a trait object, so this one step is boxed; the inner
@@ -47,8 +46,8 @@ pin_project! {
         Inner {
             #[pin]
             future: S::Future,
-            // The decision, for the headers of the response.
-            decision: Option<Decision>,
+            // The decision and when it was made (unix seconds), for the headers of the response.
+            decision: Option<(Decision, i64)>,
             headers: Headers,
         },
         Done {
@@ -61,7 +60,11 @@ impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
-    pub(super) fn inner(future: S::Future, decision: Option<Decision>, config: &Config) -> Self {
+    pub(super) fn inner(
+        future: S::Future,
+        decision: Option<(Decision, i64)>,
+        config: &Config,
+    ) -> Self {
         Self {
             state: State::Inner {
                 future,
@@ -114,40 +117,21 @@ where
                     config,
                 } => {
                     let checked = ready!(check.as_mut().poll(cx));
-                    let headers = Headers::of(config);
-                    let decision = match checked {
-                        Ok(decision) if !decision.allowed() => {
-                            let response = refused(&decision, headers);
-                            this.state.set(State::Done {
-                                response: Some(response),
-                            });
-                            continue;
-                        }
-                        Ok(decision) => Some(decision),
-                        Err(error) => {
-                            tracing::error!(%error, cause = ?std::error::Error::source(&error), fail_open = config.fail_open, "keycard: rate limiter check failed");
-                            if !config.fail_open {
-                                this.state.set(State::Done {
-                                    response: Some(json_error(
-                                        StatusCode::SERVICE_UNAVAILABLE,
-                                        "Rate limiter unavailable",
-                                    )),
-                                });
-                                continue;
-                            }
-                            None
-                        }
-                    };
                     let mut request = request.take().expect("polled after completion");
-                    if let Some(decision) = &decision {
-                        publish(request.extensions_mut(), decision);
+                    match admit(checked, config, &mut request) {
+                        Ok(decision) => {
+                            let mut inner = inner.take().expect("polled after completion");
+                            let headers = Headers::of(config);
+                            this.state.set(State::Inner {
+                                future: inner.call(request),
+                                decision,
+                                headers,
+                            });
+                        }
+                        Err(response) => this.state.set(State::Done {
+                            response: Some(response),
+                        }),
                     }
-                    let mut inner = inner.take().expect("polled after completion");
-                    this.state.set(State::Inner {
-                        future: inner.call(request),
-                        decision,
-                        headers,
-                    });
                 }
                 StateProj::Inner {
                     future,
@@ -155,14 +139,48 @@ where
                     headers,
                 } => {
                     let mut output = ready!(future.poll(cx));
-                    if let (Ok(response), Some(decision)) = (&mut output, decision.as_ref()) {
-                        headers.set(response.headers_mut(), decision);
+                    if let (Ok(response), Some((decision, now))) = (&mut output, decision.as_ref())
+                    {
+                        headers.set(response.headers_mut(), decision, *now);
                     }
                     return Poll::Ready(output);
                 }
                 StateProj::Done { response } => {
                     return Poll::Ready(Ok(response.take().expect("polled after completion")));
                 }
+            }
+        }
+    }
+}
+
+/// What a check's outcome means for the request: go on (with the decision and when it was
+/// made, published as [`RateLimitValues`]), or this response (429, 403, 503).
+pub(super) fn admit<B, ReqBody>(
+    checked: Result<Decision, StoreError>,
+    config: &Config,
+    request: &mut Request<ReqBody>,
+) -> Result<Option<(Decision, i64)>, Response<B>>
+where
+    B: From<Bytes>,
+{
+    let now = keycard_core::session::unix_now();
+    match checked {
+        Ok(decision) if decision.allowed() => {
+            request
+                .extensions_mut()
+                .insert(RateLimitValues::new(decision, now));
+            Ok(Some((decision, now)))
+        }
+        Ok(decision) => Err(refused(&decision, Headers::of(config), now)),
+        Err(error) => {
+            tracing::error!(%error, cause = ?std::error::Error::source(&error), fail_open = config.fail_open, "keycard: rate limiter check failed");
+            if config.fail_open {
+                Ok(None)
+            } else {
+                Err(json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Rate limiter unavailable",
+                ))
             }
         }
     }
@@ -175,6 +193,12 @@ pub(super) struct Headers {
     ietf: bool,
 }
 
+const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+const IETF_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const IETF_RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
 impl Headers {
     fn of(config: &Config) -> Self {
         Self {
@@ -183,28 +207,21 @@ impl Headers {
         }
     }
 
-    /// The headers of a response: admitted (the service's) or refused (429 / 403).
-    fn set(self, headers: &mut HeaderMap, decision: &Decision) {
+    /// The headers of a response: admitted (the service's) or refused (429 / 403); `now` in
+    /// unix seconds.
+    fn set(self, headers: &mut HeaderMap, decision: &Decision, now: i64) {
         match self.mode {
             RateLimitHeaders::RateLimits => {
                 if let Some(rate) = &decision.rate {
-                    set_x_ratelimit(
-                        headers,
-                        rate.limit,
-                        rate.remaining,
-                        Some(reset_at(rate.reset_after)),
-                    );
+                    let reset = Some(reset_at(now, rate.reset_after));
+                    set_x_ratelimit(headers, rate.limit, rate.remaining, reset);
                 }
             }
             // Tyk sets quota headers late, on the proxied response: refusals carry none.
             RateLimitHeaders::Quotas if decision.allowed() => {
                 if let Some(quota) = &decision.quota {
-                    set_x_ratelimit(
-                        headers,
-                        quota.limit,
-                        quota.remaining,
-                        quota.renews_after.map(reset_at),
-                    );
+                    let reset = quota.renews_after.map(|after| reset_at(now, after));
+                    set_x_ratelimit(headers, quota.limit, quota.remaining, reset);
                 }
             }
             RateLimitHeaders::Quotas | RateLimitHeaders::Off => {}
@@ -217,7 +234,7 @@ impl Headers {
 
 /// Tyk's 429 (with `Retry-After`, whole seconds rounded up) or 403, with the headers of the
 /// modes.
-fn refused<B: From<Bytes>>(decision: &Decision, modes: Headers) -> Response<B> {
+fn refused<B: From<Bytes>>(decision: &Decision, modes: Headers, now: i64) -> Response<B> {
     let mut response = match decision.verdict {
         Verdict::QuotaExceeded => json_error(StatusCode::FORBIDDEN, "Quota exceeded"),
         _ => json_error(StatusCode::TOO_MANY_REQUESTS, "Rate Limit Exceeded"),
@@ -229,21 +246,21 @@ fn refused<B: From<Bytes>>(decision: &Decision, modes: Headers) -> Response<B> {
             HeaderValue::from(whole_seconds(rate.reset_after).max(1)),
         );
     }
-    modes.set(headers, decision);
+    modes.set(headers, decision, now);
     response
 }
 
-fn whole_seconds(duration: Duration) -> u64 {
-    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
-}
-
 fn set_x_ratelimit(headers: &mut HeaderMap, limit: u64, remaining: u64, reset: Option<i64>) {
-    headers.insert("x-ratelimit-limit", HeaderValue::from(limit));
-    headers.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
+    headers.insert(LIMIT, HeaderValue::from(limit));
+    headers.insert(REMAINING, HeaderValue::from(remaining));
     match reset {
-        Some(reset) => headers.insert("x-ratelimit-reset", HeaderValue::from(reset)),
-        None => headers.remove("x-ratelimit-reset"),
-    };
+        Some(reset) => {
+            headers.insert(RESET, HeaderValue::from(reset));
+        }
+        None => {
+            headers.remove(RESET);
+        }
+    }
 }
 
 /// draft-ietf-httpapi-ratelimit-headers-09: `RateLimit-Policy` (a list of policies, `q` the
@@ -297,41 +314,9 @@ fn set_ietf(headers: &mut HeaderMap, decision: &Decision) {
     if policy.is_empty() {
         return;
     }
-    for (name, value) in [("ratelimit-policy", policy), ("ratelimit", current)] {
+    for (name, value) in [(IETF_POLICY, policy), (IETF_RATELIMIT, current)] {
         if let Ok(value) = HeaderValue::try_from(value) {
             headers.insert(name, value);
         }
     }
-}
-
-/// The decision as context values, for later stages' templates and the handler (Tyk's
-/// `$tyk_context.rate_limit_limit`, `rate_limit_remaining`, `rate_limit_reset`, `quota_limit`,
-/// `quota_remaining`, `quota_reset`).
-fn publish(extensions: &mut Extensions, decision: &Decision) {
-    if let Some(rate) = &decision.rate {
-        ContextValues::insert_into(extensions, "rate_limit_limit", rate.limit.to_string());
-        ContextValues::insert_into(
-            extensions,
-            "rate_limit_remaining",
-            rate.remaining.to_string(),
-        );
-        ContextValues::insert_into(
-            extensions,
-            "rate_limit_reset",
-            reset_at(rate.reset_after).to_string(),
-        );
-    }
-    if let Some(quota) = &decision.quota {
-        ContextValues::insert_into(extensions, "quota_limit", quota.limit.to_string());
-        ContextValues::insert_into(extensions, "quota_remaining", quota.remaining.to_string());
-        if let Some(renews) = quota.renews_after {
-            ContextValues::insert_into(extensions, "quota_reset", reset_at(renews).to_string());
-        }
-    }
-}
-
-/// Unix seconds `after` from now, rounded up.
-fn reset_at(after: Duration) -> i64 {
-    keycard_core::session::unix_now()
-        .saturating_add(i64::try_from(whole_seconds(after)).unwrap_or(i64::MAX))
 }

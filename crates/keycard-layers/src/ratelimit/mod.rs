@@ -18,9 +18,10 @@
 //! - headers ([`RateLimitHeaders`]): Tyk's two modes — `quotas` (the default: the quota on
 //!   admitted responses) and `rate_limits` (the rate, on 429s too) — and the IETF draft's
 //!   `RateLimit-Policy` / `RateLimit` with [`ietf_headers`](RateLimitLayer::ietf_headers);
-//! - admitted requests carry the decision as context values for later stages and the handler:
-//!   `$tyk_context.rate_limit_limit`, `rate_limit_remaining`, `rate_limit_reset`,
-//!   `quota_limit`, `quota_remaining`, `quota_reset` (as Tyk);
+//! - admitted requests carry the decision ([`RateLimitValues`], a request extension) as context
+//!   values for later stages and the handler: `$tyk_context.rate_limit_limit`,
+//!   `rate_limit_remaining`, `rate_limit_reset`, `quota_limit`, `quota_remaining`, `quota_reset`
+//!   (as Tyk);
 //! - the limiter failing (Redis down): 503 `{"error":"Rate limiter unavailable"}`, logged with
 //!   the cause, or the request goes on with [`fail_open`](RateLimitLayer::fail_open).
 //!
@@ -69,8 +70,10 @@ mod layer;
 mod service;
 #[cfg(test)]
 mod tests;
+mod values;
 
 pub use config::RateLimitHeaders;
 pub use future::ResponseFuture;
 pub use layer::RateLimitLayer;
 pub use service::RateLimit;
+pub use values::RateLimitValues;

@@ -10,7 +10,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::config::Config;
-use super::future::{CheckFuture, ResponseFuture};
+use super::future::{CheckFuture, ResponseFuture, admit};
 use super::layer::RateLimitLayer;
 use crate::context::RequestVars;
 use crate::response::missing_session_layer;
@@ -82,6 +82,14 @@ where
         let Some((bucket, limits)) = checked else {
             return ResponseFuture::inner(self.inner.call(request), None, config);
         };
+        // An in-process limiter answers at once: no future, no box.
+        if let Some(checked) = config.limiter.check_now(&bucket, limits) {
+            let mut request = request;
+            return match admit(checked, config, &mut request) {
+                Ok(decision) => ResponseFuture::inner(self.inner.call(request), decision, config),
+                Err(response) => ResponseFuture::done(response),
+            };
+        }
         let limiter = config.limiter.clone();
         let check: CheckFuture = Box::pin(async move { limiter.check(&bucket, limits).await });
         // The clone that was driven to readiness is the one that gets the call.

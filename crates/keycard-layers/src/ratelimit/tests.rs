@@ -259,13 +259,13 @@ async fn pattern_reads_context_values() {
 
 #[tokio::test]
 async fn admitted_requests_see_the_decision_as_context_values() {
-    use crate::context::ContextValues;
+    use super::RateLimitValues;
     let store = store(&[("key-a", 5.0, json!({}))]).await;
     let app = Router::new()
         .route(
             "/",
             get(
-                |axum::Extension(values): axum::Extension<ContextValues>| async move {
+                |axum::Extension(values): axum::Extension<RateLimitValues>| async move {
                     axum::Json(json!([
                         values.get("rate_limit_limit"),
                         values.get("rate_limit_remaining"),
@@ -344,7 +344,7 @@ async fn rate_limited_before_the_quota_is_counted() {
     let record = SessionRecord::for_key("key-rq");
     let bucket = keycard_core::ratelimit::Buckets::key_bucket(&record.key_id);
     assert_eq!(
-        limiter.quota_now(&bucket, Quota::new(5, None)).remaining,
+        limiter.quota_sync(&bucket, Quota::new(5, None)).remaining,
         4,
         "the 429 did not use quota"
     );
@@ -388,13 +388,13 @@ async fn ietf_draft_headers_on_a_429_and_without_renewal() {
 
 #[tokio::test]
 async fn admitted_requests_see_the_quota_as_context_values() {
-    use crate::context::ContextValues;
+    use super::RateLimitValues;
     let store = quota_store("key-c", 0.0, 7, 60).await;
     let app = Router::new()
         .route(
             "/",
             get(
-                |axum::Extension(values): axum::Extension<ContextValues>| async move {
+                |axum::Extension(values): axum::Extension<RateLimitValues>| async move {
                     axum::Json(json!([
                         values.get("quota_limit"),
                         values.get("quota_remaining"),
@@ -409,4 +409,37 @@ async fn admitted_requests_see_the_quota_as_context_values() {
     let (status, _, body) = call(&app, "key-c").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, json!(["7", "6", true, null]));
+}
+
+#[tokio::test]
+async fn a_header_rule_renders_the_quota_left() {
+    use crate::headers::InjectHeadersLayer;
+    let store = quota_store("key-h", 0.0, 3, 60).await;
+    let inject = InjectHeadersLayer::request()
+        .set("x-quota-left", "$tyk_context.quota_remaining")
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/",
+            get(|headers: HeaderMap| async move {
+                headers["x-quota-left"].to_str().unwrap().to_owned()
+            }),
+        )
+        .layer(inject)
+        .layer(RateLimitLayer::new(MemoryRateLimiter::new()))
+        .layer(SessionLoadLayer::new(store));
+    let request = || {
+        Request::get("/")
+            .header("authorization", "key-h")
+            .body(Body::empty())
+            .unwrap()
+    };
+    for left in ["2", "1"] {
+        let response = app.clone().oneshot(request()).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 64)
+            .await
+            .unwrap();
+        assert_eq!(body, left);
+    }
 }
