@@ -272,6 +272,9 @@ async fn redis_window_slides_on_the_server_clock() {
     assert_eq!(sequential_gets(&client, "rl-slide", 3).await, 2);
 }
 
+/// What [`hammer`] saw: when, the status, the body of a refusal.
+type Seen = Vec<(std::time::Instant, u16, Value)>;
+
 /// Requests from a background task, one after another, until told to stop (or 60 s): every
 /// status seen, with when it was seen.
 fn hammer(
@@ -279,7 +282,7 @@ fn hammer(
     key: &str,
 ) -> (
     tokio::sync::watch::Sender<bool>,
-    tokio::task::JoinHandle<Vec<(std::time::Instant, u16, Value)>>,
+    tokio::task::JoinHandle<Seen>,
 ) {
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let header = auth(key);
