@@ -179,7 +179,7 @@ pub(crate) async fn server(config: Config) -> Result<Server, Box<dyn std::error:
         Config::KeycardRedisRateLimit | Config::KeycardRedisCachedRateLimit => {
             let cached = config == Config::KeycardRedisCachedRateLimit;
             let store = seeded_redis_store(cached).await?;
-            let limiter = RateLimitLayer::new(RedisRateLimiter::new(&store));
+            let limiter = RateLimitLayer::new(RedisRateLimiter::connect(&store).await?);
             keycard_server(store, Some(limiter))?
         }
         Config::TowerSessionsMemory => Server::app(tower_sessions_router()),

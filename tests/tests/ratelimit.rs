@@ -585,3 +585,57 @@ async fn redis_gcra_refills_one_request_per_interval_and_absurd_rates_stay_exact
         assert_eq!(decision.rate.unwrap().remaining, remaining);
     }
 }
+
+/// `CLIENT TRACKINGINFO` of a client's connection: its flags (`["off"]` when not tracking).
+async fn tracking_flags(client: &keycard::redis::fred::clients::Client) -> Vec<String> {
+    use keycard::redis::fred::interfaces::ClientLike;
+    use keycard::redis::fred::types::{ClusterHash, CustomCommand, Value as RedisValue};
+    let command = CustomCommand::new_static("CLIENT", ClusterHash::FirstKey, false);
+    let info: RedisValue = client.custom(command, vec!["TRACKINGINFO"]).await.unwrap();
+    let fields: Vec<RedisValue> = info.into_array();
+    let at = fields
+        .iter()
+        .position(|v| v.as_str().as_deref() == Some("flags"))
+        .expect("TRACKINGINFO has flags");
+    fields[at + 1]
+        .clone()
+        .into_array()
+        .into_iter()
+        .filter_map(|v| v.as_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cached_store_the_limiter_has_an_untracked_connection_of_its_own() {
+    use keycard::redis::CacheConfig;
+    let prefix = unique_prefix("ratelimit-cached");
+    let store = connect(
+        RedisStore::url(&redis_url())
+            .unwrap()
+            .prefix(&prefix)
+            .cache(CacheConfig::default()),
+    )
+    .await;
+    assert!(
+        tracking_flags(store.client())
+            .await
+            .contains(&"on".to_owned())
+    );
+    let limiter = RedisRateLimiter::connect(&store).await.unwrap();
+    assert_eq!(tracking_flags(limiter.client()).await, ["off"]);
+    assert_eq!(limiter.bucket_key("b"), format!("{prefix}:{{r:b}}"));
+
+    store
+        .create(session("rl-cached", 100.0, 60.0, json!({})))
+        .await
+        .unwrap();
+    let client = instance(store.clone(), limiter).await;
+    assert_eq!(concurrent_gets(&[client], "rl-cached", 300).await, 100);
+    let plain = connect(RedisStore::url(&redis_url()).unwrap().prefix(&prefix)).await;
+    let shared = RedisRateLimiter::connect(&plain).await.unwrap();
+    assert_eq!(
+        tracking_flags(shared.client()).await,
+        ["off"],
+        "no cache: the store's own connection"
+    );
+}

@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use fred::clients::Client;
-use fred::interfaces::KeysInterface;
+use fred::interfaces::{ClientLike, KeysInterface};
 use fred::types::scripts::Script;
 use keycard_core::ratelimit::{
     Algorithm, Decision, LimiterFuture, Limits, Quota, QuotaState, RateLimiter, RateState, Verdict,
@@ -147,8 +147,34 @@ struct Inner {
 impl RedisRateLimiter {
     /// A sliding-window limiter on `store`'s connection, with keys under its prefix (and its
     /// timeouts: a dead Redis fails a check within the command timeout).
+    ///
+    /// With a cached store ([`has_cache`](RedisStore::has_cache)) prefer
+    /// [`connect`](Self::connect): the store's connection has client tracking on, so Redis
+    /// would remember every rate-limit key a check reads and push an invalidation for it back
+    /// on the next check (a wasted message per check, and rate-limit keys crowding the server's
+    /// tracking table, whose overflow invalidates cached sessions).
     pub fn new(store: &RedisStore) -> Self {
+        if store.has_cache() {
+            tracing::warn!(
+                "RedisRateLimiter::new on a cached RedisStore shares its tracked connection; use RedisRateLimiter::connect"
+            );
+        }
         Self::from_client(store.client().clone(), store.prefix())
+    }
+
+    /// A sliding-window limiter with keys under `store`'s prefix: on the store's connection, or,
+    /// when the store is cached (client tracking on), on a connection of its own with the same
+    /// configuration and no tracking.
+    ///
+    /// # Errors
+    /// When the limiter's own connection cannot be opened.
+    pub async fn connect(store: &RedisStore) -> Result<Self, StoreError> {
+        if !store.has_cache() {
+            return Ok(Self::new(store));
+        }
+        let client = store.client().clone_new();
+        client.init().await.map_err(store_error)?;
+        Ok(Self::from_client(client, store.prefix()))
     }
 
     /// A limiter on a connected fred client, with keys under `prefix`.
@@ -178,6 +204,11 @@ impl RedisRateLimiter {
             self.inner.prefix.clone(),
             algorithm,
         )
+    }
+
+    /// The fred client the checks go through (diagnostics, tests).
+    pub fn client(&self) -> &Client {
+        &self.inner.client
     }
 
     /// The Redis key of `bucket`'s sliding window: `<prefix>:{r:<bucket>}`; its GCRA time and
