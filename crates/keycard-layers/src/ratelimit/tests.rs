@@ -443,3 +443,29 @@ async fn a_header_rule_renders_the_quota_left() {
         assert_eq!(body, left);
     }
 }
+
+#[tokio::test]
+async fn limits_set_by_a_policy_apply() {
+    use keycard_core::policy::{MemoryPolicies, Policy};
+    let policies = MemoryPolicies::new();
+    let mut gold = Policy::new("gold");
+    (gold.rate, gold.per) = (5.0, 60.0);
+    (gold.quota_max, gold.quota_renewal_rate) = (2, 3600);
+    policies.insert(gold);
+    let store = MemoryStore::new();
+    let mut record = SessionRecord::for_key("key-p");
+    record.apply_policies = vec!["gold".into()];
+    store.create(record).await.unwrap();
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(RateLimitLayer::new(MemoryRateLimiter::new()).ietf_headers())
+        .layer(SessionLoadLayer::new(store).policies(policies));
+    let (status, headers, _) = call(&app, "key-p").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers["ratelimit-policy"],
+        r#""rate";q=5;w=60, "quota";q=2;w=3600"#
+    );
+    assert_eq!(call(&app, "key-p").await.0, StatusCode::OK);
+    assert_eq!(call(&app, "key-p").await.0, StatusCode::FORBIDDEN);
+}
