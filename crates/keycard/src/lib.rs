@@ -7,7 +7,7 @@
 //! | [`Keycard`] | the whole stack from one builder, in data-flow order: load → rate limit → rewrite → headers → body → your service → save |
 //! | [`session`] | [`Session`](session::Session): the request's session and the axum extractor; [`SessionRecord`](session::SessionRecord): the stored form |
 //! | [`auth`] | `SessionLoadLayer`: key → session → [`Session`](session::Session) in the request |
-//! | [`ratelimit`] | `RateLimitLayer`: per-key or per-pattern (`rate_limit_pattern`) rate limits from the session; `MemoryRateLimiter` (and `RedisRateLimiter` in `redis`) |
+//! | [`ratelimit`] | `RateLimitLayer`: per-key or per-pattern (`rate_limit_pattern`) rate limits and quotas from the session (sliding window or GCRA); `MemoryRateLimiter` (and `RedisRateLimiter` in `redis`) |
 //! | [`persist`] | `PersistLayer`: saves the request's metadata changes once, atomically |
 //! | [`headers`] | `InjectHeadersLayer`: request/response headers from `$tyk_meta` / `$tyk_context` templates |
 //! | [`rewrite`] | `UrlRewriteLayer`: rewrite the URL from regex rules, `$tyk_meta` / `$tyk_context` and triggers |
