@@ -394,3 +394,127 @@ async fn cluster_failover_keeps_acknowledged_writes() {
     assert_eq!(listed.items.len(), keys.len());
     drop(cluster);
 }
+
+fn add(key: &str, by: i64) -> MetadataDelta {
+    [keycard_core::metadata::MetadataChange::Increment {
+        key: key.to_owned(),
+        by,
+    }]
+    .into_iter()
+    .collect()
+}
+
+fn cached(prefix: &str) -> keycard_redis::RedisStoreBuilder {
+    RedisStore::url(&keycard_tests::redis_support::redis_url())
+        .unwrap()
+        .prefix(prefix)
+        .cache(CacheConfig::default())
+}
+
+#[tokio::test]
+async fn a_nodes_own_save_keeps_its_cache_entry_current() {
+    let prefix = unique_prefix("write-through");
+    let node = connect(cached(&prefix)).await;
+    let plain = connect(
+        RedisStore::url(&keycard_tests::redis_support::redis_url())
+            .unwrap()
+            .prefix(&prefix),
+    )
+    .await;
+    let key = id("write-through");
+    node.create(SessionRecord::default().with_key_id(key.clone()))
+        .await
+        .unwrap();
+    let loaded = node.load(&key).await.unwrap().unwrap();
+    assert!(node.is_cached(&key), "the load filled the cache");
+    assert_eq!(loaded.version, 1);
+    for round in 1..=20_i64 {
+        let version = node
+            .save_changes(&key, &set("round", json!(round)))
+            .await
+            .unwrap()
+            .unwrap();
+        // The entry moved with the write instead of being thrown away...
+        assert!(
+            node.is_cached(&key),
+            "round {round}: the own write dropped the entry"
+        );
+        let seen = node.load(&key).await.unwrap().unwrap();
+        // ...and is exactly what Redis holds.
+        let stored = plain.load(&key).await.unwrap().unwrap();
+        assert_eq!(seen.version, version);
+        assert_eq!(seen, stored, "round {round}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_a_foreign_writer_never_leaves_a_cached_node_stale() {
+    let prefix = unique_prefix("write-race");
+    let node = connect(cached(&prefix)).await;
+    let foreign = connect(
+        RedisStore::url(&keycard_tests::redis_support::redis_url())
+            .unwrap()
+            .prefix(&prefix),
+    )
+    .await;
+    let key = id("write-race");
+    node.create(SessionRecord::default().with_key_id(key.clone()))
+        .await
+        .unwrap();
+    const ROUNDS: i64 = 300;
+    let local = {
+        let (node, key) = (node.clone(), key.clone());
+        tokio::spawn(async move {
+            let mut versions = Vec::new();
+            for _ in 0..ROUNDS {
+                versions.push(node.load(&key).await.unwrap().unwrap().version);
+                node.save_changes(&key, &add("local", 1))
+                    .await
+                    .unwrap()
+                    .unwrap();
+            }
+            versions
+        })
+    };
+    let remote = {
+        let (foreign, key) = (foreign.clone(), key.clone());
+        tokio::spawn(async move {
+            for _ in 0..ROUNDS {
+                foreign
+                    .save_changes(&key, &add("foreign", 1))
+                    .await
+                    .unwrap()
+                    .unwrap();
+            }
+        })
+    };
+    let deadline = Duration::from_secs(60);
+    let versions = tokio::time::timeout(deadline, local)
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(deadline, remote)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        versions.windows(2).all(|w| w[0] < w[1]),
+        "the node's reads went back in time or missed its own write: {versions:?}"
+    );
+    // Within the invalidation delay, the node serves exactly what Redis holds.
+    let stored = foreign.load(&key).await.unwrap().unwrap();
+    assert_eq!(stored.meta_data["local"], json!(ROUNDS));
+    assert_eq!(stored.meta_data["foreign"], json!(ROUNDS));
+    let start = Instant::now();
+    loop {
+        let seen = node.load(&key).await.unwrap().unwrap();
+        if seen == stored {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "still stale after 1 s: {seen:?} vs {stored:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}

@@ -33,7 +33,7 @@ use keycard_core::key::ApiKey;
 use keycard_core::metadata::Metadata;
 use keycard_core::vars::Vars;
 
-use crate::ratelimit::RateLimitValues;
+use crate::ratelimit::values::RateLimitValues;
 
 /// Context values added by layers and handlers, read by `$tyk_context.NAME` (a request extension).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

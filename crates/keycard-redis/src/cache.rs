@@ -125,6 +125,15 @@ impl LocalCache {
         if self.epoch(session.key_id.as_str()) != epoch {
             return;
         }
+        // A load read before an own write may answer after that write advanced the entry:
+        // never go back to an older version (versions only grow; a delete invalidates).
+        if state
+            .entries
+            .get(session.key_id.as_str())
+            .is_some_and(|entry| entry.session.version > session.version)
+        {
+            return;
+        }
         state.seq += 1;
         let seq = state.seq;
         let entry = Entry {
@@ -149,6 +158,39 @@ impl LocalCache {
         if state.order.len() > 2 * self.config.max_entries.max(16) {
             let State { entries, order, .. } = &mut *state;
             order.retain(|(id, seq)| entries.get(id).is_some_and(|e| e.seq == *seq));
+        }
+    }
+
+    /// After this node's own write moved the session in Redis to `version`: replaces the cached
+    /// entry with `next(entry)` if it holds exactly the state before that write (`version - 1`)
+    /// and nothing was invalidated in its shard since `epoch` (taken before the write was sent);
+    /// drops it otherwise. Redis bumps the version once per write, so an entry at `version - 1`
+    /// plus this write's delta *is* the stored state at `version`: a foreign write in between
+    /// (version mismatch) or after (an invalidation, now or when its message arrives) drops the
+    /// entry instead, and a read that follows is served what Redis holds.
+    pub(crate) fn advance(
+        &self,
+        key_id: &str,
+        epoch: u64,
+        version: u64,
+        next: impl FnOnce(&SessionRecord) -> SessionRecord,
+    ) {
+        let mut state = self.state();
+        let current = state.entries.get(key_id);
+        let advanced = current
+            .filter(|_| self.tracking.load(Ordering::Acquire) && self.epoch(key_id) == epoch)
+            .filter(|entry| entry.session.version.checked_add(1) == Some(version))
+            .map(|entry| Arc::new(next(&entry.session)));
+        match advanced {
+            Some(session) => {
+                let entry = state.entries.get_mut(key_id).expect("looked up above");
+                entry.session = session;
+                entry.at = Instant::now();
+            }
+            None => {
+                drop(state);
+                self.invalidate(key_id);
+            }
         }
     }
 
@@ -244,6 +286,50 @@ mod tests {
         let dead = Arc::new(Arc::unwrap_or_clone(session(2)).with_expires(unix_now() - 5));
         cache.fill(&dead, cache.epoch(dead.key_id.as_str()));
         assert!(cache.get(dead.key_id.as_str()).is_none());
+    }
+
+    #[test]
+    fn an_own_write_advances_the_entry_only_from_the_version_before_it() {
+        let cache = cache(10, Duration::from_secs(10));
+        let s = session(1);
+        let id = s.key_id.as_str();
+        cache.fill(&s, cache.epoch(id));
+        let bump = |old: &SessionRecord| {
+            let mut new = old.clone();
+            new.version += 1;
+            new.alias = "advanced".into();
+            new
+        };
+        let epoch = cache.epoch(id);
+        cache.advance(id, epoch, s.version + 1, bump);
+        assert_eq!(cache.get(id).unwrap().alias, "advanced");
+        // A foreign write in between: Redis is two versions on.
+        let epoch = cache.epoch(id);
+        cache.advance(id, epoch, s.version + 3, bump);
+        assert!(cache.get(id).is_none(), "dropped, not advanced");
+        // An invalidation since the write was sent.
+        cache.fill(&s, cache.epoch(id));
+        let epoch = cache.epoch(id);
+        cache.invalidate(id);
+        cache.fill(&s, cache.epoch(id));
+        cache.advance(id, epoch, s.version + 1, bump);
+        assert!(cache.get(id).is_none());
+    }
+
+    #[test]
+    fn a_late_load_does_not_take_an_advanced_entry_back() {
+        let cache = cache(10, Duration::from_secs(10));
+        let s = session(1);
+        let id = s.key_id.as_str();
+        let late = cache.epoch(id); // a load sent now, answered after the write below
+        cache.fill(&s, cache.epoch(id));
+        cache.advance(id, cache.epoch(id), s.version + 1, |old| {
+            let mut new = old.clone();
+            new.version += 1;
+            new
+        });
+        cache.fill(&s, late);
+        assert_eq!(cache.get(id).unwrap().version, s.version + 1);
     }
 
     #[test]

@@ -10,6 +10,17 @@ use keycard_core::metadata::{MetadataChange, MetadataDelta};
 use keycard_core::session::SessionRecord;
 use keycard_core::store::StoreError;
 
+/// The `"<version> <last_updated>"` reply of the version-returning apply script.
+pub(crate) fn version_and_time(reply: Value) -> Result<(u64, i64), StoreError> {
+    let text = text(reply)?;
+    let corrupt = || StoreError::Corrupt(format!("unexpected apply reply {text:?}"));
+    let (version, updated) = text.split_once(' ').ok_or_else(corrupt)?;
+    Ok((
+        version.parse().map_err(|_| corrupt())?,
+        updated.parse().map_err(|_| corrupt())?,
+    ))
+}
+
 /// Expiry deadlines past this (year ~36 800) are treated as "never": `EXPIREAT` would overflow.
 const MAX_DEADLINE: i64 = 1 << 40;
 

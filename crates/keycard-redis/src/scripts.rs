@@ -108,7 +108,8 @@ while i <= #ARGV do
   end
 end
 local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
-redis.call('HSET', KEYS[1], 'u', redis.call('TIME')[1])
+local now = redis.call('TIME')[1]
+redis.call('HSET', KEYS[1], 'u', now)
 "
     };
 }
@@ -116,8 +117,9 @@ redis.call('HSET', KEYS[1], 'u', redis.call('TIME')[1])
 /// Applies a delta; returns `false` or the whole hash (`HGETALL`) after the change.
 const APPLY: &str = concat!(apply_delta!(), "return redis.call('HGETALL', KEYS[1])\n");
 
-/// As [`APPLY`], returning only the new version (or `false`).
-const APPLY_VERSION: &str = concat!(apply_delta!(), "return v\n");
+/// As [`APPLY`], returning only `"<new version> <last_updated>"` (or `false`): what a cached
+/// store needs to advance its entry to the new state without reading it back.
+const APPLY_VERSION: &str = concat!(apply_delta!(), "return string.format('%d %s', v, now)\n");
 
 /// `KEYS[1]` session. Returns `false` or the deleted hash.
 const DELETE: &str = r"

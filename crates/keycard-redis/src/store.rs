@@ -325,7 +325,10 @@ fn heartbeat(
 
 async fn enable_tracking(client: &Client, cache: &LocalCache) -> Result<(), FredError> {
     client
-        .start_tracking(Vec::<String>::new(), false, false, false, false)
+        // NOLOOP: this node's own writes send it no invalidation. Every write path of the store
+        // drops (or, for `save_changes`, advances) its entry itself once Redis answered, so an
+        // invalidation of its own could only arrive later and throw away the advanced entry.
+        .start_tracking(Vec::<String>::new(), false, false, false, true)
         .await?;
     cache.tracking_on();
     Ok(())
@@ -722,13 +725,39 @@ impl SessionStore for RedisStore {
     ) -> StoreFuture<'a, Option<u64>> {
         Box::pin(async move {
             let inner = &*self.inner;
-            let (key, reply) = inner
-                .apply_script(&inner.scripts.apply_version, key_id, delta)
-                .await?;
-            let version = match reply {
-                Value::Null => return Ok(None),
-                version => u64::try_from(layout::int(version)?)
-                    .map_err(|_| StoreError::Corrupt("negative version".into()))?,
+            let key = inner.layout.session(key_id);
+            // Taken before the write is sent: an invalidation from here on voids the advance.
+            let epoch = inner
+                .cache
+                .as_ref()
+                .map(|cache| cache.epoch(key_id.as_str()));
+            let reply = inner
+                .eval(
+                    &inner.scripts.apply_version,
+                    vec![key.clone()],
+                    layout::delta_args(delta),
+                )
+                .await;
+            let saved = match reply {
+                Ok(Value::Null) => Ok(None),
+                Ok(reply) => layout::version_and_time(reply).map(Some),
+                Err(error) => Err(error),
+            };
+            match (&inner.cache, epoch, &saved) {
+                // This node's own write: the cached entry moves with it (see `LocalCache::advance`).
+                (Some(cache), Some(epoch), Ok(Some((version, updated)))) => {
+                    cache.advance(key_id.as_str(), epoch, *version, |before| {
+                        let mut after = before.clone();
+                        delta.apply_to(&mut after.meta_data);
+                        after.version = *version;
+                        after.last_updated = *updated;
+                        after
+                    });
+                }
+                _ => inner.invalidate(key_id),
+            }
+            let Some((version, _)) = saved? else {
+                return Ok(None);
             };
             inner.replicated(&key).await?;
             Ok(Some(version))

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use super::{Quota, QuotaState, RateLimiter};
+use super::limiter::RateLimiter;
+use super::limits::{Quota, QuotaState};
 use crate::key::KeyId;
 use crate::session::SessionRecord;
 use crate::store::StoreError;

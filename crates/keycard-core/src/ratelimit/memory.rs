@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use crate::store::StoreError;
 
-use super::{
-    Algorithm, Clock, Decision, Limit, LimiterFuture, Limits, Quota, QuotaState, RateLimiter,
-    RateState, SystemClock, Verdict,
-};
+use super::clock::{Clock, SystemClock};
+use super::limiter::{LimiterFuture, RateLimiter};
+use super::limits::{Algorithm, Decision, Limit, Limits, Quota, QuotaState, RateState, Verdict};
 
 /// The default bound on the number of buckets a [`MemoryRateLimiter`] keeps.
 pub const DEFAULT_MAX_BUCKETS: usize = 100_000;
@@ -378,7 +377,7 @@ fn evict(shard: &mut HashMap<String, Bucket>, now: u64) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::ManualClock;
+    use super::super::clock::ManualClock;
     use super::*;
 
     fn limiter(algorithm: Algorithm) -> (MemoryRateLimiter, ManualClock) {

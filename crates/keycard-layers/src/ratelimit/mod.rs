@@ -70,7 +70,7 @@ mod layer;
 mod service;
 #[cfg(test)]
 mod tests;
-mod values;
+pub(crate) mod values;
 
 pub use config::RateLimitHeaders;
 pub use future::ResponseFuture;
