@@ -108,11 +108,15 @@
 //! # Local cache
 //! [`RedisStoreBuilder::cache`] puts a bounded cache ([`CacheConfig`]: entries, TTL backstop of
 //! 10 s) in front of `load`. It switches the connection to RESP3 and turns on Redis **client
-//! tracking** (default mode): the server remembers which session keys this client read and pushes
-//! an invalidation on the same connection as soon as any client changes them — every write path
-//! of every node, `redis-cli`, and also TTL expiry and eviction. A store's own writes invalidate
-//! its cache immediately. Guards against stale entries:
-//! - a load fills the cache only if no invalidation of that key arrived while it was in flight;
+//! tracking** (default mode, `NOLOOP`): the server remembers which session keys this client read
+//! and pushes an invalidation on the same connection as soon as any other client changes them —
+//! every write path of every other node, `redis-cli`, and also TTL expiry and eviction. A store's
+//! own writes update or drop its entry themselves. Guards against stale entries:
+//! - a load fills the cache only if no invalidation of that key arrived while it was in flight,
+//!   and never takes an entry back to an older version;
+//! - the store's own `save_changes` advances its entry to the saved state (tracking runs with
+//!   `NOLOOP`) when the entry held exactly the version before the write and nothing was
+//!   invalidated since it was sent, and drops it otherwise;
 //! - a connection error, reconnection or cluster topology change empties the cache and stops it
 //!   until tracking is confirmed again on every connection;
 //! - a heartbeat `PING` (every quarter of the TTL, at most every second) catches a hung or
