@@ -9,7 +9,7 @@
 //! | `headers_<Name>` | the first value of header `Name` (`_` stands for `-`, any case) |
 //! | `request_data_<k>` | the first value of query parameter `k` |
 //! | `cookies_<name>` | cookie `name` (`_` in the variable matches `-` in the cookie name) |
-//! | `rate_limit_limit`, `rate_limit_remaining`, `rate_limit_reset`, `quota_limit`, `quota_remaining`, `quota_reset` | the decision of the rate-limit stage, on admitted requests ([`RateLimitValues`](crate::ratelimit::RateLimitValues)) |
+//! | `rate_limit_limit`, `rate_limit_remaining`, `rate_limit_reset`, `quota_limit`, `quota_remaining`, `quota_reset` | the decision of the rate-limit stage, on admitted requests ([`crate::ratelimit::RateLimitValues`]) |
 //! | `token` | the raw API key — only where the session-load stage was told to expose it (`expose_token`, for Tyk compatibility); empty otherwise |
 //! | anything else | a value put into the request's [`ContextValues`] by a layer or handler |
 //!
