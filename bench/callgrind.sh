@@ -6,6 +6,8 @@
 #   cargo build --release -p keycard-bench
 #   bench/callgrind.sh                        # every configuration
 #   bench/callgrind.sh keycard-memory         # some of them
+#   WORKLOAD=writes bench/callgrind.sh ...    # every other request a POST /visit (one metadata change)
+#   LOADTEST=/other/target/release/loadtest bench/callgrind.sh ...   # another build
 #
 # Needs valgrind and wrk (Debian packages), and Redis on 127.0.0.1:6379 for the Redis configs.
 # Profiles are kept in target/callgrind/<config>.out for `callgrind_annotate --inclusive=yes`.
@@ -13,7 +15,9 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-exe=target/release/loadtest
+exe=${LOADTEST:-target/release/loadtest}
+workload=${WORKLOAD:-read}
+suffix=; [ "$workload" = read ] || suffix="-$workload"
 out=target/callgrind
 configs=("$@")
 if [ ${#configs[@]} -eq 0 ]; then
@@ -32,7 +36,7 @@ trap 'rm -f "$script"; [ -n "$server" ] && kill "$server" 2>/dev/null; true' EXI
 
 printf '| config | requests | instructions per request |\n| --- | ---: | ---: |\n'
 for config in "${configs[@]}"; do
-    taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$out/$config.out" \
+    taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$out/$config$suffix.out" \
         "$exe" serve "$config" "$addr" "$control" >/dev/null 2>&1 &
     server=$!
     ready=
@@ -50,6 +54,9 @@ for config in "${configs[@]}"; do
             printf 'wrk.headers["Authorization"] = "Bearer bench-key-0001-0002-0003"\nwrk.path = "/hello"\n' >"$script"
             ;;
     esac
+    if [ "$workload" = writes ]; then
+        printf 'local n = 0\nrequest = function()\n  n = n + 1\n  if n %% 2 == 0 then return wrk.format("POST", "/visit") end\n  return wrk.format("GET", "/hello")\nend\n' >>"$script"
+    fi
     report=$(taskset -c 1 wrk -t1 -c4 -d10s -s "$script" "http://$addr/hello")
     requests=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' <<<"$report")
     curl -s -o /dev/null -X POST "http://$control/__cleanup" || true
@@ -61,6 +68,6 @@ for config in "${configs[@]}"; do
         echo "$report" >&2
         exit 1
     fi
-    total=$(callgrind_annotate "$out/$config.out" 2>/dev/null | sed -n 's/^ *\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' | tr -d ,)
+    total=$(callgrind_annotate "$out/$config$suffix.out" 2>/dev/null | sed -n 's/^ *\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' | tr -d ,)
     printf '| %s | %s | %s |\n' "$config" "$requests" "$(( total / requests ))"
 done

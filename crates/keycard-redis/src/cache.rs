@@ -61,6 +61,10 @@ struct State {
     /// skipped by comparing `seq`.
     order: VecDeque<(String, u64)>,
     seq: u64,
+    /// Per key, the lowest version a fill may bring (left by an own write that could not
+    /// advance its entry): a load that read Redis before that write must not fill the cache
+    /// afterwards, and no invalidation will come for an own write (`NOLOOP`).
+    floors: HashMap<String, u64>,
 }
 
 #[derive(Debug)]
@@ -125,15 +129,22 @@ impl LocalCache {
         if self.epoch(session.key_id.as_str()) != epoch {
             return;
         }
-        // A load read before an own write may answer after that write advanced the entry:
-        // never go back to an older version (versions only grow; a delete invalidates).
+        // A load read before an own write may answer after that write advanced the entry, or
+        // dropped it leaving a floor: never go back to an older version (versions only grow; a
+        // delete invalidates).
+        let id = session.key_id.as_str();
         if state
             .entries
-            .get(session.key_id.as_str())
+            .get(id)
             .is_some_and(|entry| entry.session.version > session.version)
+            || state
+                .floors
+                .get(id)
+                .is_some_and(|&floor| floor > session.version)
         {
             return;
         }
+        state.floors.remove(id);
         state.seq += 1;
         let seq = state.seq;
         let entry = Entry {
@@ -164,10 +175,11 @@ impl LocalCache {
     /// After this node's own write moved the session in Redis to `version`: replaces the cached
     /// entry with `next(entry)` if it holds exactly the state before that write (`version - 1`)
     /// and nothing was invalidated in its shard since `epoch` (taken before the write was sent);
-    /// drops it otherwise. Redis bumps the version once per write, so an entry at `version - 1`
-    /// plus this write's delta *is* the stored state at `version`: a foreign write in between
-    /// (version mismatch) or after (an invalidation, now or when its message arrives) drops the
-    /// entry instead, and a read that follows is served what Redis holds.
+    /// keeps an entry already at `version` or later (a later own write got there first); drops
+    /// anything else and leaves a floor at `version`, so no load that read Redis before this
+    /// write fills the cache with what it read. Redis bumps the version once per write, so an
+    /// entry at `version - 1` plus this write's delta *is* the stored state at `version`; a
+    /// foreign write in between shows as a version gap, one after it as an invalidation.
     pub(crate) fn advance(
         &self,
         key_id: &str,
@@ -176,27 +188,33 @@ impl LocalCache {
         next: impl FnOnce(&SessionRecord) -> SessionRecord,
     ) {
         let mut state = self.state();
-        let current = state.entries.get(key_id);
-        let advanced = current
-            .filter(|_| self.tracking.load(Ordering::Acquire) && self.epoch(key_id) == epoch)
-            .filter(|entry| entry.session.version.checked_add(1) == Some(version))
-            .map(|entry| Arc::new(next(&entry.session)));
-        match advanced {
-            Some(session) => {
-                let entry = state.entries.get_mut(key_id).expect("looked up above");
-                entry.session = session;
+        let serving = self.tracking.load(Ordering::Acquire) && self.epoch(key_id) == epoch;
+        match state.entries.get_mut(key_id) {
+            Some(entry) if entry.session.version >= version => {}
+            Some(entry) if serving && entry.session.version.checked_add(1) == Some(version) => {
+                entry.session = Arc::new(next(&entry.session));
                 entry.at = Instant::now();
             }
-            None => {
-                drop(state);
-                self.invalidate(key_id);
+            _ => {
+                state.entries.remove(key_id);
+                let floor = state.floors.entry(key_id.to_owned()).or_default();
+                *floor = (*floor).max(version);
+                if state.floors.len() > self.config.max_entries.max(16) {
+                    // Bounded: forgetting the floors is safe only together with every epoch.
+                    drop(state);
+                    self.clear();
+                }
             }
         }
     }
 
     pub(crate) fn invalidate(&self, key_id: &str) {
         self.shard(key_id).fetch_add(1, Ordering::AcqRel);
-        self.state().entries.remove(key_id);
+        let mut state = self.state();
+        state.entries.remove(key_id);
+        // The epoch now refuses every load that started before this point, which is all a floor
+        // guarded against (a delete and re-create starts the versions over).
+        state.floors.remove(key_id);
     }
 
     pub(crate) fn clear(&self) {
@@ -206,6 +224,7 @@ impl LocalCache {
         let mut state = self.state();
         state.entries.clear();
         state.order.clear();
+        state.floors.clear();
     }
 
     /// Whether the cache is serving (tracking confirmed).
@@ -307,6 +326,17 @@ mod tests {
         let epoch = cache.epoch(id);
         cache.advance(id, epoch, s.version + 3, bump);
         assert!(cache.get(id).is_none(), "dropped, not advanced");
+        // ...and a load that read before that write cannot bring the old state back.
+        cache.fill(&s, cache.epoch(id));
+        assert!(cache.get(id).is_none(), "the floor refuses an older fill");
+        let mut newer = Arc::unwrap_or_clone(s.clone());
+        newer.version = s.version + 3;
+        let newer = Arc::new(newer);
+        cache.fill(&newer, cache.epoch(id));
+        assert_eq!(cache.get(id).unwrap().version, s.version + 3);
+        // A later own write that got there first is kept.
+        cache.advance(id, cache.epoch(id), s.version + 2, bump);
+        assert_eq!(cache.get(id).unwrap().version, s.version + 3);
         // An invalidation since the write was sent.
         cache.fill(&s, cache.epoch(id));
         let epoch = cache.epoch(id);
