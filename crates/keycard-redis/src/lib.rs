@@ -132,6 +132,7 @@ mod layout;
 mod ratelimit;
 mod scripts;
 mod store;
+pub mod tyk;
 
 pub use cache::CacheConfig;
 pub use config::{
