@@ -408,7 +408,10 @@ async fn a_tyk_rewrite_meanwhile_is_kept_and_conflicts_a_stale_replace() {
     // Tyk has no index: listings scan the prefix.
     let listed = store.list_by_alias("renamed", None, 10).await.unwrap();
     assert_eq!(listed.items.len(), 1);
-    assert_eq!(store.list_keys(None, 10).await.unwrap().items, [id.clone()]);
+    assert_eq!(
+        store.list_keys(None, 10).await.unwrap().items,
+        std::slice::from_ref(&id)
+    );
     assert_eq!(
         store.delete(&id).await.unwrap().map(|s| s.alias),
         Some("renamed".into())

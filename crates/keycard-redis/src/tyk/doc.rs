@@ -122,10 +122,10 @@ impl Doc {
         let mut record: SessionRecord =
             serde_json::from_str(&text).map_err(|e| format!("not a Tyk session: {e}"))?;
         // Tyk writes `date_created` as an RFC 3339 string (Go's `time.Time`).
-        if let Some(created) = entries.get("date_created") {
-            if let Ok(Value::String(text)) = serde_json::from_str::<Value>(created.get()) {
-                record.date_created = parse_rfc3339(&text).unwrap_or(0);
-            }
+        if let Some(created) = entries.get("date_created")
+            && let Ok(Value::String(text)) = serde_json::from_str::<Value>(created.get())
+        {
+            record.date_created = parse_rfc3339(&text).unwrap_or(0);
         }
         record.version = match entries
             .get(VERSION_FIELD)
