@@ -142,7 +142,12 @@ enum Hashing {
     Sha256,
     /// The HMAC state after the secret was absorbed, cloned per key.
     Hmac(Arc<Hmac<Sha256>>),
+    /// A store layout's own key hashing ([`KeyHasher::custom`]).
+    Custom(&'static str, CustomHash),
 }
+
+/// The function of a [`KeyHasher::custom`] hasher.
+type CustomHash = Arc<dyn Fn(&str) -> String + Send + Sync>;
 
 /// A [`KeyHasher`] that cannot be made.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -185,6 +190,26 @@ impl KeyHasher {
         Ok(Self(Hashing::Hmac(Arc::new(mac))))
     }
 
+    /// A hasher given by a function from the raw key to its id, for a store whose layout was
+    /// fixed by another system — `keycard_redis::tyk::TykKeyHash` hashes as Tyk does (murmur3
+    /// variants, or the raw key when Tyk's `hash_keys` is off). `name` shows in `Debug`. The id
+    /// is taken as the function returns it: it need not be 64 hex characters, and a function
+    /// that returns the raw key puts the raw key where key ids go (store keys, traces).
+    ///
+    /// ```
+    /// use keycard_core::key::{ApiKey, KeyHasher};
+    ///
+    /// let upper = KeyHasher::custom("upper", |key| key.to_uppercase());
+    /// assert_eq!(upper.key_id(&ApiKey::new("abc")).as_str(), "ABC");
+    /// assert_eq!(format!("{upper:?}"), "KeyHasher::Custom(upper)");
+    /// ```
+    pub fn custom(
+        name: &'static str,
+        hash: impl Fn(&str) -> String + Send + Sync + 'static,
+    ) -> Self {
+        Self(Hashing::Custom(name, Arc::new(hash)))
+    }
+
     /// Whether this is the keyed (HMAC) hasher.
     pub fn is_keyed(&self) -> bool {
         matches!(self.0, Hashing::Hmac(_))
@@ -199,15 +224,17 @@ impl KeyHasher {
                 mac.update(key.0.as_bytes());
                 KeyId(hex(&mac.finalize().into_bytes()))
             }
+            Hashing::Custom(_, hash) => KeyId(hash(&key.0)),
         }
     }
 }
 
 impl fmt::Debug for KeyHasher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
+        match &self.0 {
             Hashing::Sha256 => f.write_str("KeyHasher::Sha256"),
             Hashing::Hmac(_) => f.write_str("KeyHasher::HmacSha256(<redacted>)"),
+            Hashing::Custom(name, _) => write!(f, "KeyHasher::Custom({name})"),
         }
     }
 }

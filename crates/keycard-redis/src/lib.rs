@@ -46,6 +46,11 @@
 //! timeout; once Redis is back, the same store works again without being rebuilt. A stored value
 //! that cannot be read is [`StoreError::Corrupt`](keycard_core::store::StoreError::Corrupt).
 //!
+//! # Tyk's own layout
+//! [`tyk::TykRedisStore`] keeps sessions where and as a Tyk gateway does (one JSON string at
+//! `apikey-<hash>`, Tyk's murmur/sha256 key hashing), to run beside an existing Tyk deployment;
+//! see [the module](tyk). Everything below describes `RedisStore`'s own layout.
+//!
 //! # Rate limits
 //! [`RedisRateLimiter`] is keycard's rate-limit backend for several instances: an exact sliding
 //! window in one sorted set per bucket, one atomic script per check (see [its docs](RedisRateLimiter)).
@@ -136,6 +141,7 @@ mod layout;
 mod ratelimit;
 mod scripts;
 mod store;
+pub mod tyk;
 
 pub use cache::CacheConfig;
 pub use config::{
