@@ -3,26 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use keycard_core::key::{ApiKey, KeyId};
-use keycard_core::metadata::MetadataDelta;
+use keycard_core::key::KeyId;
 use keycard_core::session::SessionRecord;
 use keycard_core::store::{SessionStore, StoreError};
 use keycard_redis::fred::interfaces::HashesInterface;
 use keycard_redis::{CacheConfig, RedisStore};
 use keycard_tests::redis_support::{
-    RedisCluster, RedisServer, connect, shared_store, unique_prefix,
+    RedisCluster, RedisServer, connect, key_id as id, set_one as set, shared_store, unique_prefix,
 };
 use serde_json::json;
-
-fn id(name: &str) -> KeyId {
-    KeyId::of(&ApiKey::new(name))
-}
-
-fn set(key: &str, value: serde_json::Value) -> MetadataDelta {
-    let mut delta = MetadataDelta::new();
-    delta.set(key, value);
-    delta
-}
 
 #[tokio::test]
 async fn cached_node_sees_another_nodes_write_within_50ms() {
@@ -393,4 +382,65 @@ async fn cluster_failover_keeps_acknowledged_writes() {
     let listed = store.list_keys(None, 100).await.unwrap();
     assert_eq!(listed.items.len(), keys.len());
     drop(cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loads_are_not_queued_behind_a_write_waiting_for_replicas() {
+    // No replica at all: every acknowledged write waits the whole WAIT timeout (3/4 of the
+    // command timeout) and then fails.
+    let server = RedisServer::start();
+    let prefix = unique_prefix("wait");
+    let timeout = Duration::from_secs(2);
+    let wait = timeout * 3 / 4;
+    let plain = connect(RedisStore::url(&server.url()).unwrap().prefix(&prefix)).await;
+    let acked = connect(
+        RedisStore::url(&server.url())
+            .unwrap()
+            .prefix(&prefix)
+            .command_timeout(timeout)
+            .min_replicas_ack(1),
+    )
+    .await;
+    let key = id("wait");
+    plain
+        .create(SessionRecord::default().with_key_id(key.clone()))
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let write = tokio::spawn({
+        let (acked, key) = (acked.clone(), key.clone());
+        async move {
+            let result = acked.apply(&key, &set("a", json!(1))).await;
+            (result, started.elapsed())
+        }
+    });
+    // Let the write reach its WAIT (its script is one round trip on loopback).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for n in 0..5 {
+        let load = Instant::now();
+        let session = acked.load(&key).await.unwrap().expect("session");
+        let took = load.elapsed();
+        assert!(
+            !write.is_finished(),
+            "load {n}: the write finished before its WAIT timed out"
+        );
+        assert!(
+            took < wait / 4,
+            "load {n} took {took:?}: queued behind a WAIT of {wait:?}"
+        );
+        assert_eq!(session.meta_data["a"], 1, "the write itself happened");
+    }
+    let (result, took) = write.await.unwrap();
+    match result {
+        Err(StoreError::Unavailable(e)) => {
+            assert!(e.to_string().contains("0 of 1 replicas"), "{e}")
+        }
+        other => panic!("a write no replica acknowledged gave {other:?}"),
+    }
+    assert!(
+        took >= wait,
+        "the write returned after {took:?}, before WAIT ended"
+    );
+    eprintln!("write failed unacknowledged after {took:?}; loads meanwhile answered at once");
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use fred::clients::Client;
+use fred::clients::{Client, ExclusivePool};
 use fred::error::Error as FredError;
 use fred::interfaces::TrackingInterface;
 use fred::interfaces::{ClientLike, EventInterface, HashesInterface, KeysInterface};
@@ -47,6 +47,8 @@ struct Inner {
     cache: Option<Arc<LocalCache>>,
     command_timeout: Duration,
     min_replicas_ack: u32,
+    /// The connections of writes that wait for replicas (with `min_replicas_ack` only).
+    acks: Option<ExclusivePool>,
     tasks: Vec<JoinHandle<Result<(), FredError>>>,
 }
 
@@ -56,9 +58,12 @@ impl Drop for Inner {
             task.abort();
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let client = self.client.clone();
+            let (client, acks) = (self.client.clone(), self.acks.take());
             runtime.spawn(async move {
                 let _ = client.quit().await;
+                if let Some(acks) = acks {
+                    let _ = acks.quit().await;
+                }
             });
         }
     }
@@ -107,6 +112,12 @@ fn key_id_from(member: String) -> KeyId {
     })
 }
 
+/// Whether a script reply reports a write (the scripts answer `false`, a nil, when they wrote
+/// nothing).
+fn is_some(reply: &Value) -> bool {
+    !matches!(reply, Value::Null)
+}
+
 fn array(value: Value) -> Result<Vec<Value>, StoreError> {
     match value {
         Value::Array(items) => Ok(items),
@@ -120,28 +131,41 @@ fn array(value: Value) -> Result<Vec<Value>, StoreError> {
 impl RedisStore {
     pub(crate) async fn connect_with(builder: RedisStoreBuilder) -> Result<Self, ConnectError> {
         let client = builder.fred.build().map_err(ConnectError::Connect)?;
+        let acks = match builder.min_replicas_ack {
+            0 => None,
+            _ => Some(
+                builder
+                    .fred
+                    .build_exclusive_pool(builder.ack_connections)
+                    .map_err(ConnectError::Connect)?,
+            ),
+        };
         let scripts = Scripts::new();
         let budget = builder.connect_timeout + builder.command_timeout * 2;
         let setup = async {
             client.init().await?;
+            if let Some(acks) = &acks {
+                acks.init().await?;
+            }
             for script in scripts.all() {
                 script.load(&client).await?;
             }
             Ok::<_, FredError>(())
         };
-        match tokio::time::timeout(budget, setup).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                let _ = client.quit().await;
-                return Err(ConnectError::Connect(error));
+        let failed = match tokio::time::timeout(budget, setup).await {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(error),
+            Err(_) => Some(FredError::new(
+                fred::error::ErrorKind::Timeout,
+                "connecting to Redis timed out",
+            )),
+        };
+        if let Some(error) = failed {
+            let _ = client.quit().await;
+            if let Some(acks) = &acks {
+                let _ = acks.quit().await;
             }
-            Err(_) => {
-                let _ = client.quit().await;
-                return Err(ConnectError::Connect(FredError::new(
-                    fred::error::ErrorKind::Timeout,
-                    "connecting to Redis timed out",
-                )));
-            }
+            return Err(ConnectError::Connect(error));
         }
         let layout = Layout::new(builder.prefix, builder.expiry_grace);
         let mut tasks = Vec::new();
@@ -164,6 +188,7 @@ impl RedisStore {
                 cache,
                 command_timeout: builder.command_timeout,
                 min_replicas_ack: builder.min_replicas_ack,
+                acks,
                 tasks,
             }),
         })
@@ -344,30 +369,75 @@ impl Inner {
             .map_err(store_error)
     }
 
-    /// With `min_replicas_ack`, waits until that many replicas have the write (`WAIT` on the
-    /// connection to the node that took the write).
-    async fn replicated(&self, key: &str) -> Result<(), StoreError> {
-        let wanted = self.min_replicas_ack;
-        if wanted == 0 {
-            return Ok(());
-        }
-        let slot = fred::util::redis_keyslot(key.as_bytes());
-        let wait_ms = (self.command_timeout * 3 / 4).as_millis().max(1);
-        let wait = CustomCommand::new("WAIT", ClusterHash::Custom(slot), false);
-        let acked: i64 = self
-            .client
-            .custom(
-                wait,
-                vec![i64::from(wanted).to_string(), wait_ms.to_string()],
-            )
+    /// Runs a script that writes the session at `key`. Without `min_replicas_ack` it goes on
+    /// the shared connection. With it, the script and a `WAIT` (when `wrote` says the reply is
+    /// a write) run on a connection of the acknowledgement pool, taken for this write alone:
+    /// `WAIT` blocks the connection it is sent on, so on the shared connection it would hold up
+    /// every other request's commands until the replicas answer.
+    ///
+    /// `WAIT` counts the replicas that have the last write *of its own connection*, so it proves
+    /// nothing when sent on another one — as fred does when it reconnects between the write and
+    /// the `WAIT` (a failover, for one). The write is therefore bracketed by `CLIENT SETNAME
+    /// <nonce>` and `CLIENT GETNAME`: a name that did not survive means the connection changed,
+    /// and the write is reported `Unavailable` (it may still have happened).
+    async fn write(
+        &self,
+        script: &fred::types::scripts::Script,
+        key: &str,
+        args: Vec<String>,
+        wrote: fn(&Value) -> bool,
+    ) -> Result<Value, StoreError> {
+        let Some(acks) = &self.acks else {
+            return self.eval(script, vec![key.to_owned()], args).await;
+        };
+        let client = tokio::time::timeout(self.command_timeout, acks.acquire())
+            .await
+            .map_err(|_| {
+                StoreError::unavailable(
+                    "no connection free for a write that waits for replicas \
+                     (see RedisStoreBuilder::ack_connections)",
+                )
+            })?;
+        let node = ClusterHash::Custom(fred::util::redis_keyslot(key.as_bytes()));
+        let nonce = format!("keycard-ack-{}", new_token().replace('.', "-"));
+        let client_command = || CustomCommand::new_static("CLIENT", node.clone(), false);
+        client
+            .custom::<(), _>(client_command(), vec!["SETNAME", nonce.as_str()])
             .await
             .map_err(store_error)?;
+        let reply = script
+            .evalsha_with_reload::<Value, _, _>(&client, vec![key.to_owned()], args)
+            .await
+            .map_err(store_error)?;
+        if !wrote(&reply) {
+            return Ok(reply);
+        }
+        let wanted = self.min_replicas_ack;
+        let wait_ms = (self.command_timeout * 3 / 4).as_millis().max(1);
+        let pipeline = client.pipeline();
+        let wait = CustomCommand::new_static("WAIT", node.clone(), false);
+        let wait_args = vec![i64::from(wanted).to_string(), wait_ms.to_string()];
+        pipeline
+            .custom::<(), _>(wait, wait_args)
+            .await
+            .map_err(store_error)?;
+        pipeline
+            .custom::<(), _>(client_command(), vec!["GETNAME"])
+            .await
+            .map_err(store_error)?;
+        let (acked, name): (i64, Option<String>) = pipeline.all().await.map_err(store_error)?;
+        if name.as_deref() != Some(nonce.as_str()) {
+            return Err(StoreError::unavailable(
+                "the connection to Redis changed between a write and its WAIT: \
+                 replication not confirmed",
+            ));
+        }
         if acked < i64::from(wanted) {
             return Err(StoreError::unavailable(format!(
                 "write acknowledged by {acked} of {wanted} replicas"
             )));
         }
-        Ok(())
+        Ok(reply)
     }
 
     fn invalidate(&self, key_id: &KeyId) {
@@ -377,19 +447,19 @@ impl Inner {
     }
 
     /// Runs an apply script (`apply` or `apply_version`) for `delta` and drops the local cache
-    /// entry whatever the outcome; returns the session key (for `replicated`) and the reply.
+    /// entry whatever the outcome.
     async fn apply_script(
         &self,
         script: &fred::types::scripts::Script,
         key_id: &KeyId,
         delta: &MetadataDelta,
-    ) -> Result<(String, Value), StoreError> {
+    ) -> Result<Value, StoreError> {
         let key = self.layout.session(key_id);
         let reply = self
-            .eval(script, vec![key.clone()], layout::delta_args(delta))
+            .write(script, &key, layout::delta_args(delta), is_some)
             .await;
         self.invalidate(key_id);
-        Ok((key, reply?))
+        reply
     }
 
     async fn index_add(
@@ -617,7 +687,7 @@ impl SessionStore for RedisStore {
             ];
             layout::meta_args(&session, &mut args);
             let reply = inner
-                .eval(&inner.scripts.create, vec![key.clone()], args)
+                .write(&inner.scripts.create, &key, args, is_some)
                 .await;
             inner.invalidate(&session.key_id);
             let reply = reply?;
@@ -631,7 +701,6 @@ impl SessionStore for RedisStore {
             session.date_created = layout::int(created)?;
             session.last_updated = layout::int(now)?;
             session.version = 1;
-            inner.replicated(&key).await?;
             Ok(session)
         })
     }
@@ -649,7 +718,12 @@ impl SessionStore for RedisStore {
             ];
             layout::meta_args(&session, &mut args);
             let reply = inner
-                .eval(&inner.scripts.replace, vec![key.clone()], args)
+                .write(
+                    &inner.scripts.replace,
+                    &key,
+                    args,
+                    |reply| matches!(reply, Value::Array(parts) if parts.len() > 1),
+                )
                 .await;
             inner.invalidate(&session.key_id);
             let mut parts = array(reply?)?.into_iter();
@@ -690,7 +764,6 @@ impl SessionStore for RedisStore {
                     tracing::debug!(%error, "could not drop the old alias index entry");
                 }
             }
-            inner.replicated(&key).await?;
             Ok(session)
         })
     }
@@ -702,7 +775,7 @@ impl SessionStore for RedisStore {
     ) -> StoreFuture<'a, Option<SessionRecord>> {
         Box::pin(async move {
             let inner = &*self.inner;
-            let (key, reply) = inner
+            let reply = inner
                 .apply_script(&inner.scripts.apply, key_id, delta)
                 .await?;
             if matches!(reply, Value::Null) {
@@ -710,7 +783,6 @@ impl SessionStore for RedisStore {
             }
             let session =
                 layout::decode(layout::hash(reply)?)?.map(|s| s.with_key_id(key_id.clone()));
-            inner.replicated(&key).await?;
             Ok(session)
         })
     }
@@ -722,7 +794,7 @@ impl SessionStore for RedisStore {
     ) -> StoreFuture<'a, Option<u64>> {
         Box::pin(async move {
             let inner = &*self.inner;
-            let (key, reply) = inner
+            let reply = inner
                 .apply_script(&inner.scripts.apply_version, key_id, delta)
                 .await?;
             let version = match reply {
@@ -730,7 +802,6 @@ impl SessionStore for RedisStore {
                 version => u64::try_from(layout::int(version)?)
                     .map_err(|_| StoreError::Corrupt("negative version".into()))?,
             };
-            inner.replicated(&key).await?;
             Ok(Some(version))
         })
     }
@@ -740,7 +811,7 @@ impl SessionStore for RedisStore {
             let inner = &*self.inner;
             let key = inner.layout.session(key_id);
             let reply = inner
-                .eval(&inner.scripts.delete, vec![key.clone()], Vec::new())
+                .write(&inner.scripts.delete, &key, Vec::new(), is_some)
                 .await;
             inner.invalidate(key_id);
             let fields = layout::hash(reply?)?;
@@ -756,7 +827,6 @@ impl SessionStore for RedisStore {
             if let Err(error) = dropped {
                 tracing::debug!(%error, "could not drop index entries of a deleted session");
             }
-            inner.replicated(&key).await?;
             Ok(Some(session.with_key_id(key_id.clone())))
         })
     }
