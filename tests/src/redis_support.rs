@@ -152,6 +152,8 @@ pub struct RedisServer {
     dir: PathBuf,
     extra: Vec<String>,
     sentinel: bool,
+    /// TLS only (`--port 0`): `redis-cli` needs `--tls --cacert <dir>/ca.pem` to reach it.
+    tls: bool,
     child: Option<Child>,
 }
 
@@ -176,10 +178,61 @@ impl RedisServer {
             dir: temp_dir("redis"),
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             sentinel: false,
+            tls: false,
             child: None,
         };
         server.write_config("");
         server.started()
+    }
+
+    /// Starts a server that speaks TLS only, on a free port, with the PEM certificate, key and
+    /// CA given (written to its directory); clients need no certificate of their own.
+    ///
+    /// # Panics
+    /// If `redis-server` is missing, lacks TLS, or does not answer within 10 s.
+    pub fn start_tls(cert: &str, key: &str, ca: &str) -> Self {
+        require_redis_binaries();
+        let dir = temp_dir("redis-tls");
+        let mut extra = Vec::new();
+        for (name, pem) in [("cert", cert), ("key", key), ("ca-cert", ca)] {
+            let file = dir.join(format!("{name}.pem"));
+            std::fs::write(&file, pem).expect("write a PEM file");
+            extra.push(format!("--tls-{name}-file"));
+            extra.push(file.to_str().expect("utf-8 temp dir").to_owned());
+        }
+        let port = free_port();
+        extra.extend(["--tls-auth-clients".into(), "no".into()]);
+        // After `--port <port>` on the command line, so that the plain port is off.
+        extra.extend([
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+        ]);
+        let server = Self {
+            port,
+            dir,
+            extra,
+            sentinel: false,
+            tls: true,
+            child: None,
+        };
+        server.write_config("");
+        server.started()
+    }
+
+    /// Runs `redis-cli` against this server (over TLS when it speaks only TLS).
+    ///
+    /// # Panics
+    /// If `redis-cli` cannot be started.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        if !self.tls {
+            return redis_cli(self.port, args);
+        }
+        let ca = self.dir.join("ca-cert.pem");
+        let mut all = vec!["--tls", "--cacert", ca.to_str().expect("utf-8 temp dir")];
+        all.extend(args);
+        redis_cli(self.port, &all)
     }
 
     /// Starts a sentinel (`redis-server <conf> --sentinel`) on a free port whose configuration
@@ -195,6 +248,7 @@ impl RedisServer {
             dir: temp_dir("sentinel"),
             extra: Vec::new(),
             sentinel: true,
+            tls: false,
             child: None,
         };
         let dir = server.dir.to_str().expect("utf-8 temp dir");
@@ -247,11 +301,10 @@ impl RedisServer {
             .spawn()
             .expect("start redis-server (apt-get install -y redis-server)");
         self.child = Some(child);
-        let port = self.port;
         wait_until(
-            &format!("redis-server on {port}"),
+            &format!("redis-server on {}", self.port),
             Duration::from_secs(10),
-            || redis_cli(port, &["ping"]).stdout.starts_with(b"PONG"),
+            || self.cli(&["ping"]).stdout.starts_with(b"PONG"),
         );
     }
 

@@ -50,6 +50,9 @@ pub struct RedisStoreBuilder {
     pub(crate) min_replicas_ack: u32,
     pub(crate) ack_connections: usize,
     pub(crate) cache: Option<CacheConfig>,
+    /// PEM root certificates given to `tls_root_certificate`, applied by `finish`.
+    #[cfg(feature = "tls")]
+    pub(crate) tls_roots: Option<Vec<u8>>,
 }
 
 /// The default size of the connection pool of writes that wait for replicas.
@@ -153,6 +156,8 @@ impl RedisStoreBuilder {
             min_replicas_ack: 0,
             ack_connections: DEFAULT_ACK_CONNECTIONS,
             cache: None,
+            #[cfg(feature = "tls")]
+            tls_roots: None,
         }
     }
 
@@ -217,6 +222,20 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Connects with TLS and trusts only the certificate authorities in `pem` (one or more PEM
+    /// `CERTIFICATE` blocks) for the server's certificate, instead of the system's roots: for a
+    /// private CA, or a self-signed server certificate. TLS is used whatever the URL's scheme
+    /// (`redis://` too). The server's name (or IP address) must match its certificate.
+    /// A PEM holding no certificate, or one that does not parse, is refused by
+    /// [`connect`](Self::connect) with [`ConnectError::Config`]; a server whose certificate
+    /// the roots do not vouch for is [`ConnectError::Connect`] within the connect timeout.
+    /// Feature `tls`.
+    #[cfg(feature = "tls")]
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_roots = Some(pem.into());
+        self
+    }
+
     /// Puts a local cache in front of Redis (off by default). Uses RESP3 client tracking.
     pub fn cache(mut self, cache: CacheConfig) -> Self {
         self.cache = Some(cache);
@@ -237,6 +256,10 @@ impl RedisStoreBuilder {
             ));
         }
         let mut config = self.fred.get_config().cloned().unwrap_or_default();
+        #[cfg(feature = "tls")]
+        if let Some(pem) = &self.tls_roots {
+            config.tls = Some(crate::tls::pem_roots(pem, config.tls.as_ref())?);
+        }
         if self.cache.is_some() {
             // Client tracking pushes invalidations on the data connection: RESP3 only.
             config.version = RespVersion::RESP3;

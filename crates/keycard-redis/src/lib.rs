@@ -133,6 +133,8 @@ mod layout;
 mod ratelimit;
 mod scripts;
 mod store;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use cache::CacheConfig;
 pub use config::{

@@ -881,18 +881,41 @@ impl SessionStore for RedisStore {
 impl RedisStore {
     /// A store for a Redis URL: `redis://` or `rediss://` (standalone, TLS needs the `tls`
     /// feature), `redis-cluster://host:port?node=host:port`, `redis-sentinel://...`
-    /// (see fred's `Config::from_url`).
+    /// (see fred's `Config::from_url`). TLS schemes (`rediss`, `rediss-cluster`,
+    /// `rediss-sentinel`, `valkeys`...) trust the system's root certificates; for a private CA
+    /// add [`RedisStoreBuilder::tls_root_certificate`].
     ///
     /// # Errors
     /// [`ConnectError::Config`] if the URL cannot be parsed.
     pub fn url(url: &str) -> Result<RedisStoreBuilder, ConnectError> {
         // Without a TLS feature fred would connect to a `rediss://` URL in plain text.
-        if cfg!(not(feature = "tls")) && (url.starts_with("rediss") || url.starts_with("valkeys")) {
+        let tls_scheme = ["rediss", "valkeys"]
+            .into_iter()
+            .find(|scheme| url.starts_with(scheme));
+        let Some(tls_scheme) = tls_scheme else {
+            let config = Config::from_url(url).map_err(|e| ConnectError::Config(e.to_string()))?;
+            return Ok(Self::config(config));
+        };
+        if cfg!(not(feature = "tls")) {
             return Err(ConnectError::Config(
                 "TLS (rediss://) needs the `tls` feature of keycard-redis".into(),
             ));
         }
-        let config = Config::from_url(url).map_err(|e| ConnectError::Config(e.to_string()))?;
+        // Parsed as the plain scheme, then given our connector: fred's default one for a
+        // TLS scheme asks rustls for a process-wide crypto provider, which panics in a build
+        // that enables two (ring here, aws-lc-rs for another crate).
+        let plain = format!(
+            "{}{}",
+            &tls_scheme[..tls_scheme.len() - 1],
+            &url[tls_scheme.len()..]
+        );
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+        let mut config =
+            Config::from_url(&plain).map_err(|e| ConnectError::Config(e.to_string()))?;
+        #[cfg(feature = "tls")]
+        {
+            config.tls = Some(crate::tls::system_roots()?);
+        }
         Ok(Self::config(config))
     }
 
