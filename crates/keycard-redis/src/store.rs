@@ -383,13 +383,14 @@ impl Inner {
     async fn write(
         &self,
         script: &fred::types::scripts::Script,
-        key: &str,
+        keys: Vec<String>,
         args: Vec<String>,
         wrote: fn(&Value) -> bool,
     ) -> Result<Value, StoreError> {
         let Some(acks) = &self.acks else {
-            return self.eval(script, vec![key.to_owned()], args).await;
+            return self.eval(script, keys, args).await;
         };
+        let key = keys.first().map_or("", String::as_str);
         let client = tokio::time::timeout(self.command_timeout, acks.acquire())
             .await
             .map_err(|_| {
@@ -406,7 +407,7 @@ impl Inner {
             .await
             .map_err(store_error)?;
         let reply = script
-            .evalsha_with_reload::<Value, _, _>(&client, vec![key.to_owned()], args)
+            .evalsha_with_reload::<Value, _, _>(&client, keys.clone(), args)
             .await
             .map_err(store_error)?;
         if !wrote(&reply) {
@@ -440,6 +441,34 @@ impl Inner {
         Ok(reply)
     }
 
+    /// Deletes a session (only if its alias is `alias`, when given) and then its index entries.
+    async fn delete_session(
+        &self,
+        key_id: &KeyId,
+        alias: Option<&str>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let key = self.layout.session(key_id);
+        let args = alias.map(str::to_owned).into_iter().collect();
+        let reply = self
+            .write(&self.scripts.delete, vec![key], args, is_some)
+            .await;
+        self.invalidate(key_id);
+        let fields = layout::hash(reply?)?;
+        let token = fields.get_str("i").unwrap_or_default().to_owned();
+        let Some(session) = layout::decode(fields)? else {
+            return Ok(None);
+        };
+        let entry = vec![key_id.as_str().to_owned(), token];
+        let dropped = tokio::try_join!(
+            self.index_drop(self.layout.alias_index(&session.alias), entry.clone()),
+            self.index_drop(self.layout.key_index(), entry),
+        );
+        if let Err(error) = dropped {
+            tracing::debug!(%error, "could not drop index entries of a deleted session");
+        }
+        Ok(Some(session.with_key_id(key_id.clone())))
+    }
+
     fn invalidate(&self, key_id: &KeyId) {
         if let Some(cache) = &self.cache {
             cache.invalidate(key_id.as_str());
@@ -456,7 +485,7 @@ impl Inner {
     ) -> Result<Value, StoreError> {
         let key = self.layout.session(key_id);
         let reply = self
-            .write(script, &key, layout::delta_args(delta), is_some)
+            .write(script, vec![key], layout::delta_args(delta), is_some)
             .await;
         self.invalidate(key_id);
         reply
@@ -687,7 +716,7 @@ impl SessionStore for RedisStore {
             ];
             layout::meta_args(&session, &mut args);
             let reply = inner
-                .write(&inner.scripts.create, &key, args, is_some)
+                .write(&inner.scripts.create, vec![key], args, is_some)
                 .await;
             inner.invalidate(&session.key_id);
             let reply = reply?;
@@ -720,7 +749,7 @@ impl SessionStore for RedisStore {
             let reply = inner
                 .write(
                     &inner.scripts.replace,
-                    &key,
+                    vec![key.clone()],
                     args,
                     |reply| matches!(reply, Value::Array(parts) if parts.len() > 1),
                 )
@@ -807,28 +836,7 @@ impl SessionStore for RedisStore {
     }
 
     fn delete<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<SessionRecord>> {
-        Box::pin(async move {
-            let inner = &*self.inner;
-            let key = inner.layout.session(key_id);
-            let reply = inner
-                .write(&inner.scripts.delete, &key, Vec::new(), is_some)
-                .await;
-            inner.invalidate(key_id);
-            let fields = layout::hash(reply?)?;
-            let token = fields.get_str("i").unwrap_or_default().to_owned();
-            let Some(session) = layout::decode(fields)? else {
-                return Ok(None);
-            };
-            let entry = vec![key_id.as_str().to_owned(), token];
-            let dropped = tokio::try_join!(
-                inner.index_drop(inner.layout.alias_index(&session.alias), entry.clone()),
-                inner.index_drop(inner.layout.key_index(), entry),
-            );
-            if let Err(error) = dropped {
-                tracing::debug!(%error, "could not drop index entries of a deleted session");
-            }
-            Ok(Some(session.with_key_id(key_id.clone())))
-        })
+        Box::pin(self.inner.delete_session(key_id, None))
     }
 
     fn list_by_alias<'a>(
@@ -874,6 +882,106 @@ impl SessionStore for RedisStore {
                 })
                 .await
         })
+    }
+}
+
+impl RedisStore {
+    /// Deletes every session whose alias is `alias` — a user's sessions, as the Auth0
+    /// `DELETE /api/v2/users/{id}/sessions` does — and returns them (in key-id order on
+    /// standalone and sentinel).
+    ///
+    /// **Standalone and sentinel: atomic.** One script finds the sessions in the alias index,
+    /// checks each one's stored alias and deletes them with their index entries, in one step:
+    /// no client ever sees some of the user's sessions deleted and others not, and every
+    /// session that has this alias when the script runs is deleted. A create or replace that
+    /// has not written its session yet when the script runs is not deleted (it ends after
+    /// the delete, and its session stays).
+    ///
+    /// **Cluster: safe, not atomic.** Sessions live in different hash slots, which no script can
+    /// span. The index is walked page by page and each session deleted on its own (each
+    /// deletion atomic, as [`delete`](SessionStore::delete)). Guaranteed: every session that had
+    /// this alias when the call started (its create or replace returned before) and still has
+    /// it is deleted by the time the call returns `Ok`; none of them comes back (a later write
+    /// finds no session: deltas and replaces never recreate one); sessions created while the call
+    /// runs may or may not be deleted. Other clients may see some of the sessions gone and others
+    /// not while it runs.
+    ///
+    /// With [`min_replicas_ack`](RedisStoreBuilder::min_replicas_ack), each deletion waits for
+    /// the replicas as any write does (the whole script on standalone).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when Redis fails; some sessions may be deleted then (in
+    /// cluster mode), and calling again finishes the job. [`StoreError::Corrupt`] for a stored
+    /// session that cannot be read (standalone: nothing is deleted then).
+    pub async fn delete_by_alias(&self, alias: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        let inner = &*self.inner;
+        if inner.client.is_clustered() {
+            return self.delete_by_alias_in_steps(alias).await;
+        }
+        let mut keys = inner.layout.alias_index(alias).all();
+        keys.extend(inner.layout.key_index().all());
+        let session_prefix = format!("{}:{{s:", inner.layout.prefix());
+        // The script's keys are its indexes (one slot each, no cluster here); `write` routes
+        // by the first, which is where a standalone server takes everything anyway.
+        let reply = inner
+            .write(
+                &inner.scripts.delete_alias,
+                keys,
+                vec![session_prefix, alias.to_owned()],
+                |reply| matches!(reply, Value::Array(items) if !items.is_empty()),
+            )
+            .await;
+        let mut deleted = Vec::new();
+        let mut failure = None;
+        for pair in array(reply?)? {
+            let mut parts = array(pair)?.into_iter();
+            let (Some(member), Some(fields)) = (parts.next(), parts.next()) else {
+                return Err(StoreError::Corrupt(
+                    "unexpected delete-by-alias reply".into(),
+                ));
+            };
+            let key_id = key_id_from(layout::text(member)?);
+            inner.invalidate(&key_id);
+            match layout::decode(layout::hash(fields)?) {
+                Ok(Some(session)) => deleted.push(session.with_key_id(key_id)),
+                Ok(None) => {}
+                // Deleted all the same; reported after every cache entry is dropped.
+                Err(error) => failure = Some(error),
+            }
+        }
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(deleted),
+        }
+    }
+
+    /// [`delete_by_alias`](Self::delete_by_alias) in cluster mode: page, delete, repeat.
+    async fn delete_by_alias_in_steps(
+        &self,
+        alias: &str,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let mut deleted = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .list_by_alias(alias, after.as_deref(), LIST_BATCH)
+                .await?;
+            for listed in page.items {
+                // Deleted only if it still has the alias: one whose alias changed since the
+                // listing is another user's now.
+                if let Some(session) = self
+                    .inner
+                    .delete_session(&listed.key_id, Some(alias))
+                    .await?
+                {
+                    deleted.push(session);
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(deleted),
+            }
+        }
     }
 }
 
