@@ -8,7 +8,21 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use keycard_core::key::{ApiKey, KeyId};
+use keycard_core::metadata::MetadataDelta;
 use keycard_redis::{RedisStore, RedisStoreBuilder};
+
+/// The key id of the API key `name`.
+pub fn key_id(name: &str) -> KeyId {
+    KeyId::of(&ApiKey::new(name))
+}
+
+/// A delta that sets one metadata entry.
+pub fn set_one(key: &str, value: serde_json::Value) -> MetadataDelta {
+    let mut delta = MetadataDelta::new();
+    delta.set(key, value);
+    delta
+}
 
 /// The URL of the shared Redis: `REDIS_URL`, default `redis://127.0.0.1:6379`.
 pub fn redis_url() -> String {
@@ -111,12 +125,23 @@ pub fn redis_cli(port: u16, args: &[&str]) -> Output {
         .expect("run redis-cli (apt-get install -y redis-server)")
 }
 
-fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+/// Polls `ready` every 50 ms (blocking the thread) until it holds.
+///
+/// # Panics
+/// When it does not hold within `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ready() {
         assert!(start.elapsed() < limit, "{what}: not ready after {limit:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The text of a `redis-cli` reply (stdout, lossy UTF-8, trimmed).
+pub fn cli_text(port: u16, args: &[&str]) -> String {
+    String::from_utf8_lossy(&redis_cli(port, args).stdout)
+        .trim()
+        .to_owned()
 }
 
 /// One `redis-server` process on a loopback port; killed (and its directory removed) on drop.
@@ -126,6 +151,9 @@ pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
     extra: Vec<String>,
+    sentinel: bool,
+    /// TLS only (`--port 0`): `redis-cli` needs `--tls --cacert <dir>/ca.pem` to reach it.
+    tls: bool,
     child: Option<Child>,
 }
 
@@ -145,14 +173,109 @@ impl RedisServer {
     /// If `redis-server` is missing or does not answer within 10 s.
     pub fn start_with(extra: &[&str]) -> Self {
         require_redis_binaries();
-        let mut server = Self {
+        let server = Self {
             port: free_port(),
             dir: temp_dir("redis"),
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            sentinel: false,
+            tls: false,
             child: None,
         };
-        server.restart();
-        server
+        server.write_config("");
+        server.started()
+    }
+
+    /// Starts a server that speaks TLS only, on a free port, with the PEM certificate, key and
+    /// CA given (written to its directory); clients need no certificate of their own.
+    ///
+    /// # Panics
+    /// If `redis-server` is missing, lacks TLS, or does not answer within 10 s.
+    pub fn start_tls(cert: &str, key: &str, ca: &str) -> Self {
+        require_redis_binaries();
+        let dir = temp_dir("redis-tls");
+        let mut extra = Vec::new();
+        for (name, pem) in [("cert", cert), ("key", key), ("ca-cert", ca)] {
+            let file = dir.join(format!("{name}.pem"));
+            std::fs::write(&file, pem).expect("write a PEM file");
+            extra.push(format!("--tls-{name}-file"));
+            extra.push(file.to_str().expect("utf-8 temp dir").to_owned());
+        }
+        let port = free_port();
+        extra.extend(["--tls-auth-clients".into(), "no".into()]);
+        // After `--port <port>` on the command line, so that the plain port is off.
+        extra.extend([
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+        ]);
+        let server = Self {
+            port,
+            dir,
+            extra,
+            sentinel: false,
+            tls: true,
+            child: None,
+        };
+        server.write_config("");
+        server.started()
+    }
+
+    /// Runs `redis-cli` against this server (over TLS when it speaks only TLS).
+    ///
+    /// # Panics
+    /// If `redis-cli` cannot be started.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        if !self.tls {
+            return redis_cli(self.port, args);
+        }
+        let ca = self.dir.join("ca-cert.pem");
+        let mut all = vec!["--tls", "--cacert", ca.to_str().expect("utf-8 temp dir")];
+        all.extend(args);
+        redis_cli(self.port, &all)
+    }
+
+    /// Starts a sentinel (`redis-server <conf> --sentinel`) on a free port whose configuration
+    /// file holds `config` (after `port`, `bind` and `dir`). Sentinel rewrites the file with what
+    /// it learns, so a [`restart`](Self::restart) keeps its state.
+    ///
+    /// # Panics
+    /// If `redis-server` is missing or the sentinel does not answer within 10 s.
+    pub fn start_sentinel(config: &str) -> Self {
+        require_redis_binaries();
+        let server = Self {
+            port: free_port(),
+            dir: temp_dir("sentinel"),
+            extra: Vec::new(),
+            sentinel: true,
+            tls: false,
+            child: None,
+        };
+        let dir = server.dir.to_str().expect("utf-8 temp dir");
+        server.write_config(&format!(
+            "port {}\nbind 127.0.0.1\ndir \"{dir}\"\n{config}\n",
+            server.port
+        ));
+        server.started()
+    }
+
+    /// The configuration file: an empty one for a data server, so that `CONFIG REWRITE` (which
+    /// Sentinel sends when it reconfigures a server) has a file to write.
+    fn config_file(&self) -> PathBuf {
+        self.dir.join(if self.sentinel {
+            "sentinel.conf"
+        } else {
+            "redis.conf"
+        })
+    }
+
+    fn write_config(&self, text: &str) {
+        std::fs::write(self.config_file(), text).expect("write a redis config file");
+    }
+
+    fn started(mut self) -> Self {
+        self.restart();
+        self
     }
 
     /// (Re)starts the process on the same port and directory, waiting until it answers `PING`.
@@ -161,21 +284,27 @@ impl RedisServer {
     /// If it does not answer within 10 s.
     pub fn restart(&mut self) {
         self.kill();
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .args(["--dir", self.dir.to_str().expect("utf-8 temp dir")])
-            .args(&self.extra)
+        let mut command = Command::new("redis-server");
+        command.arg(self.config_file());
+        if self.sentinel {
+            command.arg("--sentinel");
+        } else {
+            command
+                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .args(["--dir", self.dir.to_str().expect("utf-8 temp dir")])
+                .args(&self.extra);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start redis-server (apt-get install -y redis-server)");
         self.child = Some(child);
-        let port = self.port;
         wait_until(
-            &format!("redis-server on {port}"),
+            &format!("redis-server on {}", self.port),
             Duration::from_secs(10),
-            || redis_cli(port, &["ping"]).stdout.starts_with(b"PONG"),
+            || self.cli(&["ping"]).stdout.starts_with(b"PONG"),
         );
     }
 
@@ -356,4 +485,161 @@ pub fn is_listening(port: u16) -> bool {
         Duration::from_millis(200),
     )
     .is_ok()
+}
+
+/// The replies of `SENTINEL MASTER <service>` on a sentinel, as field → value (empty when the
+/// sentinel does not answer).
+fn sentinel_master_fields(port: u16, service: &str) -> std::collections::HashMap<String, String> {
+    let text = cli_text(port, &["sentinel", "master", service]);
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    lines
+        .chunks_exact(2)
+        .map(|pair| (pair[0].to_owned(), pair[1].to_owned()))
+        .collect()
+}
+
+/// A Redis Sentinel deployment on free loopback ports: a primary, its replicas and the sentinels
+/// monitoring it as [`service`](Self::service) (quorum: a majority of the sentinels; a primary is
+/// considered down after 1 s without replies). Every process is killed and every directory
+/// removed when it drops, also when the test panics.
+#[derive(Debug)]
+pub struct RedisSentinel {
+    /// The data servers, the initial primary first (roles change on failover).
+    pub servers: Vec<RedisServer>,
+    /// The sentinels.
+    pub sentinels: Vec<RedisServer>,
+    /// The name the sentinels monitor the primary under.
+    pub service: String,
+}
+
+impl RedisSentinel {
+    /// Starts the primary and `replicas` replicas, waits until they are in sync, then starts
+    /// `sentinels` sentinels and waits until each one knows every replica and every other
+    /// sentinel (so that a failover can start at once).
+    ///
+    /// # Panics
+    /// If the binaries are missing or the deployment is not ready within 30 s.
+    pub fn start(replicas: usize, sentinels: usize) -> Self {
+        assert!(sentinels > 0, "a sentinel deployment needs a sentinel");
+        let service = "keycard-primary".to_owned();
+        // A replica (re)joining syncs at once rather than after the default 5 s of waiting for
+        // more replicas to share a diskless transfer.
+        let sync_now = ["--repl-diskless-sync-delay", "0"];
+        let primary = RedisServer::start_with(&sync_now);
+        let primary_port = primary.port.to_string();
+        let mut servers = vec![primary];
+        for _ in 0..replicas {
+            let mut args = vec!["--replicaof", "127.0.0.1", &primary_port];
+            args.extend(sync_now);
+            servers.push(RedisServer::start_with(&args));
+        }
+        for replica in &servers[1..] {
+            let port = replica.port;
+            wait_until(
+                &format!("replica on {port} in sync"),
+                Duration::from_secs(30),
+                || cli_text(port, &["info", "replication"]).contains("master_link_status:up"),
+            );
+        }
+        let quorum = sentinels / 2 + 1;
+        let config = format!(
+            "sentinel monitor {service} 127.0.0.1 {primary_port} {quorum}\n\
+             sentinel down-after-milliseconds {service} 1000\n\
+             sentinel failover-timeout {service} 6000\n\
+             sentinel parallel-syncs {service} 1"
+        );
+        let sentinels: Vec<RedisServer> = (0..sentinels)
+            .map(|_| RedisServer::start_sentinel(&config))
+            .collect();
+        let deployment = Self {
+            servers,
+            sentinels,
+            service,
+        };
+        let others = (deployment.sentinels.len() - 1).to_string();
+        let replicas = replicas.to_string();
+        for sentinel in &deployment.sentinels {
+            let port = sentinel.port;
+            wait_until(
+                &format!("sentinel on {port} knows the deployment"),
+                Duration::from_secs(30),
+                || {
+                    let fields = sentinel_master_fields(port, &deployment.service);
+                    let field = |name: &str| fields.get(name).map(String::as_str);
+                    field("flags") == Some("master")
+                        && field("num-slaves") == Some(replicas.as_str())
+                        && field("num-other-sentinels") == Some(others.as_str())
+                },
+            );
+        }
+        deployment
+    }
+
+    /// `(host, port)` of every sentinel, for [`RedisStore::sentinel`].
+    pub fn hosts(&self) -> Vec<(String, u16)> {
+        self.sentinels
+            .iter()
+            .map(|s| ("127.0.0.1".to_owned(), s.port))
+            .collect()
+    }
+
+    /// The primary's port as the sentinel `sentinel` reports it (`None` when it does not answer).
+    pub fn primary_port_by(&self, sentinel: usize) -> Option<u16> {
+        let port = self.sentinels[sentinel].port;
+        let text = cli_text(
+            port,
+            &["sentinel", "get-master-addr-by-name", &self.service],
+        );
+        text.lines().nth(1).and_then(|p| p.trim().parse().ok())
+    }
+
+    /// The index in `servers` of the server listening on `port`.
+    ///
+    /// # Panics
+    /// If none does.
+    pub fn server_on(&self, port: u16) -> usize {
+        self.servers
+            .iter()
+            .position(|s| s.port == port)
+            .unwrap_or_else(|| panic!("no server of the deployment on port {port}"))
+    }
+
+    /// Asks the first sentinel for a failover (`SENTINEL FAILOVER`): a replica is promoted and
+    /// the old primary becomes its replica, without waiting for the primary to fail.
+    ///
+    /// # Panics
+    /// If the sentinel refuses.
+    pub fn failover(&self) {
+        let reply = cli_text(
+            self.sentinels[0].port,
+            &["sentinel", "failover", &self.service],
+        );
+        assert_eq!(reply, "OK", "SENTINEL FAILOVER refused");
+    }
+
+    /// Waits until every sentinel reports a primary other than the server on `old` and that
+    /// server says it is a primary (`role:master`); returns its port.
+    ///
+    /// # Panics
+    /// If that does not happen within `limit`.
+    pub fn wait_for_new_primary(&self, old: u16, limit: Duration) -> u16 {
+        let mut new = None;
+        wait_until("a new primary", limit, || {
+            new = self.new_primary(old);
+            new.is_some()
+        });
+        new.expect("a new primary")
+    }
+
+    /// The port of the new primary when every sentinel reports one other than the server on
+    /// `old` and it says it is a primary (`role:master`); `None` until then.
+    pub fn new_primary(&self, old: u16) -> Option<u16> {
+        let reported: Vec<Option<u16>> = (0..self.sentinels.len())
+            .map(|s| self.primary_port_by(s))
+            .collect();
+        let new = reported[0].filter(|&p| p != old)?;
+        let agreed = reported.iter().all(|r| *r == Some(new))
+            && cli_text(new, &["info", "replication"]).contains("role:master");
+        agreed.then_some(new)
+    }
 }

@@ -1,28 +1,17 @@
 //! RedisStore beyond the conformance suite: cache staleness across nodes, corrupt data, a dead
-//! or hung server, and a cluster failover.
+//! or hung server, a cluster failover, writes waiting for replicas, and per-user delete.
 
 use std::time::{Duration, Instant};
 
-use keycard_core::key::{ApiKey, KeyId};
-use keycard_core::metadata::MetadataDelta;
+use keycard_core::key::KeyId;
 use keycard_core::session::SessionRecord;
 use keycard_core::store::{SessionStore, StoreError};
 use keycard_redis::fred::interfaces::HashesInterface;
 use keycard_redis::{CacheConfig, RedisStore};
 use keycard_tests::redis_support::{
-    RedisCluster, RedisServer, connect, shared_store, unique_prefix,
+    RedisCluster, RedisServer, connect, key_id as id, set_one as set, shared_store, unique_prefix,
 };
 use serde_json::json;
-
-fn id(name: &str) -> KeyId {
-    KeyId::of(&ApiKey::new(name))
-}
-
-fn set(key: &str, value: serde_json::Value) -> MetadataDelta {
-    let mut delta = MetadataDelta::new();
-    delta.set(key, value);
-    delta
-}
 
 #[tokio::test]
 async fn cached_node_sees_another_nodes_write_within_50ms() {
@@ -395,7 +384,7 @@ async fn cluster_failover_keeps_acknowledged_writes() {
     drop(cluster);
 }
 
-fn add(key: &str, by: i64) -> MetadataDelta {
+fn add(key: &str, by: i64) -> keycard_core::metadata::MetadataDelta {
     [keycard_core::metadata::MetadataChange::Increment {
         key: key.to_owned(),
         by,
@@ -517,4 +506,247 @@ async fn racing_a_foreign_writer_never_leaves_a_cached_node_stale() {
         );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loads_are_not_queued_behind_a_write_waiting_for_replicas() {
+    // No replica at all: every acknowledged write waits the whole WAIT timeout (3/4 of the
+    // command timeout) and then fails.
+    let server = RedisServer::start();
+    let prefix = unique_prefix("wait");
+    let timeout = Duration::from_secs(2);
+    let wait = timeout * 3 / 4;
+    let plain = connect(RedisStore::url(&server.url()).unwrap().prefix(&prefix)).await;
+    let acked = connect(
+        RedisStore::url(&server.url())
+            .unwrap()
+            .prefix(&prefix)
+            .command_timeout(timeout)
+            .min_replicas_ack(1),
+    )
+    .await;
+    let key = id("wait");
+    plain
+        .create(SessionRecord::default().with_key_id(key.clone()))
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let write = tokio::spawn({
+        let (acked, key) = (acked.clone(), key.clone());
+        async move {
+            let result = acked.apply(&key, &set("a", json!(1))).await;
+            (result, started.elapsed())
+        }
+    });
+    // Let the write reach its WAIT (its script is one round trip on loopback).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for n in 0..5 {
+        let load = Instant::now();
+        let session = acked.load(&key).await.unwrap().expect("session");
+        let took = load.elapsed();
+        assert!(
+            !write.is_finished(),
+            "load {n}: the write finished before its WAIT timed out"
+        );
+        assert!(
+            took < wait / 4,
+            "load {n} took {took:?}: queued behind a WAIT of {wait:?}"
+        );
+        assert_eq!(session.meta_data["a"], 1, "the write itself happened");
+    }
+    let (result, took) = write.await.unwrap();
+    match result {
+        Err(StoreError::Unavailable(e)) => {
+            assert!(e.to_string().contains("0 of 1 replicas"), "{e}")
+        }
+        other => panic!("a write no replica acknowledged gave {other:?}"),
+    }
+    assert!(
+        took >= wait,
+        "the write returned after {took:?}, before WAIT ended"
+    );
+    eprintln!("write failed unacknowledged after {took:?}; loads meanwhile answered at once");
+}
+
+/// Races `delete_by_alias` against creates of the same alias and writes to the user's sessions.
+/// Checks: every session created before the delete began is gone and reported; none of them
+/// comes back (writes after find nothing); sessions created meanwhile are either reported deleted
+/// and gone, or still there and listed. With `atomic`, an observer reading all the sessions that
+/// existed before in one command never sees some gone and others not.
+async fn race_delete_by_alias(store: RedisStore, atomic: bool) {
+    const BEFORE: usize = 40;
+    let alias = "racing-user";
+    let before: Vec<KeyId> = (0..BEFORE)
+        .map(|n| id(&format!("race-before-{n}")))
+        .collect();
+    for key in &before {
+        store
+            .create(
+                SessionRecord::default()
+                    .with_key_id(key.clone())
+                    .with_alias(alias),
+            )
+            .await
+            .unwrap();
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let creator = tokio::spawn({
+        let (store, stop) = (store.clone(), stop.clone());
+        async move {
+            let mut created = Vec::new();
+            for n in 0..2_000 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let key = id(&format!("race-during-{n}"));
+                let session = SessionRecord::default()
+                    .with_key_id(key.clone())
+                    .with_alias(alias);
+                if store.create(session).await.is_ok() {
+                    created.push(key);
+                }
+            }
+            created
+        }
+    });
+    let writer = tokio::spawn({
+        let (store, stop, before) = (store.clone(), stop.clone(), before.clone());
+        async move {
+            let mut gone = 0;
+            for round in 0..2_000 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let key = &before[round % before.len()];
+                if store
+                    .apply(key, &set("w", json!(round)))
+                    .await
+                    .unwrap()
+                    .is_none()
+                {
+                    gone += 1;
+                }
+            }
+            gone
+        }
+    });
+    let observer = tokio::spawn({
+        let (store, stop) = (store.clone(), stop.clone());
+        let keys: Vec<String> = before.iter().map(|k| store.session_key(k)).collect();
+        async move {
+            let mut partial = Vec::new();
+            for _ in 0..5_000 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) || !atomic {
+                    break;
+                }
+                let found: i64 = keycard_redis::fred::interfaces::KeysInterface::exists(
+                    store.client(),
+                    keys.clone(),
+                )
+                .await
+                .unwrap();
+                if found != 0 && found != BEFORE as i64 {
+                    partial.push(found);
+                }
+                tokio::task::yield_now().await;
+            }
+            partial
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    let deleted = tokio::time::timeout(Duration::from_secs(10), store.delete_by_alias(alias))
+        .await
+        .expect("delete_by_alias finished within 10 s")
+        .unwrap();
+    eprintln!(
+        "delete_by_alias removed {} sessions in {:?}",
+        deleted.len(),
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let created = tokio::time::timeout(Duration::from_secs(10), creator)
+        .await
+        .unwrap()
+        .unwrap();
+    let gone_writes = tokio::time::timeout(Duration::from_secs(10), writer)
+        .await
+        .unwrap()
+        .unwrap();
+    let partial = tokio::time::timeout(Duration::from_secs(10), observer)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let deleted_ids: std::collections::HashSet<KeyId> =
+        deleted.iter().map(|s| s.key_id.clone()).collect();
+    assert!(deleted.iter().all(|s| s.alias == alias));
+    for (n, key) in before.iter().enumerate() {
+        assert!(
+            deleted_ids.contains(key),
+            "session {n} from before was not reported deleted"
+        );
+        assert!(
+            store.load(key).await.unwrap().is_none(),
+            "session {n} from before survived"
+        );
+        assert!(
+            store
+                .apply(key, &set("late", json!(1)))
+                .await
+                .unwrap()
+                .is_none(),
+            "a write after the delete recreated session {n}"
+        );
+        assert!(
+            store.load(key).await.unwrap().is_none(),
+            "session {n} came back"
+        );
+    }
+    assert!(gone_writes > 0, "the writer never met a deleted session");
+    let listed = store.list_by_alias(alias, None, 5_000).await.unwrap();
+    let listed: std::collections::HashSet<KeyId> =
+        listed.items.into_iter().map(|s| s.key_id).collect();
+    for key in &created {
+        let stored = store.load(key).await.unwrap().is_some();
+        assert_eq!(
+            stored,
+            !deleted_ids.contains(key),
+            "a session created during the delete is neither deleted nor kept"
+        );
+        assert_eq!(
+            listed.contains(key),
+            stored,
+            "listing disagrees with the store"
+        );
+    }
+    assert!(
+        partial.is_empty(),
+        "an observer saw the user's sessions partly deleted {} times (sessions left of \
+         {BEFORE}: {:?})",
+        partial.len(),
+        &partial[..partial.len().min(5)]
+    );
+    eprintln!(
+        "{} created during the race, {} of them deleted",
+        created.len(),
+        created.iter().filter(|k| deleted_ids.contains(k)).count()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_by_alias_is_atomic_on_a_single_server() {
+    let store = connect(shared_store("delete-alias")).await;
+    race_delete_by_alias(store, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_by_alias_in_a_cluster_leaves_nothing_from_before_and_resurrects_nothing() {
+    let cluster = RedisCluster::start(3, 0);
+    let store =
+        connect(RedisStore::cluster(cluster.hosts()).prefix(unique_prefix("delete-alias"))).await;
+    race_delete_by_alias(store, false).await;
+    drop(cluster);
 }

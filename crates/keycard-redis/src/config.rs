@@ -48,8 +48,15 @@ pub struct RedisStoreBuilder {
     pub(crate) connect_timeout: Duration,
     pub(crate) expiry_grace: Duration,
     pub(crate) min_replicas_ack: u32,
+    pub(crate) ack_connections: usize,
     pub(crate) cache: Option<CacheConfig>,
+    /// PEM root certificates given to `tls_root_certificate`, applied by `finish`.
+    #[cfg(feature = "tls")]
+    pub(crate) tls_roots: Option<Vec<u8>>,
 }
+
+/// The default size of the connection pool of writes that wait for replicas.
+pub const DEFAULT_ACK_CONNECTIONS: usize = 4;
 
 /// Shows the servers and settings, never the credentials (fred's own `Debug` of its config
 /// prints the password).
@@ -85,6 +92,7 @@ impl std::fmt::Debug for RedisStoreBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("expiry_grace", &self.expiry_grace)
             .field("min_replicas_ack", &self.min_replicas_ack)
+            .field("ack_connections", &self.ack_connections)
             .field("cache", &self.cache)
             .finish_non_exhaustive()
     }
@@ -146,7 +154,10 @@ impl RedisStoreBuilder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             expiry_grace: DEFAULT_EXPIRY_GRACE,
             min_replicas_ack: 0,
+            ack_connections: DEFAULT_ACK_CONNECTIONS,
             cache: None,
+            #[cfg(feature = "tls")]
+            tls_roots: None,
         }
     }
 
@@ -185,11 +196,43 @@ impl RedisStoreBuilder {
     }
 
     /// Every write waits until `replicas` replicas acknowledged it (`WAIT`) before it reports
-    /// success, so a write that returned `Ok` survives a failover. Default 0 (no wait). The wait
-    /// is bounded by the command timeout; too few acknowledgements make the write fail with
-    /// `Unavailable` (the write itself may still have happened on the primary).
+    /// success, so a write that returned `Ok` survives a failover. Default 0 (no wait).
+    ///
+    /// The wait is bounded: `WAIT` gets three quarters of the command timeout. Too few
+    /// acknowledgements make the write fail with `Unavailable`; so does a reconnection between
+    /// the write and its `WAIT` (which could otherwise count the replicas of another
+    /// connection). In both cases the write itself may still have happened on the primary.
+    ///
+    /// Such writes run on a pool of [`ack_connections`](Self::ack_connections) connections of
+    /// their own (per node), each taken by one write at a time: `WAIT` blocks the connection it is
+    /// sent on, and loads and other commands stay on the shared connection, never queued behind
+    /// a write waiting for replicas. A write costs one round trip more than without
+    /// acknowledgements (`CLIENT SETNAME`, the script, then `WAIT` with `CLIENT GETNAME`).
     pub fn min_replicas_ack(mut self, replicas: u32) -> Self {
         self.min_replicas_ack = replicas;
+        self
+    }
+
+    /// How many writes may wait for replicas at once (default [`DEFAULT_ACK_CONNECTIONS`]):
+    /// the size of the connection pool of [`min_replicas_ack`](Self::min_replicas_ack). A write
+    /// that finds every connection taken waits for one, within the command timeout. Unused
+    /// without `min_replicas_ack`; values below 1 count as 1.
+    pub fn ack_connections(mut self, connections: usize) -> Self {
+        self.ack_connections = connections.max(1);
+        self
+    }
+
+    /// Connects with TLS and trusts only the certificate authorities in `pem` (one or more PEM
+    /// `CERTIFICATE` blocks) for the server's certificate, instead of the system's roots: for a
+    /// private CA, or a self-signed server certificate. TLS is used whatever the URL's scheme
+    /// (`redis://` too). The server's name (or IP address) must match its certificate.
+    /// A PEM holding no certificate, or one that does not parse, is refused by
+    /// [`connect`](Self::connect) with [`ConnectError::Config`]; a server whose certificate
+    /// the roots do not vouch for is [`ConnectError::Connect`] within the connect timeout.
+    /// Feature `tls`.
+    #[cfg(feature = "tls")]
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_roots = Some(pem.into());
         self
     }
 
@@ -213,6 +256,10 @@ impl RedisStoreBuilder {
             ));
         }
         let mut config = self.fred.get_config().cloned().unwrap_or_default();
+        #[cfg(feature = "tls")]
+        if let Some(pem) = &self.tls_roots {
+            config.tls = Some(crate::tls::pem_roots(pem, config.tls.as_ref())?);
+        }
         if self.cache.is_some() {
             // Client tracking pushes invalidations on the data connection: RESP3 only.
             config.version = RespVersion::RESP3;

@@ -89,9 +89,10 @@
 //! | `delete` | 2 | `EVALSHA` delete (returns the hash), index drops (concurrently) |
 //! | `list_by_alias`, `list_keys` | 2 per round | an index page (`ZRANGEBYLEX` + tokens), then the sessions (`HGETALL`/`EXISTS`, pipelined) |
 //!
-//! With [`RedisStoreBuilder::min_replicas_ack`] every write adds one `WAIT` on the connection to
-//! the node that took it: a write that returned `Ok` is then on that many replicas and survives a
-//! failover. Scripts are loaded on every primary at connect and called with `EVALSHA`; a
+//! With [`RedisStoreBuilder::min_replicas_ack`] every write runs on a connection of its own from
+//! a small pool, followed by a `WAIT` there: a write that returned `Ok` is then on that many
+//! replicas and survives a failover, and the shared connection that carries loads is never held
+//! up by a `WAIT`. Scripts are loaded on every primary at connect and called with `EVALSHA`; a
 //! `NOSCRIPT` (a promoted replica, a restarted server) reloads them and retries once.
 //!
 //! # Index consistency in cluster mode
@@ -141,12 +142,14 @@ mod layout;
 mod ratelimit;
 mod scripts;
 mod store;
+#[cfg(feature = "tls")]
+mod tls;
 pub mod tyk;
 
 pub use cache::CacheConfig;
 pub use config::{
-    ConnectError, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX,
-    RedisStoreBuilder, redact_url,
+    ConnectError, DEFAULT_ACK_CONNECTIONS, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_PREFIX, RedisStoreBuilder, redact_url,
 };
 pub use ratelimit::RedisRateLimiter;
 pub use store::RedisStore;

@@ -121,10 +121,17 @@ const APPLY: &str = concat!(apply_delta!(), "return redis.call('HGETALL', KEYS[1
 /// store needs to advance its entry to the new state without reading it back.
 const APPLY_VERSION: &str = concat!(apply_delta!(), "return string.format('%d %s', v, now)\n");
 
-/// `KEYS[1]` session. Returns `false` or the deleted hash.
+/// `KEYS[1]` session. `ARGV[1]` (optional): delete only if the session's alias is this one.
+/// Returns `false` or the deleted hash.
 const DELETE: &str = r"
 local all = redis.call('HGETALL', KEYS[1])
 if #all == 0 then return false end
+if ARGV[1] then
+  local ok, session = pcall(cjson.decode, redis.call('HGET', KEYS[1], 'b') or '{}')
+  local alias = ok and type(session) == 'table' and session['alias'] or ''
+  if alias == cjson.null then alias = '' end
+  if alias ~= ARGV[1] then return false end
+end
 redis.call('DEL', KEYS[1])
 return all
 ";
@@ -162,6 +169,37 @@ end
 return removed
 ";
 
+/// Standalone and sentinel only (it touches session keys it derives, in other slots): `KEYS`
+/// alias index `lex`, `exp`, `tok`, then the key index `lex`, `exp`, `tok`. `ARGV`: the session
+/// key prefix (`P:{s:`), the alias. Deletes, in one step, every session in the alias index whose
+/// stored alias is `ARGV[2]`, with its entries in both indexes; entries of sessions that are gone
+/// or now have another alias are left to the listings' cleanup. Returns `{key_id, hash}` pairs.
+const DELETE_ALIAS: &str = r"
+local deleted = {}
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local key = ARGV[1] .. member .. '}'
+  local base = redis.call('HGET', key, 'b')
+  if base then
+    local ok, session = pcall(cjson.decode, base)
+    if not ok or type(session) ~= 'table' then
+      return redis.error_reply('keycard: unreadable session ' .. key)
+    end
+    local alias = session['alias']
+    if alias == nil or alias == cjson.null then alias = '' end
+    if alias == ARGV[2] then
+      deleted[#deleted + 1] = {member, redis.call('HGETALL', key)}
+      redis.call('DEL', key)
+      for first = 1, 4, 3 do
+        redis.call('ZREM', KEYS[first], member)
+        redis.call('ZREM', KEYS[first + 1], member)
+        redis.call('HDEL', KEYS[first + 2], member)
+      end
+    end
+  end
+end
+return deleted
+";
+
 /// `KEYS` index `lex`, `exp`, `tok`. `ARGV`: lower bound (`-` or `(member`), count. Returns
 /// `{members, tokens}`: one page in key-id order with each entry's token.
 const INDEX_PAGE: &str = r"
@@ -179,6 +217,7 @@ pub(crate) struct Scripts {
     pub(crate) apply: Script,
     pub(crate) apply_version: Script,
     pub(crate) delete: Script,
+    pub(crate) delete_alias: Script,
     pub(crate) index_add: Script,
     pub(crate) index_drop: Script,
     pub(crate) index_page: Script,
@@ -192,19 +231,21 @@ impl Scripts {
             apply: Script::from_lua(APPLY),
             apply_version: Script::from_lua(APPLY_VERSION),
             delete: Script::from_lua(DELETE),
+            delete_alias: Script::from_lua(DELETE_ALIAS),
             index_add: Script::from_lua(INDEX_ADD),
             index_drop: Script::from_lua(INDEX_DROP),
             index_page: Script::from_lua(INDEX_PAGE),
         }
     }
 
-    pub(crate) fn all(&self) -> [&Script; 8] {
+    pub(crate) fn all(&self) -> [&Script; 9] {
         [
             &self.create,
             &self.replace,
             &self.apply,
             &self.apply_version,
             &self.delete,
+            &self.delete_alias,
             &self.index_add,
             &self.index_drop,
             &self.index_page,

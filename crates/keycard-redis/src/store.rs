@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use fred::clients::Client;
+use fred::clients::{Client, ExclusivePool};
 use fred::error::Error as FredError;
 use fred::interfaces::TrackingInterface;
 use fred::interfaces::{ClientLike, EventInterface, HashesInterface, KeysInterface};
@@ -47,6 +47,8 @@ struct Inner {
     cache: Option<Arc<LocalCache>>,
     command_timeout: Duration,
     min_replicas_ack: u32,
+    /// The connections of writes that wait for replicas (with `min_replicas_ack` only).
+    acks: Option<ExclusivePool>,
     tasks: Vec<JoinHandle<Result<(), FredError>>>,
 }
 
@@ -56,9 +58,12 @@ impl Drop for Inner {
             task.abort();
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let client = self.client.clone();
+            let (client, acks) = (self.client.clone(), self.acks.take());
             runtime.spawn(async move {
                 let _ = client.quit().await;
+                if let Some(acks) = acks {
+                    let _ = acks.quit().await;
+                }
             });
         }
     }
@@ -107,6 +112,12 @@ fn key_id_from(member: String) -> KeyId {
     })
 }
 
+/// Whether a script reply reports a write (the scripts answer `false`, a nil, when they wrote
+/// nothing).
+fn is_some(reply: &Value) -> bool {
+    !matches!(reply, Value::Null)
+}
+
 fn array(value: Value) -> Result<Vec<Value>, StoreError> {
     match value {
         Value::Array(items) => Ok(items),
@@ -120,28 +131,41 @@ fn array(value: Value) -> Result<Vec<Value>, StoreError> {
 impl RedisStore {
     pub(crate) async fn connect_with(builder: RedisStoreBuilder) -> Result<Self, ConnectError> {
         let client = builder.fred.build().map_err(ConnectError::Connect)?;
+        let acks = match builder.min_replicas_ack {
+            0 => None,
+            _ => Some(
+                builder
+                    .fred
+                    .build_exclusive_pool(builder.ack_connections)
+                    .map_err(ConnectError::Connect)?,
+            ),
+        };
         let scripts = Scripts::new();
         let budget = builder.connect_timeout + builder.command_timeout * 2;
         let setup = async {
             client.init().await?;
+            if let Some(acks) = &acks {
+                acks.init().await?;
+            }
             for script in scripts.all() {
                 script.load(&client).await?;
             }
             Ok::<_, FredError>(())
         };
-        match tokio::time::timeout(budget, setup).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                let _ = client.quit().await;
-                return Err(ConnectError::Connect(error));
+        let failed = match tokio::time::timeout(budget, setup).await {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(error),
+            Err(_) => Some(FredError::new(
+                fred::error::ErrorKind::Timeout,
+                "connecting to Redis timed out",
+            )),
+        };
+        if let Some(error) = failed {
+            let _ = client.quit().await;
+            if let Some(acks) = &acks {
+                let _ = acks.quit().await;
             }
-            Err(_) => {
-                let _ = client.quit().await;
-                return Err(ConnectError::Connect(FredError::new(
-                    fred::error::ErrorKind::Timeout,
-                    "connecting to Redis timed out",
-                )));
-            }
+            return Err(ConnectError::Connect(error));
         }
         let layout = Layout::new(builder.prefix, builder.expiry_grace);
         let mut tasks = Vec::new();
@@ -164,6 +188,7 @@ impl RedisStore {
                 cache,
                 command_timeout: builder.command_timeout,
                 min_replicas_ack: builder.min_replicas_ack,
+                acks,
                 tasks,
             }),
         })
@@ -347,30 +372,104 @@ impl Inner {
             .map_err(store_error)
     }
 
-    /// With `min_replicas_ack`, waits until that many replicas have the write (`WAIT` on the
-    /// connection to the node that took the write).
-    async fn replicated(&self, key: &str) -> Result<(), StoreError> {
-        let wanted = self.min_replicas_ack;
-        if wanted == 0 {
-            return Ok(());
-        }
-        let slot = fred::util::redis_keyslot(key.as_bytes());
-        let wait_ms = (self.command_timeout * 3 / 4).as_millis().max(1);
-        let wait = CustomCommand::new("WAIT", ClusterHash::Custom(slot), false);
-        let acked: i64 = self
-            .client
-            .custom(
-                wait,
-                vec![i64::from(wanted).to_string(), wait_ms.to_string()],
-            )
+    /// Runs a script that writes the session at `key`. Without `min_replicas_ack` it goes on
+    /// the shared connection. With it, the script and a `WAIT` (when `wrote` says the reply is
+    /// a write) run on a connection of the acknowledgement pool, taken for this write alone:
+    /// `WAIT` blocks the connection it is sent on, so on the shared connection it would hold up
+    /// every other request's commands until the replicas answer.
+    ///
+    /// `WAIT` counts the replicas that have the last write *of its own connection*, so it proves
+    /// nothing when sent on another one — as fred does when it reconnects between the write and
+    /// the `WAIT` (a failover, for one). The write is therefore bracketed by `CLIENT SETNAME
+    /// <nonce>` and `CLIENT GETNAME`: a name that did not survive means the connection changed,
+    /// and the write is reported `Unavailable` (it may still have happened).
+    async fn write(
+        &self,
+        script: &fred::types::scripts::Script,
+        keys: Vec<String>,
+        args: Vec<String>,
+        wrote: fn(&Value) -> bool,
+    ) -> Result<Value, StoreError> {
+        let Some(acks) = &self.acks else {
+            return self.eval(script, keys, args).await;
+        };
+        let key = keys.first().map_or("", String::as_str);
+        let client = tokio::time::timeout(self.command_timeout, acks.acquire())
+            .await
+            .map_err(|_| {
+                StoreError::unavailable(
+                    "no connection free for a write that waits for replicas \
+                     (see RedisStoreBuilder::ack_connections)",
+                )
+            })?;
+        let node = ClusterHash::Custom(fred::util::redis_keyslot(key.as_bytes()));
+        let nonce = format!("keycard-ack-{}", new_token().replace('.', "-"));
+        let client_command = || CustomCommand::new_static("CLIENT", node.clone(), false);
+        client
+            .custom::<(), _>(client_command(), vec!["SETNAME", nonce.as_str()])
             .await
             .map_err(store_error)?;
+        let reply = script
+            .evalsha_with_reload::<Value, _, _>(&client, keys.clone(), args)
+            .await
+            .map_err(store_error)?;
+        if !wrote(&reply) {
+            return Ok(reply);
+        }
+        let wanted = self.min_replicas_ack;
+        let wait_ms = (self.command_timeout * 3 / 4).as_millis().max(1);
+        let pipeline = client.pipeline();
+        let wait = CustomCommand::new_static("WAIT", node.clone(), false);
+        let wait_args = vec![i64::from(wanted).to_string(), wait_ms.to_string()];
+        pipeline
+            .custom::<(), _>(wait, wait_args)
+            .await
+            .map_err(store_error)?;
+        pipeline
+            .custom::<(), _>(client_command(), vec!["GETNAME"])
+            .await
+            .map_err(store_error)?;
+        let (acked, name): (i64, Option<String>) = pipeline.all().await.map_err(store_error)?;
+        if name.as_deref() != Some(nonce.as_str()) {
+            return Err(StoreError::unavailable(
+                "the connection to Redis changed between a write and its WAIT: \
+                 replication not confirmed",
+            ));
+        }
         if acked < i64::from(wanted) {
             return Err(StoreError::unavailable(format!(
                 "write acknowledged by {acked} of {wanted} replicas"
             )));
         }
-        Ok(())
+        Ok(reply)
+    }
+
+    /// Deletes a session (only if its alias is `alias`, when given) and then its index entries.
+    async fn delete_session(
+        &self,
+        key_id: &KeyId,
+        alias: Option<&str>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let key = self.layout.session(key_id);
+        let args = alias.map(str::to_owned).into_iter().collect();
+        let reply = self
+            .write(&self.scripts.delete, vec![key], args, is_some)
+            .await;
+        self.invalidate(key_id);
+        let fields = layout::hash(reply?)?;
+        let token = fields.get_str("i").unwrap_or_default().to_owned();
+        let Some(session) = layout::decode(fields)? else {
+            return Ok(None);
+        };
+        let entry = vec![key_id.as_str().to_owned(), token];
+        let dropped = tokio::try_join!(
+            self.index_drop(self.layout.alias_index(&session.alias), entry.clone()),
+            self.index_drop(self.layout.key_index(), entry),
+        );
+        if let Err(error) = dropped {
+            tracing::debug!(%error, "could not drop index entries of a deleted session");
+        }
+        Ok(Some(session.with_key_id(key_id.clone())))
     }
 
     fn invalidate(&self, key_id: &KeyId) {
@@ -380,19 +479,19 @@ impl Inner {
     }
 
     /// Runs an apply script (`apply` or `apply_version`) for `delta` and drops the local cache
-    /// entry whatever the outcome; returns the session key (for `replicated`) and the reply.
+    /// entry whatever the outcome.
     async fn apply_script(
         &self,
         script: &fred::types::scripts::Script,
         key_id: &KeyId,
         delta: &MetadataDelta,
-    ) -> Result<(String, Value), StoreError> {
+    ) -> Result<Value, StoreError> {
         let key = self.layout.session(key_id);
         let reply = self
-            .eval(script, vec![key.clone()], layout::delta_args(delta))
+            .write(script, vec![key], layout::delta_args(delta), is_some)
             .await;
         self.invalidate(key_id);
-        Ok((key, reply?))
+        reply
     }
 
     async fn index_add(
@@ -620,7 +719,7 @@ impl SessionStore for RedisStore {
             ];
             layout::meta_args(&session, &mut args);
             let reply = inner
-                .eval(&inner.scripts.create, vec![key.clone()], args)
+                .write(&inner.scripts.create, vec![key], args, is_some)
                 .await;
             inner.invalidate(&session.key_id);
             let reply = reply?;
@@ -634,7 +733,6 @@ impl SessionStore for RedisStore {
             session.date_created = layout::int(created)?;
             session.last_updated = layout::int(now)?;
             session.version = 1;
-            inner.replicated(&key).await?;
             Ok(session)
         })
     }
@@ -652,7 +750,12 @@ impl SessionStore for RedisStore {
             ];
             layout::meta_args(&session, &mut args);
             let reply = inner
-                .eval(&inner.scripts.replace, vec![key.clone()], args)
+                .write(
+                    &inner.scripts.replace,
+                    vec![key.clone()],
+                    args,
+                    |reply| matches!(reply, Value::Array(parts) if parts.len() > 1),
+                )
                 .await;
             inner.invalidate(&session.key_id);
             let mut parts = array(reply?)?.into_iter();
@@ -693,7 +796,6 @@ impl SessionStore for RedisStore {
                     tracing::debug!(%error, "could not drop the old alias index entry");
                 }
             }
-            inner.replicated(&key).await?;
             Ok(session)
         })
     }
@@ -705,7 +807,7 @@ impl SessionStore for RedisStore {
     ) -> StoreFuture<'a, Option<SessionRecord>> {
         Box::pin(async move {
             let inner = &*self.inner;
-            let (key, reply) = inner
+            let reply = inner
                 .apply_script(&inner.scripts.apply, key_id, delta)
                 .await?;
             if matches!(reply, Value::Null) {
@@ -713,7 +815,6 @@ impl SessionStore for RedisStore {
             }
             let session =
                 layout::decode(layout::hash(reply)?)?.map(|s| s.with_key_id(key_id.clone()));
-            inner.replicated(&key).await?;
             Ok(session)
         })
     }
@@ -732,10 +833,11 @@ impl SessionStore for RedisStore {
                 .as_ref()
                 .map(|cache| cache.epoch(key_id.as_str()));
             let reply = inner
-                .eval(
+                .write(
                     &inner.scripts.apply_version,
-                    vec![key.clone()],
+                    vec![key],
                     layout::delta_args(delta),
+                    is_some,
                 )
                 .await;
             let saved = match reply {
@@ -759,35 +861,12 @@ impl SessionStore for RedisStore {
             let Some((version, _)) = saved? else {
                 return Ok(None);
             };
-            inner.replicated(&key).await?;
             Ok(Some(version))
         })
     }
 
     fn delete<'a>(&'a self, key_id: &'a KeyId) -> StoreFuture<'a, Option<SessionRecord>> {
-        Box::pin(async move {
-            let inner = &*self.inner;
-            let key = inner.layout.session(key_id);
-            let reply = inner
-                .eval(&inner.scripts.delete, vec![key.clone()], Vec::new())
-                .await;
-            inner.invalidate(key_id);
-            let fields = layout::hash(reply?)?;
-            let token = fields.get_str("i").unwrap_or_default().to_owned();
-            let Some(session) = layout::decode(fields)? else {
-                return Ok(None);
-            };
-            let entry = vec![key_id.as_str().to_owned(), token];
-            let dropped = tokio::try_join!(
-                inner.index_drop(inner.layout.alias_index(&session.alias), entry.clone()),
-                inner.index_drop(inner.layout.key_index(), entry),
-            );
-            if let Err(error) = dropped {
-                tracing::debug!(%error, "could not drop index entries of a deleted session");
-            }
-            inner.replicated(&key).await?;
-            Ok(Some(session.with_key_id(key_id.clone())))
-        })
+        Box::pin(self.inner.delete_session(key_id, None))
     }
 
     fn list_by_alias<'a>(
@@ -836,22 +915,145 @@ impl SessionStore for RedisStore {
     }
 }
 
+impl RedisStore {
+    /// Deletes every session whose alias is `alias` — a user's sessions, as the Auth0
+    /// `DELETE /api/v2/users/{id}/sessions` does — and returns them (in key-id order on
+    /// standalone and sentinel).
+    ///
+    /// **Standalone and sentinel: atomic.** One script finds the sessions in the alias index,
+    /// checks each one's stored alias and deletes them with their index entries, in one step:
+    /// no client ever sees some of the user's sessions deleted and others not, and every
+    /// session that has this alias when the script runs is deleted. A create or replace that
+    /// has not written its session yet when the script runs is not deleted (it ends after
+    /// the delete, and its session stays).
+    ///
+    /// **Cluster: safe, not atomic.** Sessions live in different hash slots, which no script can
+    /// span. The index is walked page by page and each session deleted on its own (each
+    /// deletion atomic, as [`delete`](SessionStore::delete)). Guaranteed: every session that had
+    /// this alias when the call started (its create or replace returned before) and still has
+    /// it is deleted by the time the call returns `Ok`; none of them comes back (a later write
+    /// finds no session: deltas and replaces never recreate one); sessions created while the call
+    /// runs may or may not be deleted. Other clients may see some of the sessions gone and others
+    /// not while it runs.
+    ///
+    /// With [`min_replicas_ack`](RedisStoreBuilder::min_replicas_ack), each deletion waits for
+    /// the replicas as any write does (the whole script on standalone).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when Redis fails; some sessions may be deleted then (in
+    /// cluster mode), and calling again finishes the job. [`StoreError::Corrupt`] for a stored
+    /// session that cannot be read (standalone: nothing is deleted then).
+    pub async fn delete_by_alias(&self, alias: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        let inner = &*self.inner;
+        if inner.client.is_clustered() {
+            return self.delete_by_alias_in_steps(alias).await;
+        }
+        let mut keys = inner.layout.alias_index(alias).all();
+        keys.extend(inner.layout.key_index().all());
+        let session_prefix = format!("{}:{{s:", inner.layout.prefix());
+        // The script's keys are its indexes (one slot each, no cluster here); `write` routes
+        // by the first, which is where a standalone server takes everything anyway.
+        let reply = inner
+            .write(
+                &inner.scripts.delete_alias,
+                keys,
+                vec![session_prefix, alias.to_owned()],
+                |reply| matches!(reply, Value::Array(items) if !items.is_empty()),
+            )
+            .await;
+        let mut deleted = Vec::new();
+        let mut failure = None;
+        for pair in array(reply?)? {
+            let mut parts = array(pair)?.into_iter();
+            let (Some(member), Some(fields)) = (parts.next(), parts.next()) else {
+                return Err(StoreError::Corrupt(
+                    "unexpected delete-by-alias reply".into(),
+                ));
+            };
+            let key_id = key_id_from(layout::text(member)?);
+            inner.invalidate(&key_id);
+            match layout::decode(layout::hash(fields)?) {
+                Ok(Some(session)) => deleted.push(session.with_key_id(key_id)),
+                Ok(None) => {}
+                // Deleted all the same; reported after every cache entry is dropped.
+                Err(error) => failure = Some(error),
+            }
+        }
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(deleted),
+        }
+    }
+
+    /// [`delete_by_alias`](Self::delete_by_alias) in cluster mode: page, delete, repeat.
+    async fn delete_by_alias_in_steps(
+        &self,
+        alias: &str,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let mut deleted = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .list_by_alias(alias, after.as_deref(), LIST_BATCH)
+                .await?;
+            for listed in page.items {
+                // Deleted only if it still has the alias: one whose alias changed since the
+                // listing is another user's now.
+                if let Some(session) = self
+                    .inner
+                    .delete_session(&listed.key_id, Some(alias))
+                    .await?
+                {
+                    deleted.push(session);
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(deleted),
+            }
+        }
+    }
+}
+
 /// Where a store starts: the constructors of its builder.
 impl RedisStore {
     /// A store for a Redis URL: `redis://` or `rediss://` (standalone, TLS needs the `tls`
     /// feature), `redis-cluster://host:port?node=host:port`, `redis-sentinel://...`
-    /// (see fred's `Config::from_url`).
+    /// (see fred's `Config::from_url`). TLS schemes (`rediss`, `rediss-cluster`,
+    /// `rediss-sentinel`, `valkeys`...) trust the system's root certificates; for a private CA
+    /// add [`RedisStoreBuilder::tls_root_certificate`].
     ///
     /// # Errors
     /// [`ConnectError::Config`] if the URL cannot be parsed.
     pub fn url(url: &str) -> Result<RedisStoreBuilder, ConnectError> {
         // Without a TLS feature fred would connect to a `rediss://` URL in plain text.
-        if cfg!(not(feature = "tls")) && (url.starts_with("rediss") || url.starts_with("valkeys")) {
+        let tls_scheme = ["rediss", "valkeys"]
+            .into_iter()
+            .find(|scheme| url.starts_with(scheme));
+        let Some(tls_scheme) = tls_scheme else {
+            let config = Config::from_url(url).map_err(|e| ConnectError::Config(e.to_string()))?;
+            return Ok(Self::config(config));
+        };
+        if cfg!(not(feature = "tls")) {
             return Err(ConnectError::Config(
                 "TLS (rediss://) needs the `tls` feature of keycard-redis".into(),
             ));
         }
-        let config = Config::from_url(url).map_err(|e| ConnectError::Config(e.to_string()))?;
+        // Parsed as the plain scheme, then given our connector: fred's default one for a
+        // TLS scheme asks rustls for a process-wide crypto provider, which panics in a build
+        // that enables two (ring here, aws-lc-rs for another crate).
+        let plain = format!(
+            "{}{}",
+            &tls_scheme[..tls_scheme.len() - 1],
+            &url[tls_scheme.len()..]
+        );
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+        let mut config =
+            Config::from_url(&plain).map_err(|e| ConnectError::Config(e.to_string()))?;
+        #[cfg(feature = "tls")]
+        {
+            config.tls = Some(crate::tls::system_roots()?);
+        }
         Ok(Self::config(config))
     }
 
