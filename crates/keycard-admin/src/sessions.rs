@@ -31,8 +31,6 @@ type Auth0Param = Param<Auth0>;
 const NOT_FOUND: &str = "The session does not exist";
 const PAGE_DEFAULT: usize = 50;
 const PAGE_MAX: usize = 100;
-/// How many sessions a per-user delete removes per listing round trip.
-const DELETE_BATCH: usize = 100;
 
 fn not_found() -> Response {
     Auth0::error(StatusCode::NOT_FOUND, NOT_FOUND)
@@ -415,36 +413,22 @@ pub(crate) async fn delete_user_sessions(
     if let Some(refused) = blank_user_id(&user_id) {
         return refused;
     }
-    let mut after: Option<String> = None;
-    loop {
-        let page = match state
-            .store
-            .list_by_alias(&user_id, after.as_deref(), DELETE_BATCH)
-            .await
-        {
-            Ok(page) => page,
-            Err(e) => return Auth0::store_error(&e),
-        };
-        for listed in page.items {
-            match state.store.delete(&listed.key_id).await {
-                Ok(Some(session)) => {
-                    audit::session(
-                        &caller.actor,
-                        "deleted",
-                        &session.key_id,
-                        &MetadataChange::replaced(&session.meta_data),
-                    );
-                    state.logout.session_ended(session);
-                }
-                // Deleted meanwhile by someone else: nothing left to do.
-                Ok(None) => {}
-                Err(e) => return Auth0::store_error(&e),
+    // One step where the store can (a single Redis server: one script); see
+    // `SessionStore::delete_by_alias` for what each store guarantees.
+    match state.store.delete_by_alias(&user_id).await {
+        Ok(deleted) => {
+            for session in deleted {
+                audit::session(
+                    &caller.actor,
+                    "deleted",
+                    &session.key_id,
+                    &MetadataChange::replaced(&session.meta_data),
+                );
+                state.logout.session_ended(session);
             }
+            accepted()
         }
-        match page.next {
-            Some(next) => after = Some(next),
-            None => return accepted(),
-        }
+        Err(e) => Auth0::store_error(&e),
     }
 }
 

@@ -161,6 +161,30 @@ pub trait SessionStore: Send + Sync + 'static {
         after: Option<&'a str>,
         limit: usize,
     ) -> StoreFuture<'a, Page<KeyId>>;
+
+    /// Deletes every session whose alias is `alias` (a user's sessions) and returns what was
+    /// stored. The default lists a page at a time and deletes each session: every session that
+    /// had the alias when the call started is gone when it returns `Ok`, but others may see some
+    /// gone and some not meanwhile. Stores that can do better say so (`RedisStore`: one script on
+    /// a single server).
+    fn delete_by_alias<'a>(&'a self, alias: &'a str) -> StoreFuture<'a, Vec<SessionRecord>> {
+        Box::pin(async move {
+            let (mut deleted, mut after) = (Vec::new(), None::<String>);
+            loop {
+                let page = self.list_by_alias(alias, after.as_deref(), 100).await?;
+                for listed in page.items {
+                    // `None`: deleted meanwhile by someone else.
+                    if let Some(session) = self.delete(&listed.key_id).await? {
+                        deleted.push(session);
+                    }
+                }
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => return Ok(deleted),
+                }
+            }
+        })
+    }
 }
 
 macro_rules! forward_store {
@@ -212,6 +236,12 @@ macro_rules! forward_store {
                 limit: usize,
             ) -> StoreFuture<'a, Page<KeyId>> {
                 (**self).list_keys(after, limit)
+            }
+            fn delete_by_alias<'a>(
+                &'a self,
+                alias: &'a str,
+            ) -> StoreFuture<'a, Vec<SessionRecord>> {
+                (**self).delete_by_alias(alias)
             }
         }
     )*};

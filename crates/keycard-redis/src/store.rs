@@ -869,6 +869,10 @@ impl SessionStore for RedisStore {
         Box::pin(self.inner.delete_session(key_id, None))
     }
 
+    fn delete_by_alias<'a>(&'a self, alias: &'a str) -> StoreFuture<'a, Vec<SessionRecord>> {
+        Box::pin(RedisStore::delete_by_alias(self, alias))
+    }
+
     fn list_by_alias<'a>(
         &'a self,
         alias: &'a str,

@@ -49,6 +49,7 @@ pub async fn conformance<S: SessionStore>(store: Arc<S>) {
     delete_returns_the_session(&*store).await;
     list_by_alias_pages(&*store).await;
     list_keys_pages(&*store).await;
+    delete_by_alias_deletes_that_users_sessions_only(&*store).await;
     concurrent_applies_all_survive(store.clone()).await;
     increments_add_up_exactly(store.clone()).await;
     increments_follow_the_integer_rules(&*store).await;
@@ -368,6 +369,43 @@ async fn delete_returns_the_session(store: &impl SessionStore) {
         1
     );
     store.delete(&id("delete")).await.unwrap().unwrap();
+}
+
+/// `delete_by_alias` deletes and returns every session of the alias, more than a page of them,
+/// and nothing else; a second call finds nothing.
+async fn delete_by_alias_deletes_that_users_sessions_only(store: &impl SessionStore) {
+    let user: Vec<KeyId> = (0..130).map(|n| id(&format!("user-del-{n}"))).collect();
+    for key_id in &user {
+        let session = SessionRecord::default()
+            .with_key_id(key_id.clone())
+            .with_alias("user-del");
+        store.create(session).await.unwrap();
+    }
+    let other = id("user-del-other");
+    let session = SessionRecord::default()
+        .with_key_id(other.clone())
+        .with_alias("user-del-2");
+    store.create(session).await.unwrap();
+    let mut deleted: Vec<KeyId> = store
+        .delete_by_alias("user-del")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.key_id)
+        .collect();
+    deleted.sort();
+    let mut expected = user.clone();
+    expected.sort();
+    assert_eq!(deleted, expected, "every session of the user, returned");
+    for key_id in &user {
+        assert!(store.load(key_id).await.unwrap().is_none());
+    }
+    assert!(
+        store.load(&other).await.unwrap().is_some(),
+        "another user's session stays"
+    );
+    assert!(store.delete_by_alias("user-del").await.unwrap().is_empty());
+    store.delete(&other).await.unwrap();
 }
 
 async fn list_by_alias_pages(store: &impl SessionStore) {
