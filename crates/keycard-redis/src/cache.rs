@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use keycard_core::metadata::MetadataDelta;
 use keycard_core::session::{SessionRecord, unix_now};
 
 /// Settings of the local cache in front of a [`RedisStore`](crate::RedisStore).
@@ -72,6 +73,47 @@ struct Entry {
     session: Arc<SessionRecord>,
     at: Instant,
     seq: u64,
+    /// Own writes past `session.version + 1`, by version: their replies were handled before the
+    /// reply of a write they follow. The entry is not served while any is held (it would miss
+    /// a write this node has already acknowledged); they are applied as the gap closes.
+    pending: Vec<Pending>,
+}
+
+/// An own write held until the write before it is applied.
+#[derive(Debug)]
+struct Pending {
+    version: u64,
+    updated: i64,
+    delta: MetadataDelta,
+}
+
+/// The most own writes an entry holds for a gap; past that it is dropped.
+const MAX_PENDING: usize = 64;
+
+impl Entry {
+    /// Applies the held writes that now follow on, and forgets those already covered.
+    fn drain(&mut self) {
+        while let Some(next) = self.pending.first() {
+            if next.version <= self.session.version {
+                self.pending.remove(0);
+            } else if Some(next.version) == self.session.version.checked_add(1) {
+                let next = self.pending.remove(0);
+                self.session = Arc::new(advanced(&self.session, &next));
+                self.at = Instant::now();
+            } else {
+                break;
+            }
+        }
+    }
+}
+
+/// The session after an own write: the delta applied, as the save script applied it.
+fn advanced(before: &SessionRecord, write: &Pending) -> SessionRecord {
+    let mut after = before.clone();
+    write.delta.apply_to(&mut after.meta_data);
+    after.version = write.version;
+    after.last_updated = write.updated;
+    after
 }
 
 impl LocalCache {
@@ -109,6 +151,9 @@ impl LocalCache {
         }
         let mut state = self.state();
         let entry = state.entries.get(key_id)?;
+        if !entry.pending.is_empty() {
+            return None;
+        }
         let live = entry.session.expires < 1
             || entry.session.expires.saturating_add(self.grace_secs) >= unix_now();
         if entry.at.elapsed() <= self.config.ttl && live {
@@ -145,13 +190,20 @@ impl LocalCache {
             return;
         }
         state.floors.remove(id);
+        let pending = state
+            .entries
+            .get_mut(id)
+            .map(|entry| std::mem::take(&mut entry.pending))
+            .unwrap_or_default();
         state.seq += 1;
         let seq = state.seq;
-        let entry = Entry {
+        let mut entry = Entry {
             session: session.clone(),
             at: Instant::now(),
             seq,
+            pending,
         };
+        entry.drain();
         state
             .entries
             .insert(session.key_id.as_str().to_owned(), entry);
@@ -172,28 +224,44 @@ impl LocalCache {
         }
     }
 
-    /// After this node's own write moved the session in Redis to `version`: replaces the cached
-    /// entry with `next(entry)` if it holds exactly the state before that write (`version - 1`)
-    /// and nothing was invalidated in its shard since `epoch` (taken before the write was sent);
-    /// keeps an entry already at `version` or later (a later own write got there first); drops
-    /// anything else and leaves a floor at `version`, so no load that read Redis before this
-    /// write fills the cache with what it read. Redis bumps the version once per write, so an
-    /// entry at `version - 1` plus this write's delta *is* the stored state at `version`; a
-    /// foreign write in between shows as a version gap, one after it as an invalidation.
+    /// After this node's own write moved the session in Redis to `version` (with `delta`, at
+    /// `updated`): the cached entry follows it if it holds exactly the state before that write
+    /// (`version - 1`) and nothing was invalidated in its shard since `epoch` (taken before the
+    /// write was sent). Redis bumps the version once per write, so an entry at `version - 1`
+    /// plus this write's delta *is* the stored state at `version`. A reply handled before the
+    /// one of an earlier own write is held (the entry is not served meanwhile) and applied when
+    /// the gap closes; an entry already at `version` or later is kept. Anything else — no entry,
+    /// an invalidation since the write was sent, too many held writes — drops the entry and
+    /// leaves a floor at `version`, so no load that read Redis before this write fills the cache
+    /// with what it read. A foreign write in between shows as a gap that never closes (and its
+    /// invalidation drops the entry); one after arrives as an invalidation.
     pub(crate) fn advance(
         &self,
         key_id: &str,
         epoch: u64,
         version: u64,
-        next: impl FnOnce(&SessionRecord) -> SessionRecord,
+        updated: i64,
+        delta: &MetadataDelta,
     ) {
         let mut state = self.state();
         let serving = self.tracking.load(Ordering::Acquire) && self.epoch(key_id) == epoch;
         match state.entries.get_mut(key_id) {
             Some(entry) if entry.session.version >= version => {}
-            Some(entry) if serving && entry.session.version.checked_add(1) == Some(version) => {
-                entry.session = Arc::new(next(&entry.session));
-                entry.at = Instant::now();
+            Some(entry) if serving && entry.pending.len() < MAX_PENDING => {
+                let at = entry.pending.partition_point(|held| held.version < version);
+                if entry
+                    .pending
+                    .get(at)
+                    .is_none_or(|held| held.version != version)
+                {
+                    let write = Pending {
+                        version,
+                        updated,
+                        delta: delta.clone(),
+                    };
+                    entry.pending.insert(at, write);
+                }
+                entry.drain();
             }
             _ => {
                 state.entries.remove(key_id);
@@ -307,43 +375,74 @@ mod tests {
         assert!(cache.get(dead.key_id.as_str()).is_none());
     }
 
+    fn round(n: i64) -> MetadataDelta {
+        let mut delta = MetadataDelta::new();
+        delta.set("round", serde_json::json!(n));
+        delta
+    }
+
     #[test]
     fn an_own_write_advances_the_entry_only_from_the_version_before_it() {
         let cache = cache(10, Duration::from_secs(10));
         let s = session(1);
+        let v = s.version;
         let id = s.key_id.as_str();
         cache.fill(&s, cache.epoch(id));
-        let bump = |old: &SessionRecord| {
-            let mut new = old.clone();
-            new.version += 1;
-            new.alias = "advanced".into();
-            new
-        };
-        let epoch = cache.epoch(id);
-        cache.advance(id, epoch, s.version + 1, bump);
-        assert_eq!(cache.get(id).unwrap().alias, "advanced");
-        // A foreign write in between: Redis is two versions on.
-        let epoch = cache.epoch(id);
-        cache.advance(id, epoch, s.version + 3, bump);
-        assert!(cache.get(id).is_none(), "dropped, not advanced");
-        // ...and a load that read before that write cannot bring the old state back.
+        cache.advance(id, cache.epoch(id), v + 1, 7, &round(1));
+        let advanced = cache.get(id).unwrap();
+        assert_eq!(
+            (
+                advanced.version,
+                advanced.last_updated,
+                &advanced.meta_data["round"]
+            ),
+            (v + 1, 7, &serde_json::json!(1))
+        );
+        // A write two versions on (a foreign write, or an own reply handled early): held, and
+        // the entry is not served meanwhile.
+        cache.advance(id, cache.epoch(id), v + 3, 9, &round(3));
+        assert!(cache.get(id).is_none(), "not served across a gap");
+        // A load that read before that write cannot bring the old state back into service.
         cache.fill(&s, cache.epoch(id));
-        assert!(cache.get(id).is_none(), "the floor refuses an older fill");
-        let mut newer = Arc::unwrap_or_clone(s.clone());
-        newer.version = s.version + 3;
-        let newer = Arc::new(newer);
-        cache.fill(&newer, cache.epoch(id));
-        assert_eq!(cache.get(id).unwrap().version, s.version + 3);
+        assert!(cache.get(id).is_none());
+        // The own write in the gap arrives: both apply, in order.
+        cache.advance(id, cache.epoch(id), v + 2, 8, &round(2));
+        let closed = cache.get(id).unwrap();
+        assert_eq!(
+            (closed.version, &closed.meta_data["round"]),
+            (v + 3, &serde_json::json!(3))
+        );
         // A later own write that got there first is kept.
-        cache.advance(id, cache.epoch(id), s.version + 2, bump);
-        assert_eq!(cache.get(id).unwrap().version, s.version + 3);
-        // An invalidation since the write was sent.
-        cache.fill(&s, cache.epoch(id));
+        cache.advance(id, cache.epoch(id), v + 2, 8, &round(2));
+        assert_eq!(cache.get(id).unwrap().version, v + 3);
+        // An invalidation since the write was sent: dropped, with a floor.
         let epoch = cache.epoch(id);
         cache.invalidate(id);
-        cache.fill(&s, cache.epoch(id));
-        cache.advance(id, epoch, s.version + 1, bump);
+        let mut newer = Arc::unwrap_or_clone(s.clone());
+        newer.version = v + 3;
+        cache.fill(&Arc::new(newer), cache.epoch(id));
+        cache.advance(id, epoch, v + 4, 10, &round(4));
         assert!(cache.get(id).is_none());
+        cache.fill(&s, cache.epoch(id));
+        assert!(cache.get(id).is_none(), "the floor refuses an older fill");
+    }
+
+    #[test]
+    fn a_gap_a_fill_covers_is_closed_by_it() {
+        let cache = cache(10, Duration::from_secs(10));
+        let s = session(1);
+        let (v, id) = (s.version, s.key_id.as_str());
+        cache.fill(&s, cache.epoch(id));
+        cache.advance(id, cache.epoch(id), v + 3, 9, &round(3));
+        cache.advance(id, cache.epoch(id), v + 5, 9, &round(5));
+        let mut loaded = Arc::unwrap_or_clone(s.clone());
+        loaded.version = v + 4;
+        cache.fill(&Arc::new(loaded), cache.epoch(id));
+        let served = cache.get(id).unwrap();
+        assert_eq!(
+            (served.version, &served.meta_data["round"]),
+            (v + 5, &serde_json::json!(5))
+        );
     }
 
     #[test]
@@ -353,11 +452,7 @@ mod tests {
         let id = s.key_id.as_str();
         let late = cache.epoch(id); // a load sent now, answered after the write below
         cache.fill(&s, cache.epoch(id));
-        cache.advance(id, cache.epoch(id), s.version + 1, |old| {
-            let mut new = old.clone();
-            new.version += 1;
-            new
-        });
+        cache.advance(id, cache.epoch(id), s.version + 1, 1, &round(1));
         cache.fill(&s, late);
         assert_eq!(cache.get(id).unwrap().version, s.version + 1);
     }

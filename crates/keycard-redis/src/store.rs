@@ -848,13 +848,7 @@ impl SessionStore for RedisStore {
             match (&inner.cache, epoch, &saved) {
                 // This node's own write: the cached entry moves with it (see `LocalCache::advance`).
                 (Some(cache), Some(epoch), Ok(Some((version, updated)))) => {
-                    cache.advance(key_id.as_str(), epoch, *version, |before| {
-                        let mut after = before.clone();
-                        delta.apply_to(&mut after.meta_data);
-                        after.version = *version;
-                        after.last_updated = *updated;
-                        after
-                    });
+                    cache.advance(key_id.as_str(), epoch, *version, *updated, delta);
                 }
                 _ => inner.invalidate(key_id),
             }
