@@ -113,8 +113,20 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
     let table = report(&options, &samples, started.elapsed());
     println!("{table}");
     if let Some(path) = &options.write {
-        write_results(path, &table)?;
-        eprintln!("loadtest: results written to {}", path.display());
+        let chart = crate::chart::path_beside(path);
+        let name = chart
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        write_results(
+            path,
+            &format!("{table}\n![req/s ÷ bare axum, per configuration and workload]({name})\n"),
+        )?;
+        crate::chart::write_beside(path, &table)?;
+        eprintln!(
+            "loadtest: results written to {}, chart to {}",
+            path.display(),
+            chart.display()
+        );
     }
     Ok(())
 }
@@ -456,8 +468,8 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".to_owned())
 }
 
-const BEGIN: &str = "<!-- loadtest:begin -->";
-const END: &str = "<!-- loadtest:end -->";
+pub(crate) const BEGIN: &str = "<!-- loadtest:begin -->";
+pub(crate) const END: &str = "<!-- loadtest:end -->";
 
 /// Replaces the text between the markers in `path` (appending the section if they are absent).
 fn write_results(path: &Path, table: &str) -> Result<(), Error> {

@@ -6,13 +6,16 @@
 //! cargo run --release -p keycard-bench --bin loadtest -- run            # the table, to stdout
 //! cargo run --release -p keycard-bench --bin loadtest -- run --write BENCHMARKS.md
 //! cargo run --release -p keycard-bench --bin loadtest -- memory         # bytes per in-memory session
+//! cargo run --release -p keycard-bench --bin loadtest -- chart BENCHMARKS.md  # redraw BENCHMARKS.svg from its table
 //! cargo run --release -p keycard-bench --bin loadtest -- serve keycard-memory 127.0.0.1:9000 127.0.0.1:9001
 //! ```
 //! `run` options: `--rounds N` (5), `--duration SECS` (8), `--connections N` (32),
-//! `--configs a,b,...` (all), `--write FILE` (regenerate the results section of FILE).
+//! `--configs a,b,...` (all), `--write FILE` (regenerate the results section of FILE, and draw the chart of
+//! req/s ÷ bare beside it, `FILE` with `.svg`).
 
 #![forbid(unsafe_code)]
 
+mod chart;
 mod driver;
 mod memory;
 mod servers;
@@ -25,8 +28,9 @@ fn main() -> ExitCode {
         Some("serve") => serve(&args[1..]),
         Some("run") => driver::run(&args[1..]),
         Some("memory") => memory::run(&args[1..]),
+        Some("chart") => chart::run(&args[1..]),
         _ => {
-            Err("usage: loadtest run [options] | memory [--sessions N] | serve CONFIG ADDR [CONTROL_ADDR]".into())
+            Err("usage: loadtest run [options] | memory [--sessions N] | chart RESULTS.md | serve CONFIG ADDR [CONTROL_ADDR]".into())
         }
     };
     match result {
