@@ -85,7 +85,10 @@ fn normalized_uri(uri: &Uri) -> Result<Option<Uri>, InvalidPath> {
 /// The normalised form of `path` (borrowed when it already is), or why it has none.
 pub(crate) fn path(path: &str) -> Result<Cow<'_, str>, InvalidPath> {
     let normal = percent_normalized(path)?;
-    if normal.split('/').any(hides_dot_segment) {
+    // A dot segment needs a dot, plain or escaped (`%2e` is decoded above; what escapes remain
+    // are checked segment by segment): most paths have neither and skip the scan.
+    let may_hide = normal.bytes().any(|b| b == b'.' || b == b'%');
+    if may_hide && normal.split('/').any(hides_dot_segment) {
         return Err(InvalidPath::DotSegment);
     }
     if normal.contains("//") {
