@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod civil;
 pub mod key;
 pub mod metadata;
 pub mod policy;

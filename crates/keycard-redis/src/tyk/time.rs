@@ -1,11 +1,13 @@
 //! RFC 3339 times as Go's `time.Time` writes them in JSON (`date_created`), to and from unix
 //! seconds; a small civil-calendar conversion instead of a date crate.
 
+use keycard_core::civil;
+
 /// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (UTC; Go's RFC 3339 form of a whole second).
 pub(crate) fn format_rfc3339(unix: i64) -> String {
     let days = unix.div_euclid(86_400);
     let secs = unix.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
+    let (year, month, day) = civil::civil_from_days(days);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
         secs / 3600,
@@ -64,37 +66,15 @@ pub(crate) fn parse_rfc3339(text: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset)
+    Some(
+        civil::days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second
+            - offset,
+    )
 }
 
 fn num_of(a: u8, b: u8) -> Option<i64> {
     (a.is_ascii_digit() && b.is_ascii_digit())
         .then(|| i64::from(a - b'0') * 10 + i64::from(b - b'0'))
-}
-
-/// Howard Hinnant's `days_from_civil`: (year, month, day) to days since 1970-01-01.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = if month > 2 { month - 3 } else { month + 9 };
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (year, month, day).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
