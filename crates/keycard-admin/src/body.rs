@@ -45,11 +45,31 @@ impl<T: DeserializeOwned, St: Send + Sync> FromRequest<St> for TykJson<T> {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &St) -> Result<Self, Self::Rejection> {
-        let body = bytes::<Tyk, St>(req, state).await?;
-        serde_json::from_slice(&body)
-            .map(Self)
-            .map_err(|_| Tyk::error(StatusCode::BAD_REQUEST, TYK_MALFORMED))
+        tyk_json(req, state, TYK_MALFORMED).await.map(Self)
     }
+}
+
+/// The body of Tyk's `POST /tyk/keys/policy/{key}`, refused in Tyk's words for it.
+pub(crate) struct TykInstruction<T>(pub(crate) T);
+
+/// What Tyk answers a `POST /tyk/keys/policy/{key}` body that does not parse.
+pub(crate) const TYK_BAD_INSTRUCTION: &str = "Couldn't decode instruction";
+
+impl<T: DeserializeOwned, St: Send + Sync> FromRequest<St> for TykInstruction<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &St) -> Result<Self, Self::Rejection> {
+        tyk_json(req, state, TYK_BAD_INSTRUCTION).await.map(Self)
+    }
+}
+
+async fn tyk_json<T: DeserializeOwned, St: Send + Sync>(
+    req: Request,
+    state: &St,
+    malformed: &str,
+) -> Result<T, Response> {
+    let body = bytes::<Tyk, St>(req, state).await?;
+    serde_json::from_slice(&body).map_err(|_| Tyk::error(StatusCode::BAD_REQUEST, malformed))
 }
 
 /// An Auth0 JSON body: `Content-Type: application/json` (415 otherwise) and valid JSON (400

@@ -81,6 +81,8 @@ pub(crate) fn routes() -> Routes {
             tyk::delete_key
         ))
         .add(routes!(tyk::reset_quota))
+        .add(routes!(tyk::preview_key))
+        .add(routes!(tyk::set_key_policies))
         .add(routes!(tyk::list_policies, tyk::create_policy))
         .add(routes!(
             tyk::get_policy,

@@ -1,12 +1,18 @@
 //! The Tyk-compatible keys and policies API (`/tyk/keys...`, `/tyk/policies...`).
 //!
-//! Divergences from Tyk, on purpose:
-//! - the raw key appears in the creation response only; `modified`/`deleted` answers carry the
-//!   key hash in `key` (Tyk echoes the key you sent);
-//! - creating a key that exists is 409 `Key already exists`, a `version` that is no longer the
-//!   stored one makes a `PUT` 409 (optimistic concurrency), a missing policy in `apply_policies`
-//!   is 400 at write time instead of a broken key at request time;
-//! - `GET /tyk/keys` pages with `?from=<cursor>&take=<n>` and answers `next` when there is more.
+//! Requests and answers are Tyk's (its gateway swagger and `gateway/api.go`): a session
+//! round-trips every `SessionState` field (the ones keycard does not act on are stored as they
+//! came), times are Tyk's strings, writes answer `{key, status, action}` with the key as the path
+//! gave it. Divergences, on purpose (CHANGELOG lists each with its reason):
+//! - every write answers `key_hash` beside `key`;
+//! - a `version` that is no longer the stored one makes a `PUT` 409 (optimistic concurrency), a
+//!   missing policy in `apply_policies` is 400 at write time instead of a broken key at request
+//!   time, a key created already expired is 400;
+//! - a posted `date_created` is kept (an import keeps its keys' creation times; Tyk stamps now);
+//! - `POST /tyk/keys/preview` answers a body that does not parse with 400 (Tyk: 500);
+//! - `GET /tyk/keys` pages with `?from=<cursor>&take=<n>` and answers `next` when there is more;
+//! - [`strict`](crate::AdminApiBuilder::strict) mode refuses re-posting a key or a policy (409)
+//!   and custom keys under 16 characters.
 
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
@@ -15,12 +21,12 @@ use keycard_core::key::{ApiKey, KeyId};
 use keycard_core::policy::{Policy, apply_policies};
 use keycard_core::session::SessionRecord;
 use keycard_core::store::StoreError;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::audit::{self, MetadataChange};
 use crate::auth::{TYK_ACTOR, TykAdmin, TykRefusals};
-use crate::body::{Param, TooLarge, TykJson, query_pairs, query_value, take_param};
+use crate::body::{Param, TooLarge, TykInstruction, TykJson, query_pairs, query_value, take_param};
 use crate::error::{Shape, StoreFailures, Tyk, TykError, json};
 use crate::state::{AdminState, SharedState};
 
@@ -80,6 +86,7 @@ enum ActionKind {
     Modified,
     Deleted,
     Reset,
+    Updated,
 }
 
 fn action(action: ActionKind, key: &str, key_id: &KeyId) -> Response {
@@ -149,7 +156,15 @@ impl AdminState {
             tracing::warn!(target: "keycard::admin", session = key_id.short(), policy = %missing.id, "key lists a policy that does not exist");
             return stored;
         }
+        // What Tyk shows without a counter to read: the whole quota, as nothing was used
+        // (gateway/api.go, handleGetDetail: `quota_max` minus a missing counter).
+        let unused = |session: &mut SessionRecord| {
+            if session.quota_max != -1 {
+                session.quota_remaining = session.quota_max.max(0);
+            }
+        };
         let Some(quotas) = &self.quotas else {
+            unused(&mut session);
             return session;
         };
         match quotas.live(&session).await {
@@ -162,7 +177,7 @@ impl AdminState {
                         keycard_core::session::unix_now().saturating_add(seconds);
                 }
             }
-            Ok(None) => {}
+            Ok(None) => unused(&mut session),
             // Tyk shows the stored value when it cannot read the counter.
             Err(error) => {
                 tracing::warn!(target: "keycard::admin", session = key_id.short(), %error, "cannot read the live quota; showing the stored one");
@@ -287,7 +302,8 @@ pub(crate) async fn create_generated_alias(
 
 /// Create a key with a custom value
 ///
-/// The key must have at least the configured number of characters (16 by default).
+/// The key must have at least the configured number of characters (3 by default, as Tyk; 16 in
+/// strict mode).
 #[utoipa::path(
     post,
     path = "/tyk/keys/{key}",
@@ -500,6 +516,120 @@ pub(crate) async fn delete_key(
         Ok(None) => Tyk::error(StatusCode::NOT_FOUND, NOT_FOUND),
         Err(e) => Tyk::store_error(&e),
     }
+}
+
+/// Preview a key definition
+///
+/// The session as a key created from this body would be shown, its policies applied, without
+/// storing anything; the same checks as a create (limits, policies that exist).
+#[utoipa::path(
+    post,
+    path = "/tyk/keys/preview",
+    tag = "tyk",
+    security(("tykSecret" = [])),
+    request_body = SessionRecord,
+    responses(
+        (status = OK, description = "The session a create would store, its policies applied", body = SessionRecord),
+        (status = BAD_REQUEST, description = "The body does not parse (Tyk: 500 `Unmarshalling failed`), its metadata is over the limits, or it names a policy that does not exist", body = TykError, example = json!(Tyk::body(StatusCode::BAD_REQUEST, MALFORMED))),
+        TykRefusals,
+        TooLarge<Tyk>,
+    ),
+)]
+pub(crate) async fn preview_key(
+    _: TykAdmin,
+    State(state): State<SharedState>,
+    TykJson(mut session): TykJson<SessionRecord>,
+) -> Response {
+    if let Err(message) = state.check_session(&session) {
+        return bad_request(message);
+    }
+    let now = keycard_core::session::unix_now();
+    session.last_updated = now;
+    if session.date_created == 0 {
+        session.date_created = now;
+    }
+    session.key_id = KeyId::default();
+    session.version = 0;
+    // Every policy exists (checked above), so this cannot fail.
+    let _ = apply_policies(&mut session, &state.policies);
+    json(StatusCode::OK, &session)
+}
+
+/// The body of `POST /tyk/keys/policy/{key}` (Tyk's `PolicyUpdateObj`).
+#[derive(Default, Deserialize, ToSchema)]
+#[serde(default)]
+pub(crate) struct PolicyUpdate {
+    /// One policy id (deprecated in Tyk), added after `apply_policies`.
+    policy: String,
+    /// The policies the key gets, replacing its list.
+    #[serde(deserialize_with = "null_as_empty")]
+    apply_policies: Vec<String>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Set the policies of a key named by its hash
+///
+/// Replaces the key's `apply_policies` with the body's (and its `policy`, when given); every other
+/// field is kept. The path holds the key hash, as in Tyk.
+#[utoipa::path(
+    post,
+    path = "/tyk/keys/policy/{key}",
+    tag = "tyk",
+    security(("tykSecret" = [])),
+    params(("key" = String, Path, description = "The key hash")),
+    request_body = PolicyUpdate,
+    responses(
+        (status = OK, description = "Updated; `key` is the key hash, as Tyk answers", body = TykAction),
+        (status = BAD_REQUEST, description = "The body does not parse (Tyk's words), or it names a policy that does not exist; or the path is not UTF-8", body = TykError, example = json!(Tyk::body(StatusCode::BAD_REQUEST, crate::body::TYK_BAD_INSTRUCTION))),
+        (status = NOT_FOUND, description = "No such key", body = TykError, example = json!(Tyk::body(StatusCode::NOT_FOUND, GET_NOT_FOUND))),
+        (status = CONFLICT, description = "The key changed while it was updated, more often than a retry absorbs", body = TykError, example = json!(Tyk::body(StatusCode::CONFLICT, KEY_CONFLICT))),
+        TykRefusals,
+        TooLarge<Tyk>,
+        StoreFailures<Tyk>,
+    ),
+)]
+pub(crate) async fn set_key_policies(
+    _: TykAdmin,
+    State(state): State<SharedState>,
+    Param(key, ..): TykParam,
+    TykInstruction(update): TykInstruction<PolicyUpdate>,
+) -> Response {
+    let mut policies = update.apply_policies;
+    if !update.policy.is_empty() {
+        policies.push(update.policy);
+    }
+    if let Some(missing) = policies
+        .iter()
+        .find(|id| keycard_core::policy::PolicySource::policy(&state.policies, id).is_none())
+    {
+        return bad_request(format!("Policy {missing:?} does not exist"));
+    }
+    let Some(key_id) = KeyId::from_hash(&key) else {
+        return Tyk::error(StatusCode::NOT_FOUND, GET_NOT_FOUND);
+    };
+    // Read, change the list, replace at the version read; a concurrent write retries.
+    for _ in 0..3 {
+        let mut session = match state.store.load(&key_id).await {
+            Ok(Some(session)) => session,
+            Ok(None) => return Tyk::error(StatusCode::NOT_FOUND, GET_NOT_FOUND),
+            Err(e) => return Tyk::store_error(&e),
+        };
+        session.apply_policies.clone_from(&policies);
+        session.key_id = key_id.clone();
+        match state.store.replace(session).await {
+            Ok(_) => {
+                tracing::info!(target: "keycard::admin", session = key_id.short(), actor = TYK_ACTOR, policies = ?policies, "key policies set");
+                return action(ActionKind::Updated, key_id.as_str(), &key_id);
+            }
+            Err(StoreError::Conflict { .. }) => {}
+            Err(StoreError::NotFound) => return Tyk::error(StatusCode::NOT_FOUND, GET_NOT_FOUND),
+            Err(e) => return Tyk::store_error(&e),
+        }
+    }
+    Tyk::error(StatusCode::CONFLICT, KEY_CONFLICT)
 }
 
 /// List key hashes, a page at a time

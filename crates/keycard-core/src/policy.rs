@@ -26,12 +26,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::metadata::Metadata;
 use crate::session::SessionRecord;
 
-/// A policy (Tyk's policy object, the fields keycard uses; unknown fields are ignored).
+/// A policy: Tyk's policy object, the fields keycard acts on typed and every other field (Tyk's
+/// `access_rights`, `org_id`, `active`, `partitions`, `key_expires_in`, ...) kept as it came in
+/// [`extra`](Self::extra). `null` reads as empty for `meta_data` and `tags`, as Tyk's schema
+/// allows.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
@@ -43,8 +46,10 @@ pub struct Policy {
     pub name: String,
     /// Metadata copied over the session's on load.
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[serde(deserialize_with = "crate::session::null_as_default")]
     pub meta_data: Metadata,
     /// Tags added to the session's.
+    #[serde(deserialize_with = "crate::session::null_as_default")]
     pub tags: Vec<String>,
     /// Disables every session the policy is applied to.
     pub is_inactive: bool,
@@ -53,9 +58,15 @@ pub struct Policy {
     /// The rate window in seconds.
     pub per: f64,
     /// Quota maximum; applied when not 0.
+    #[serde(deserialize_with = "crate::session::whole_number")]
     pub quota_max: i64,
     /// Quota renewal period in seconds; applied when not 0.
+    #[serde(deserialize_with = "crate::session::whole_number")]
     pub quota_renewal_rate: i64,
+    /// The policy's other fields, as they came: stored and shown, not acted on.
+    #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub extra: Map<String, Value>,
 }
 
 impl Policy {

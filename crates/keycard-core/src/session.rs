@@ -2,7 +2,11 @@
 //!
 //! Field names follow Tyk's session JSON (`meta_data`, `alias`, `org_id`, `expires`, `is_inactive`,
 //! `apply_policies`, `tags`, `rate`, `per`, `quota_*`, `date_created`, `last_updated`), so a Tyk
-//! key definition deserialises as is; unknown Tyk fields are ignored.
+//! key definition deserialises as is. Every other field of Tyk's `SessionState` (`access_rights`,
+//! `allowance`, `throttle_interval`, `basic_auth_data`, ...) is kept as it came in
+//! [`extra`](SessionRecord::extra): stored and written back, not acted on. The JSON times are
+//! Tyk's: `date_created` an RFC 3339 string (Go's `time.Time`), `last_updated` a string of unix
+//! seconds; numbers and digit strings are read too.
 //!
 //! ```
 //! use keycard_core::session::SessionRecord;
@@ -19,24 +23,29 @@
 //! assert!(!session.is_expired_at(4_000_000_000));
 //! ```
 
+use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::de::{self, MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
 
 use crate::key::{ApiKey, KeyId};
 use crate::metadata::Metadata;
 
 /// A session: identity, state, limits and metadata.
 ///
-/// Every field is optional in JSON (missing fields take their default) and unknown fields are
-/// ignored.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Every field is optional in JSON (missing fields take their default; `null` reads as the
+/// default of `meta_data`, `tags`, `apply_policies` and the times) and fields it does not name are
+/// kept in [`extra`](Self::extra).
+#[derive(Clone, Debug, Default, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(default)]
+// For the schema only (the serde impls are below): every field may be left out.
+#[cfg_attr(feature = "openapi", serde(default))]
 #[non_exhaustive]
 pub struct SessionRecord {
     /// The hashed key this session is stored under (never the raw key).
-    #[serde(skip_serializing_if = "is_empty_id")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, read_only))]
     pub key_id: KeyId,
     /// A human-readable owner name (Auth0's `user_id` in the sessions API).
@@ -48,10 +57,8 @@ pub struct SessionRecord {
     /// A disabled key: requests are refused with 403.
     pub is_inactive: bool,
     /// Policies applied to the session on every load, in order.
-    #[serde(deserialize_with = "null_as_default")]
     pub apply_policies: Vec<String>,
     /// Free-form tags.
-    #[serde(deserialize_with = "null_as_default")]
     pub tags: Vec<String>,
     /// Requests allowed per `per` seconds (rate limiting, kept for Tyk compatibility).
     pub rate: f64,
@@ -67,19 +74,26 @@ pub struct SessionRecord {
     pub quota_renews: i64,
     /// The metadata (Tyk's `meta_data`).
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
-    #[serde(deserialize_with = "null_as_default")]
     pub meta_data: Metadata,
-    /// Creation time (unix seconds). Tyk writes an RFC 3339 string here; a string that is not a
-    /// number is read as 0 and the store sets the time.
-    #[serde(deserialize_with = "lenient_unix")]
+    /// Creation time (unix seconds; `0` = not known, and the store sets it). In JSON an RFC 3339
+    /// string, as Tyk writes it (`2024-03-13T03:56:46Z`), left out when `0`; unix seconds as a
+    /// number or a string of digits are read too.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub date_created: i64,
-    /// Last change (unix seconds). Tyk writes a string of digits here; both forms are read.
-    #[serde(deserialize_with = "lenient_unix")]
+    /// Last change (unix seconds). In JSON a string of unix seconds, as Tyk writes it
+    /// (`"1710302206"`), left out when `0`; a number or an RFC 3339 string is read too.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "1710302206"))]
     pub last_updated: i64,
     /// Optimistic-concurrency version, incremented by the store on every write. A replace that
     /// carries a non-zero version succeeds only while it is still the stored one; `0` replaces
     /// unconditionally.
     pub version: u64,
+    /// The session's other fields, as they came (Tyk's `access_rights`, `allowance`,
+    /// `throttle_interval`, `throttle_retry_limit`, `basic_auth_data`, `jwt_data`, `monitor`,
+    /// ...): stored and written back with the session, not acted on. An entry named like one of
+    /// the fields above is never written (the field is).
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub extra: Map<String, Value>,
 }
 
 impl SessionRecord {
@@ -193,13 +207,189 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-fn is_empty_id(id: &KeyId) -> bool {
-    id.as_str().is_empty()
+/// The JSON names of the typed fields, in the order they are written.
+const FIELDS: &[&str] = &[
+    "key_id",
+    "alias",
+    "org_id",
+    "expires",
+    "is_inactive",
+    "apply_policies",
+    "tags",
+    "rate",
+    "per",
+    "quota_max",
+    "quota_remaining",
+    "quota_renewal_rate",
+    "quota_renews",
+    "meta_data",
+    "date_created",
+    "last_updated",
+    "version",
+];
+
+impl Serialize for SessionRecord {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        if !self.key_id.as_str().is_empty() {
+            map.serialize_entry("key_id", &self.key_id)?;
+        }
+        map.serialize_entry("alias", &self.alias)?;
+        map.serialize_entry("org_id", &self.org_id)?;
+        map.serialize_entry("expires", &self.expires)?;
+        map.serialize_entry("is_inactive", &self.is_inactive)?;
+        map.serialize_entry("apply_policies", &self.apply_policies)?;
+        map.serialize_entry("tags", &self.tags)?;
+        map.serialize_entry("rate", &self.rate)?;
+        map.serialize_entry("per", &self.per)?;
+        map.serialize_entry("quota_max", &self.quota_max)?;
+        map.serialize_entry("quota_remaining", &self.quota_remaining)?;
+        map.serialize_entry("quota_renewal_rate", &self.quota_renewal_rate)?;
+        map.serialize_entry("quota_renews", &self.quota_renews)?;
+        map.serialize_entry("meta_data", &self.meta_data)?;
+        // Go leaves a zero `time.Time` and an empty string out (`omitzero`).
+        if self.date_created != 0 {
+            map.serialize_entry(
+                "date_created",
+                &crate::civil::format_rfc3339(self.date_created),
+            )?;
+        }
+        if self.last_updated != 0 {
+            map.serialize_entry("last_updated", &self.last_updated.to_string())?;
+        }
+        map.serialize_entry("version", &self.version)?;
+        for (name, value) in &self.extra {
+            if !FIELDS.contains(&name.as_str()) {
+                map.serialize_entry(name, value)?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// A JSON member name: one of the typed fields, or another (kept in `extra`). Only the other
+/// names are allocated.
+enum Field {
+    KeyId,
+    Alias,
+    OrgId,
+    Expires,
+    IsInactive,
+    ApplyPolicies,
+    Tags,
+    Rate,
+    Per,
+    QuotaMax,
+    QuotaRemaining,
+    QuotaRenewalRate,
+    QuotaRenews,
+    MetaData,
+    DateCreated,
+    LastUpdated,
+    Version,
+    Other(String),
+}
+
+impl Field {
+    fn of(name: &str) -> Self {
+        match name {
+            "key_id" => Self::KeyId,
+            "alias" => Self::Alias,
+            "org_id" => Self::OrgId,
+            "expires" => Self::Expires,
+            "is_inactive" => Self::IsInactive,
+            "apply_policies" => Self::ApplyPolicies,
+            "tags" => Self::Tags,
+            "rate" => Self::Rate,
+            "per" => Self::Per,
+            "quota_max" => Self::QuotaMax,
+            "quota_remaining" => Self::QuotaRemaining,
+            "quota_renewal_rate" => Self::QuotaRenewalRate,
+            "quota_renews" => Self::QuotaRenews,
+            "meta_data" => Self::MetaData,
+            "date_created" => Self::DateCreated,
+            "last_updated" => Self::LastUpdated,
+            "version" => Self::Version,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl Visitor<'_> for Name {
+            type Value = Field;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<Field, E> {
+                Ok(Field::of(name))
+            }
+        }
+        deserializer.deserialize_identifier(Name)
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionRecord {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Record;
+        impl<'de> Visitor<'de> for Record {
+            type Value = SessionRecord;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a session object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SessionRecord, A::Error> {
+                let mut record = SessionRecord::default();
+                while let Some(field) = map.next_key::<Field>()? {
+                    match field {
+                        Field::KeyId => record.key_id = map.next_value()?,
+                        Field::Alias => record.alias = map.next_value()?,
+                        Field::OrgId => record.org_id = map.next_value()?,
+                        Field::Expires => record.expires = map.next_value::<WholeNumber>()?.0,
+                        Field::IsInactive => record.is_inactive = map.next_value()?,
+                        Field::ApplyPolicies => {
+                            record.apply_policies = map.next_value::<NullAsDefault<_>>()?.0;
+                        }
+                        Field::Tags => record.tags = map.next_value::<NullAsDefault<_>>()?.0,
+                        Field::Rate => record.rate = map.next_value()?,
+                        Field::Per => record.per = map.next_value()?,
+                        Field::QuotaMax => record.quota_max = map.next_value::<WholeNumber>()?.0,
+                        Field::QuotaRemaining => {
+                            record.quota_remaining = map.next_value::<WholeNumber>()?.0
+                        }
+                        Field::QuotaRenewalRate => {
+                            record.quota_renewal_rate = map.next_value::<WholeNumber>()?.0
+                        }
+                        Field::QuotaRenews => {
+                            record.quota_renews = map.next_value::<WholeNumber>()?.0
+                        }
+                        Field::MetaData => {
+                            record.meta_data = map.next_value::<NullAsDefault<_>>()?.0;
+                        }
+                        Field::DateCreated => {
+                            record.date_created = map.next_value::<LenientUnix>()?.0;
+                        }
+                        Field::LastUpdated => {
+                            record.last_updated = map.next_value::<LenientUnix>()?.0;
+                        }
+                        Field::Version => record.version = map.next_value()?,
+                        Field::Other(name) => {
+                            let value = map.next_value()?;
+                            record.extra.insert(name, value);
+                        }
+                    }
+                }
+                Ok(record)
+            }
+        }
+        deserializer.deserialize_map(Record)
+    }
 }
 
 /// `null` read as the field's default: Tyk's schema marks `meta_data`, `tags` and
 /// `apply_policies` nullable, and older Tyk exports write `null` there.
-fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+pub(crate) fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Default + Deserialize<'de>,
@@ -207,23 +397,83 @@ where
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
-fn lenient_unix<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Int(i64),
-        Float(f64),
-        Text(String),
-        Null(()),
+/// [`null_as_default`] as a type, for a visitor's `next_value`.
+struct NullAsDefault<T>(T);
+
+impl<'de, T: Default + Deserialize<'de>> Deserialize<'de> for NullAsDefault<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        null_as_default(deserializer).map(Self)
     }
-    Ok(match Raw::deserialize(deserializer)? {
-        Raw::Int(n) => n,
-        // Truncation is the intent: sub-second precision is not kept.
-        #[allow(clippy::cast_possible_truncation)]
-        Raw::Float(f) => f as i64,
-        Raw::Text(s) => s.trim().parse().unwrap_or(0),
-        Raw::Null(()) => 0,
-    })
+}
+
+/// An integer field, also read from a JSON number with a zero fraction (`1.712895619e+09`,
+/// `3600.0`): what JavaScript and Python clients and YAML-converted examples (Tyk's swagger
+/// writes its `int64` examples so) send. A fraction or a value out of range is an error.
+pub(crate) struct WholeNumber(pub(crate) i64);
+
+impl<'de> Deserialize<'de> for WholeNumber {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Whole;
+        impl Visitor<'_> for Whole {
+            type Value = i64;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an integer")
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<i64, E> {
+                Ok(n)
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<i64, E> {
+                i64::try_from(n).map_err(|_| E::invalid_value(de::Unexpected::Unsigned(n), &self))
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<i64, E> {
+                // Within ±2^63 and whole: the cast is exact.
+                #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+                if n.fract() == 0.0 && n >= i64::MIN as f64 && n < i64::MAX as f64 {
+                    Ok(n as i64)
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Float(n), &self))
+                }
+            }
+        }
+        deserializer.deserialize_any(Whole).map(Self)
+    }
+}
+
+/// [`WholeNumber`] for a serde `deserialize_with`.
+pub(crate) fn whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    WholeNumber::deserialize(deserializer).map(|n| n.0)
+}
+
+/// Unix seconds from any of the forms a time takes in session JSON: a number, a string of
+/// digits (Tyk's `last_updated`), an RFC 3339 string (Tyk's `date_created`), or `null`. Any
+/// other string reads as 0 ("not known").
+struct LenientUnix(i64);
+
+impl<'de> Deserialize<'de> for LenientUnix {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(i64),
+            Float(f64),
+            Text(String),
+            Null(()),
+        }
+        Ok(Self(match Raw::deserialize(deserializer)? {
+            Raw::Int(n) => n,
+            // Truncation is the intent: sub-second precision is not kept.
+            #[allow(clippy::cast_possible_truncation)]
+            Raw::Float(f) => f as i64,
+            Raw::Text(s) => {
+                let s = s.trim();
+                s.parse()
+                    .ok()
+                    .or_else(|| crate::civil::parse_rfc3339(s))
+                    .unwrap_or(0)
+            }
+            Raw::Null(()) => 0,
+        }))
+    }
 }
 
 #[cfg(test)]
@@ -243,9 +493,77 @@ mod tests {
         .unwrap();
         assert_eq!(session.alias, "alice");
         assert_eq!(session.meta_data["n"], 2);
-        assert_eq!(session.date_created, 0);
+        assert_eq!(session.date_created, 1_709_287_200);
         assert_eq!(session.last_updated, 1_709_287_200);
         assert!(!session.is_expired_at(i64::MAX));
+        // Fields keycard does not act on are kept as they came.
+        assert_eq!(session.extra["allowance"], 1000);
+        assert_eq!(session.extra["access_rights"], json!({}));
+        assert!(!session.extra.contains_key("alias"));
+    }
+
+    #[test]
+    fn writes_tyk_times_and_keeps_other_fields() {
+        let mut session: SessionRecord = serde_json::from_value(json!({
+            "date_created": "2024-03-13T03:56:46.568042549Z", "last_updated": "1710302206",
+            "throttle_interval": 10, "basic_auth_data": {"password": "", "hash_type": ""},
+            "meta_data": null, "tags": null, "apply_policies": null,
+        }))
+        .unwrap();
+        assert_eq!(session.date_created, 1_710_302_206);
+        assert!(session.meta_data.is_empty() && session.tags.is_empty());
+        // A typed field's name in `extra` is never written twice.
+        session.extra.insert("alias".into(), json!("shadow"));
+        let text = serde_json::to_string(&session).unwrap();
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back["date_created"], "2024-03-13T03:56:46Z");
+        assert_eq!(back["last_updated"], "1710302206");
+        assert_eq!(back["throttle_interval"], 10);
+        assert_eq!(
+            back["basic_auth_data"],
+            json!({"password": "", "hash_type": ""})
+        );
+        assert_eq!(back["alias"], "");
+        assert_eq!(text.matches("\"alias\"").count(), 1, "{text}");
+        // Zero times are left out, as Go leaves out zero values.
+        let zero = serde_json::to_value(SessionRecord::default()).unwrap();
+        assert!(zero.get("date_created").is_none() && zero.get("last_updated").is_none());
+        // Numbers, digit strings and null are read too; a string that is no time reads 0.
+        for (raw, unix) in [
+            (json!(1_600_000_000), 1_600_000_000),
+            (json!("1600000000"), 1_600_000_000),
+            (json!(1.6e9), 1_600_000_000),
+            (json!(null), 0),
+            (json!("yesterday"), 0),
+        ] {
+            let read: SessionRecord =
+                serde_json::from_value(json!({"date_created": raw, "last_updated": raw})).unwrap();
+            assert_eq!(
+                (read.date_created, read.last_updated),
+                (unix, unix),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_field_of_the_wrong_type_is_an_error() {
+        let whole: SessionRecord =
+            serde_json::from_value(json!({"expires": 1.712895619e9, "quota_max": 3600.0})).unwrap();
+        assert_eq!((whole.expires, whole.quota_max), (1_712_895_619, 3600));
+        for bad in [
+            json!({"expires": "soon"}),
+            json!({"tags": "a"}),
+            json!([1]),
+            json!({"quota_max": 1.5}),
+            json!({"expires": 1e300}),
+            json!({"quota_renews": u64::MAX}),
+        ] {
+            assert!(
+                serde_json::from_value::<SessionRecord>(bad.clone()).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
@@ -257,9 +575,12 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let session = SessionRecord::new(Metadata::new())
+        let mut session = SessionRecord::new(Metadata::new())
             .with_alias("a")
             .with_policies(["p"]);
+        session.date_created = 1_700_000_000;
+        session.last_updated = 1_700_000_001;
+        session.extra.insert("allowance".into(), json!(5.5));
         let back: SessionRecord =
             serde_json::from_str(&serde_json::to_string(&session).unwrap()).unwrap();
         assert_eq!(back, session);

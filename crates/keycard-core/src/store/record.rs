@@ -17,7 +17,7 @@
 //! body    = flags:u8 alias:str org_id:str policies:strs tags:strs
 //!           [rate:f64] [per:f64]                      (present when the flag bit is set)
 //!           quota_max:int quota_remaining:int quota_renewal_rate:int quota_renews:int
-//!           meta:object
+//!           meta:object [extra:object]                (extra: present when the flag bit is set)
 //! str     = len:uint bytes          strs = n:uint str*        object = n:uint (str value)*
 //! value   = 0 null | 1 false | 2 true | 3 uint (u64) | 4 int (negative i64) | 5 f64 (8 bytes LE)
 //!         | 6 str | 7 n:uint value* (array) | 8 object
@@ -141,6 +141,7 @@ pub(super) struct Corrupt;
 const INACTIVE: u8 = 1;
 const HAS_RATE: u8 = 2;
 const HAS_PER: u8 = 4;
+const HAS_EXTRA: u8 = 8;
 
 const NULL: u8 = 0;
 const FALSE: u8 = 1;
@@ -174,6 +175,7 @@ impl Body {
             date_created: _,
             last_updated: _,
             version: _,
+            extra,
         } = session;
         let mut out = Writer(Vec::with_capacity(128));
         let mut flags = 0;
@@ -185,6 +187,9 @@ impl Body {
         }
         if per.to_bits() != 0 {
             flags |= HAS_PER;
+        }
+        if !extra.is_empty() {
+            flags |= HAS_EXTRA;
         }
         out.byte(flags);
         out.str(alias);
@@ -201,6 +206,9 @@ impl Body {
             out.int(*n);
         }
         out.object(meta_data);
+        if flags & HAS_EXTRA != 0 {
+            out.object(extra);
+        }
         Self(out.0.into_boxed_slice())
     }
 }
@@ -248,6 +256,11 @@ impl Record {
         let quota_renewal_rate = reader.int()?;
         let quota_renews = reader.int()?;
         let meta_data = reader.object()?;
+        let extra = if flags & HAS_EXTRA != 0 {
+            reader.object()?
+        } else {
+            Map::new()
+        };
         if !reader.0.is_empty() {
             return Err(Corrupt);
         }
@@ -269,6 +282,7 @@ impl Record {
             date_created: self.date_created,
             last_updated: self.last_updated,
             version: self.version,
+            extra,
         })
     }
 }
@@ -486,6 +500,11 @@ mod tests {
             date_created: 1_700_000_000,
             last_updated: 1_700_000_001,
             version: u64::MAX,
+            extra: json!({"access_rights": {"api": {"api_id": "api", "versions": ["Default"]}},
+                "allowance": 1000.0, "throttle_retry_limit": -1})
+            .as_object()
+            .cloned()
+            .unwrap(),
         }
     }
 

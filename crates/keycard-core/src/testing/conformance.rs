@@ -112,10 +112,20 @@ async fn load_returns_what_was_stored(store: &impl SessionStore) {
         "nested".into(),
         json!({"a": {}, "b": [1, {"c": null}], "d": "é\u{0}"}),
     );
+    // Fields the session does not type (Tyk's `access_rights`, `allowance`, ...) are kept.
+    session.extra.insert(
+        "access_rights".into(),
+        json!({"api": {"api_id": "api", "versions": ["Default"], "allowed_urls": []}}),
+    );
+    session.extra.insert("allowance".into(), json!(1000.5));
+    session
+        .extra
+        .insert("throttle_retry_limit".into(), json!(-1));
     let created = store.create(session.clone()).await.unwrap();
     let loaded = store.load(&id("load")).await.unwrap().unwrap();
     assert_eq!(loaded, created);
     assert_eq!(loaded.meta_data, session.meta_data);
+    assert_eq!(loaded.extra, session.extra);
     assert_eq!(loaded.apply_policies, ["gold", "silver"]);
     assert_eq!(loaded.tags, ["a", "b"]);
 
@@ -143,6 +153,10 @@ async fn load_returns_what_was_stored(store: &impl SessionStore) {
     assert_eq!(
         serde_json::to_value(&evicted).unwrap()["meta_data"],
         json!({})
+    );
+    assert_eq!(
+        evicted.extra, session.extra,
+        "a metadata write keeps the other fields"
     );
 }
 

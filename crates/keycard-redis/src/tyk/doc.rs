@@ -11,8 +11,6 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::time::{format_rfc3339, parse_rfc3339};
-
 /// The field keycard keeps its optimistic-concurrency version in. Tyk ignores it on read and
 /// drops it when it rewrites the session itself (see [`Doc::version`]).
 pub(crate) const VERSION_FIELD: &str = "keycard_version";
@@ -119,14 +117,11 @@ impl Doc {
     /// Reads a stored document; the record gets no key id (the caller sets it).
     pub(crate) fn parse(text: String) -> Result<Self, String> {
         let entries = Entries::parse(&text)?;
+        // The record reads Tyk's times (RFC 3339 `date_created`, digit-string `last_updated`)
+        // and keeps every field it does not name in `extra`.
         let mut record: SessionRecord =
             serde_json::from_str(&text).map_err(|e| format!("not a Tyk session: {e}"))?;
-        // Tyk writes `date_created` as an RFC 3339 string (Go's `time.Time`).
-        if let Some(created) = entries.get("date_created")
-            && let Ok(Value::String(text)) = serde_json::from_str::<Value>(created.get())
-        {
-            record.date_created = parse_rfc3339(&text).unwrap_or(0);
-        }
+        record.extra.remove(VERSION_FIELD);
         record.version = match entries
             .get(VERSION_FIELD)
             .map(|v| serde_json::from_str::<u64>(v.get()))
@@ -218,27 +213,14 @@ pub(crate) fn create(record: &SessionRecord) -> Result<String, String> {
     Ok(entries.to_text())
 }
 
-/// The record's fields as Tyk's JSON has them: keycard's serde names (Tyk's), minus the key id
-/// and version; `date_created` as RFC 3339, `last_updated` as a string of unix seconds.
+/// The record's fields as Tyk's JSON has them (the record serialises in Tyk's names and time
+/// formats, its `extra` fields as they came), minus the key id and version.
 fn fields(record: &SessionRecord) -> Result<Map<String, Value>, String> {
     let Value::Object(mut map) = serde_json::to_value(record).map_err(|e| e.to_string())? else {
         return Err("a session record is not a JSON object".to_owned());
     };
     map.remove("key_id");
     map.remove("version");
-    // 0 is "not known": left out, as Go leaves out a zero time.
-    if record.date_created == 0 {
-        map.remove("date_created");
-    } else {
-        map.insert(
-            "date_created".to_owned(),
-            Value::String(format_rfc3339(record.date_created)),
-        );
-    }
-    map.insert(
-        "last_updated".to_owned(),
-        Value::String(record.last_updated.to_string()),
-    );
     Ok(map)
 }
 

@@ -105,7 +105,6 @@
 mod doc;
 mod hash;
 mod store;
-mod time;
 
 pub use hash::{TykHashFunction, TykKeyHash};
 pub use store::{TYK_KEY_PREFIX, TykRedisStore, TykRedisStoreBuilder};
