@@ -18,6 +18,7 @@ pub struct UrlRewriteBuilder {
     rules: Vec<RewriteRule>,
     body_limit: usize,
     allowed_hosts: Option<Vec<String>>,
+    ignore_endpoint_case: bool,
 }
 
 impl Default for UrlRewriteBuilder {
@@ -26,6 +27,7 @@ impl Default for UrlRewriteBuilder {
             rules: Vec::new(),
             body_limit: DEFAULT_BODY_LIMIT,
             allowed_hosts: None,
+            ignore_endpoint_case: false,
         }
     }
 }
@@ -74,6 +76,14 @@ impl UrlRewriteBuilder {
         self
     }
 
+    /// Matches the rules' endpoint [`path`](RewriteRule::path)s case-insensitively (Tyk's
+    /// gateway option `ignore_endpoint_case`; default: case-sensitive, as in Tyk). The
+    /// `match_pattern`s stay as written: add `(?i)` to one to make it case-insensitive.
+    pub fn ignore_endpoint_case(mut self, ignore: bool) -> Self {
+        self.ignore_endpoint_case = ignore;
+        self
+    }
+
     /// Compiles every regex and template; disabled rules are left out.
     ///
     /// # Errors
@@ -89,7 +99,7 @@ impl UrlRewriteBuilder {
             .collect();
         let rules = enabled
             .iter()
-            .map(|(index, rule)| CompiledRule::compile(*index, rule))
+            .map(|(index, rule)| CompiledRule::compile(*index, rule, self.ignore_endpoint_case))
             .collect::<Result<Vec<_>, _>>()?;
         let set = RegexSet::new(enabled.iter().map(|(_, rule)| rule.match_pattern())).map_err(
             |error| RewriteConfigError::Regex {
