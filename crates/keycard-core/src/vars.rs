@@ -204,9 +204,10 @@ impl Template {
     /// A target that starts with a literal `scheme://` is absolute (see [`url_scheme`]); a
     /// capture before the `/`, `?` or `#` that ends its authority fails with
     /// [`TemplateError::CaptureInAuthority`], so client text never chooses the host, the port
-    /// or userinfo. `$tyk_meta` / `$tyk_context` may stand there: they are percent-encoded, so
-    /// they cannot add `@`, `:`, `/`, `?` or `#` (what host they reach is for an allow-list to
-    /// decide).
+    /// or userinfo. `$tyk_meta` / `$tyk_context` may stand there: a `$tyk_meta` value of the form
+    /// `host` or `host:port` is inserted as it is, any other value percent-encoded, so neither can
+    /// add `@`, `/`, `?` or `#` (what host and port they reach is for an allow-list to decide; see
+    /// [`Template::render_target`]).
     ///
     /// [`url_scheme`]: Template::url_scheme
     pub fn parse_url(source: &str) -> Result<Self, TemplateError> {

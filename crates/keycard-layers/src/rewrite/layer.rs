@@ -58,7 +58,9 @@ impl UrlRewriteBuilder {
     /// without a port it stands for the target scheme's default port (80 for `http`, 443 for
     /// `https`), so `cache.internal` allows `http://cache.internal/` but not
     /// `http://cache.internal:6379/`. A target outside the list is refused with 500
-    /// `{"error":"Rewrite target not allowed"}`.
+    /// `{"error":"Rewrite target not allowed"}`. Per-key upstreams (a target led by a
+    /// `$tyk_meta` URL, see the [module docs](super#absolute-targets)) are held to the same list,
+    /// and none is allowed without one.
     ///
     /// Required as soon as a rule or trigger has an absolute target: [`build`](Self::build)
     /// fails with [`RewriteConfigError::AllowListRequired`] without it (**differs from Tyk**,
