@@ -119,20 +119,21 @@ impl Matched {
                     continue;
                 }
             }
-            let mut groups = rule.regex.capture_locations();
-            let raw = raw_set.as_ref().is_none_or(|set| set.matched(index));
-            if raw
-                && rule
+            // Group slots only for a rule the set says matches (or the only rule).
+            if raw_set.as_ref().is_none_or(|set| set.matched(index)) {
+                let mut groups = rule.regex.capture_locations();
+                if rule
                     .regex
                     .captures_read(&mut groups, text.as_str())
                     .is_some()
-            {
-                return Some(Self {
-                    rule: index,
-                    text,
-                    groups,
-                    decoded: None,
-                });
+                {
+                    return Some(Self {
+                        rule: index,
+                        text,
+                        groups,
+                        decoded: None,
+                    });
+                }
             }
             if let Some(d) = decode() {
                 let retry = match &raw_set {
@@ -141,14 +142,17 @@ impl Matched {
                         .matched(index),
                     None => true,
                 };
-                if retry && rule.regex.captures_read(&mut groups, &d.text).is_some() {
-                    let offsets = d.offsets.clone();
-                    return Some(Self {
-                        rule: index,
-                        text,
-                        groups,
-                        decoded: Some(offsets),
-                    });
+                if retry {
+                    let mut groups = rule.regex.capture_locations();
+                    if rule.regex.captures_read(&mut groups, &d.text).is_some() {
+                        let offsets = d.offsets.clone();
+                        return Some(Self {
+                            rule: index,
+                            text,
+                            groups,
+                            decoded: Some(offsets),
+                        });
+                    }
                 }
             }
             if endpoint.is_some() {
