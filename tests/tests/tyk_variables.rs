@@ -751,6 +751,18 @@ fn trigger_rows() -> Vec<TriggerRow> {
             )]),
             "/change/to/me/apple",
         ),
+        // The same inputs as "Any 1" in Tyk's table. ("Payload Multiple Match Groups" is in
+        // Tyk's table twice, with the same inputs; it is here once.)
+        post(
+            "Multi Multi Type Reverse Logic Any 3",
+            &[("x-test", "apple")],
+            json!([trigger(
+                "any",
+                json!({"payload_matches": rx("bar"), "header_matches": {"x-test": not_rx("apple")}}),
+                "/change/to/me/$tyk_context.trigger-0-payload-0/$tyk_context.trigger-0-X-Test-0"
+            )]),
+            "/change/to/me/bar/",
+        ),
         get(
             "PathPart Single",
             "/test/foo/rewrite",
