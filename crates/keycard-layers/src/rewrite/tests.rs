@@ -554,6 +554,22 @@ async fn decoded_retry_reads_groups_from_the_request_text() {
     assert_eq!(last_uri(&seen), "/a/x%FFy/z");
 }
 
+/// Rules are tried in order, each on the text and then on its decoded form, before the next
+/// rule: a decoded match of an earlier rule wins over a plain match of a later one.
+#[tokio::test]
+async fn each_rule_is_retried_decoded_before_the_next_rule() {
+    let (app, seen) = stack(
+        json!({}),
+        rules([
+            RewriteRule::new("^/a b$", "/first"),
+            RewriteRule::new("^/a%20b$", "/second"),
+        ]),
+    )
+    .await;
+    send(&app, get("/a%20b", &[])).await;
+    assert_eq!(last_uri(&seen), "/first");
+}
+
 #[tokio::test]
 async fn target_without_a_leading_slash_gets_one() {
     let (app, seen) = stack(
