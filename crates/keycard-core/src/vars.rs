@@ -75,6 +75,9 @@ pub struct Template {
     parts: Vec<Part>,
     /// Total literal length plus a guess per variable, so most renders allocate once.
     capacity: usize,
+    /// Whether the template starts with a literal `scheme://` whose authority the first literal
+    /// does not end, so the variables after it land in the authority (URL templates only).
+    authority_open: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -170,6 +173,17 @@ pub enum RenderError {
     /// in any spelling (see [`hides_dot_segment`]).
     #[error("rendered URL would contain a `.` or `..` path segment made of captured text")]
     CapturedDotSegment,
+    /// A `$tyk_meta` value leading a URL target starts with `http://` or `https://` but is not
+    /// `scheme://host[:port][/path]` (userinfo, a query, a fragment, a dot segment or a byte a
+    /// path may not hold); see [`Template::render_target`].
+    #[error(
+        "metadata value leading the URL is not an upstream of the form scheme://host[:port][/path]"
+    )]
+    InvalidUpstream,
+    /// A capture group would land in the authority opened by a metadata upstream
+    /// (`$tyk_meta.upstream$1`): client text never chooses a host or a port.
+    #[error("capture group would land in the URL's authority")]
+    CaptureInAuthority,
 }
 
 const META: &str = "tyk_meta";
@@ -190,9 +204,10 @@ impl Template {
     /// A target that starts with a literal `scheme://` is absolute (see [`url_scheme`]); a
     /// capture before the `/`, `?` or `#` that ends its authority fails with
     /// [`TemplateError::CaptureInAuthority`], so client text never chooses the host, the port
-    /// or userinfo. `$tyk_meta` / `$tyk_context` may stand there: they are percent-encoded, so
-    /// they cannot add `@`, `:`, `/`, `?` or `#` (what host they reach is for an allow-list to
-    /// decide).
+    /// or userinfo. `$tyk_meta` / `$tyk_context` may stand there: a `$tyk_meta` value of the form
+    /// `host` or `host:port` is inserted as it is, any other value percent-encoded, so neither can
+    /// add `@`, `/`, `?` or `#` (what host and port they reach is for an allow-list to decide; see
+    /// [`Template::render_target`]).
     ///
     /// [`url_scheme`]: Template::url_scheme
     pub fn parse_url(source: &str) -> Result<Self, TemplateError> {
@@ -305,13 +320,120 @@ impl Template {
     /// a separator before it normalises: `../admin` (sent as `..%2Fadmin`) is refused too. Dots
     /// written literally in the template are left alone.
     pub fn render_url(&self, vars: &(impl Vars + ?Sized)) -> Result<Rendered<String>, RenderError> {
+        let RenderedUrl { value, missing, .. } = self.render_target(vars)?;
+        Ok(Rendered { value, missing })
+    }
+
+    /// Renders a URL rewrite target as [`Template::render_url`] does, and says whether the
+    /// result is absolute because of a metadata value: the per-key upstream idiom.
+    ///
+    /// - **A template that starts with `$tyk_meta.KEY`** whose value is a string starting with
+    ///   `http://` or `https://` (any case): the value is the target's scheme and authority, and
+    ///   optionally a path prefix, and is inserted as it is (Tyk leaves values starting with
+    ///   `http` unescaped). It must be `scheme://host[:port][/path]`: no userinfo, query or
+    ///   fragment, path characters RFC 3986 allows and no dot segment in any spelling;
+    ///   otherwise [`RenderError::InvalidUpstream`]. [`RenderedUrl::absolute`] is then `true`,
+    ///   for the caller to hold host and port to an allow-list. Any other value, and every
+    ///   value in any other position, is encoded as before.
+    /// - **In the authority of a template written absolute** (`http://$tyk_meta.host/...`), a
+    ///   `$tyk_meta` value of the form `host` or `host:port` is inserted as it is (a port in
+    ///   `host` works, as in Tyk); any other value is percent-encoded as before, so it can add
+    ///   neither userinfo nor a path.
+    /// - A capture (`$N`) that would land in an authority opened by a metadata value
+    ///   (`$tyk_meta.upstream$1`) fails with [`RenderError::CaptureInAuthority`]: client text
+    ///   never chooses a host or a port.
+    pub fn render_target(&self, vars: &(impl Vars + ?Sized)) -> Result<RenderedUrl, RenderError> {
         let mut out = String::with_capacity(self.capacity);
         let mut missing = false;
         let mut path = PathState::default();
         let mut in_path = true;
+        // Whether the output is in the authority of an absolute URL.
+        let mut authority = false;
+        let mut absolute = false;
         // For non-string metadata values, which are rendered before they are encoded.
         let mut scratch = String::new();
-        for part in &self.parts {
+        let mut parts = self.parts.iter();
+        if self.authority_open {
+            // `scheme://` and the start of the authority, as written.
+            if let Some(Part::Literal(text)) = parts.next() {
+                out.push_str(text);
+                authority = true;
+            }
+        } else if let Some(Part::Meta(name)) = self.parts.first()
+            && let Some(Value::String(value)) =
+                vars.metadata().and_then(|meta| lookup_meta(meta, name))
+            && let Some(has_path) = upstream(value)?
+        {
+            parts.next();
+            out.push_str(value);
+            absolute = true;
+            match has_path {
+                // The value's last segment may continue in the template's next part.
+                true => {
+                    path.segment_start = out.rfind('/').map_or(out.len(), |at| at + 1);
+                    path.variable = true;
+                }
+                false => authority = true,
+            }
+        }
+        for part in parts {
+            if authority {
+                match part {
+                    Part::Literal(text) => match text.find(['/', '?', '#']) {
+                        None => out.push_str(text),
+                        Some(end) => {
+                            out.push_str(&text[..end]);
+                            authority = false;
+                            path = PathState {
+                                segment_start: out.len(),
+                                ..PathState::default()
+                            };
+                            let rest = &text[end..];
+                            match rest.find('?') {
+                                Some(query) => {
+                                    path.push_raw(&mut out, &rest[..query], false)?;
+                                    path.finish(&out)?;
+                                    out.push_str(&rest[query..]);
+                                    in_path = false;
+                                }
+                                None => path.push_raw(&mut out, rest, false)?,
+                            }
+                        }
+                    },
+                    Part::Capture(_) => return Err(RenderError::CaptureInAuthority),
+                    Part::Meta(name) => {
+                        let text = match vars.metadata().and_then(|meta| lookup_meta(meta, name)) {
+                            Some(Value::String(text)) => text.as_str(),
+                            Some(value) => {
+                                scratch.clear();
+                                render_value(value, &mut scratch);
+                                scratch.as_str()
+                            }
+                            None => {
+                                missing = true;
+                                ""
+                            }
+                        };
+                        if hides_dot_segment(text) {
+                            return Err(RenderError::DotSegment);
+                        }
+                        match is_authority(text) {
+                            true => out.push_str(text),
+                            false => out.extend(utf8_percent_encode(text, PATH_SEGMENT)),
+                        }
+                    }
+                    Part::Context(name) => {
+                        let value = vars.context(name);
+                        missing |= value.is_none();
+                        let text = value.as_deref().unwrap_or("");
+                        if hides_dot_segment(text) {
+                            return Err(RenderError::DotSegment);
+                        }
+                        out.extend(utf8_percent_encode(text, PATH_SEGMENT));
+                    }
+                }
+                continue;
+            }
             match part {
                 Part::Literal(text) if in_path => match text.find('?') {
                     Some(query) => {
@@ -356,14 +478,88 @@ impl Template {
                 }
             }
         }
-        if in_path {
+        if in_path && !authority {
             path.finish(&out)?;
         }
-        Ok(Rendered {
+        Ok(RenderedUrl {
             value: out,
             missing,
+            absolute,
         })
     }
+}
+
+/// A rendered URL rewrite target ([`Template::render_target`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RenderedUrl {
+    /// The rendered target; missing variables rendered as the empty string.
+    pub value: String,
+    /// Whether a referenced variable was absent (see [`Rendered::missing`]).
+    pub missing: bool,
+    /// Whether the target is an absolute URL because its leading `$tyk_meta` value is one (a
+    /// per-key upstream). A template written absolute (`http://...`, see
+    /// [`Template::url_scheme`]) does not set this: it is absolute as written.
+    pub absolute: bool,
+}
+
+/// Whether `text` is an authority without userinfo: `host` or `host:port`, the host a name of
+/// unreserved characters with at least one letter or digit, or an IPv6 address in brackets;
+/// the port 1 to 5 digits.
+fn is_authority(text: &str) -> bool {
+    let (host, port) = match text.strip_prefix('[') {
+        Some(ipv6) => match ipv6.split_once(']') {
+            Some((address, rest)) => {
+                let address_ok = !address.is_empty()
+                    && address
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+                if !address_ok {
+                    return false;
+                }
+                match rest {
+                    "" => return true,
+                    rest => match rest.strip_prefix(':') {
+                        Some(port) => ("[]", port),
+                        None => return false,
+                    },
+                }
+            }
+            None => return false,
+        },
+        None => match text.split_once(':') {
+            Some((host, port)) => (host, port),
+            None => (text, "80"),
+        },
+    };
+    let host_ok = host == "[]"
+        || (host.bytes().any(|b| b.is_ascii_alphanumeric())
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b)));
+    host_ok && (1..=5).contains(&port.len()) && port.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A per-key upstream (a metadata value leading a rewrite target): `None` when `value` does not
+/// start with `http://` or `https://` (any case), so it is encoded as any value is; otherwise
+/// whether it has a path after its authority, or why it cannot be an upstream.
+fn upstream(value: &str) -> Result<Option<bool>, RenderError> {
+    let Some(scheme) = url_scheme(value) else {
+        return Ok(None);
+    };
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Ok(None);
+    }
+    let rest = &value[scheme.len() + 3..];
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path_byte = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@%/".contains(&b);
+    if !is_authority(authority)
+        || !path.bytes().all(path_byte)
+        || path.split('/').any(hides_dot_segment)
+    {
+        return Err(RenderError::InvalidUpstream);
+    }
+    Ok(Some(!path.is_empty()))
 }
 
 /// Everything but the unreserved characters of RFC 3986: a value becomes exactly one segment.
@@ -518,8 +714,17 @@ fn url_scheme(text: &str) -> Option<&str> {
 
 /// Renders one JSON value as text (the table in `docs/variables.md`): a string as is, an integer in
 /// decimal, a float as the shortest round-trip decimal without an exponent, `true` / `false`,
-/// null as nothing, an array as its rendered elements joined with `,`, an object as compact
-/// JSON.
+/// null as nothing, an object as compact JSON, and an array as Tyk renders one: each element
+/// rendered by these rules, then form-encoded (`a,b` → `a%2Cb`, space → `+`), empty ones left
+/// out, joined with `,`, so a `,` in the result always separates elements.
+///
+/// ```
+/// use keycard_core::vars::render_value;
+///
+/// let mut out = String::new();
+/// render_value(&serde_json::json!(["abc", 456, 12.22, "abc,def", "", null, "a b"]), &mut out);
+/// assert_eq!(out, "abc,456,12.22,abc%2Cdef,a+b");
+/// ```
 pub fn render_value(value: &Value, out: &mut String) {
     // Writing to a `String` cannot fail.
     match value {
@@ -538,17 +743,36 @@ pub fn render_value(value: &Value, out: &mut String) {
         // Tyk renders "" for bools and objects (#2140); we render them (spec fix).
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Null => {}
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                render_value(item, out);
-            }
-        }
+        Value::Array(items) => render_array(items, out),
         Value::Object(_) => {
             let _ = write!(out, "{value}");
         }
+    }
+}
+
+/// Tyk's array rendering (`valToStr`): every element that renders non-empty, form-encoded
+/// (`url.QueryEscape`), joined with `,`.
+fn render_array(items: &[Value], out: &mut String) {
+    let mut first = true;
+    // For elements that are not strings: rendered here, then encoded.
+    let mut scratch = String::new();
+    for item in items {
+        let text = match item {
+            Value::String(text) => text.as_str(),
+            item => {
+                scratch.clear();
+                render_value(item, &mut scratch);
+                scratch.as_str()
+            }
+        };
+        if text.is_empty() {
+            continue;
+        }
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.extend(form_urlencoded::byte_serialize(text.as_bytes()));
     }
 }
 
@@ -618,10 +842,17 @@ impl<'s> Parser<'s> {
                 _ => VARIABLE_CAPACITY_GUESS,
             })
             .sum();
+        let authority_open = self.url
+            && match self.parts.first() {
+                Some(Part::Literal(text)) => url_scheme(text)
+                    .is_some_and(|scheme| !text[scheme.len() + 3..].contains(['/', '?', '#'])),
+                _ => false,
+            };
         Ok(Template {
             source: self.source.to_owned(),
             parts: self.parts,
             capacity,
+            authority_open,
         })
     }
 
@@ -1186,10 +1417,23 @@ mod tests {
     fn scalars_nulls_and_nested_values_render() {
         assert_eq!(value(json!(false)), "false");
         assert_eq!(value(json!(null)), "");
+        // Arrays as Tyk's `valToStr` renders them (gateway/mw_url_rewrite.go): each element
+        // form-encoded (`url.QueryEscape`), empty ones dropped; this used to be `1,2,3,,{"a":1}`.
         assert_eq!(
-            value(json!([1, [2, 3], null, {"a": 1}])),
-            r#"1,2,3,,{"a":1}"#
+            value(json!([1, [2, 3], null, "", {"a": 1}])),
+            "1,2%2C3,%7B%22a%22%3A1%7D"
         );
+    }
+
+    /// Tyk's `TestValToStr` (gateway/mw_url_rewrite_test.go).
+    #[test]
+    fn arrays_render_as_tyk_val_to_str() {
+        assert_eq!(
+            value(json!(["abc", 456, 12.22, 123452342.0, "abc,def", 13])),
+            "abc,456,12.22,123452342,abc%2Cdef,13"
+        );
+        assert_eq!(value(json!(["", "a b", null, "é"])), "a+b,%C3%A9");
+        assert_eq!(value(json!([])), "");
     }
 
     #[test]
@@ -1378,10 +1622,148 @@ mod tests {
 
     #[test]
     fn non_string_metadata_is_rendered_then_encoded() {
-        let vars = TestVars::meta(json!({"l": ["a b", 2], "f": 0.5}));
+        // The array is rendered as Tyk renders it (`a+b,2`), then encoded for where it lands, so
+        // the result is Tyk's (`url.QueryEscape` of the joined text); this used to be
+        // `/a%20b%2C2/0.5?l=a+b%2C2`.
+        let vars = TestVars::meta(json!({"l": ["a b", "", 2], "f": 0.5}));
         assert_eq!(
             url("/$tyk_meta.l/$tyk_meta.f?l=$tyk_meta.l", &vars).unwrap(),
-            "/a%20b%2C2/0.5?l=a+b%2C2"
+            "/a%2Bb%2C2/0.5?l=a%2Bb%2C2"
+        );
+    }
+
+    // --- per-key upstreams ---
+
+    fn target(source: &str, vars: &TestVars) -> Result<(String, bool), RenderError> {
+        let rendered = Template::parse_url(source).unwrap().render_target(vars)?;
+        Ok((rendered.value, rendered.absolute))
+    }
+
+    #[test]
+    fn a_leading_metadata_url_is_the_upstream() {
+        for (upstream, want) in [
+            ("http://orders.internal", "http://orders.internal/orders/7"),
+            (
+                "HTTPS://orders.internal:8443",
+                "HTTPS://orders.internal:8443/orders/7",
+            ),
+            ("http://[::1]:8080/v2", "http://[::1]:8080/v2/orders/7"),
+            ("http://h/v2/", "http://h/v2//orders/7"),
+        ] {
+            let vars =
+                TestVars::meta(json!({ "upstream": upstream })).with_captures(&["/orders/7", "7"]);
+            assert_eq!(
+                target("$tyk_meta.upstream/orders/$1", &vars),
+                Ok((want.to_owned(), true)),
+                "{upstream}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_leading_metadata_value_that_is_not_a_url_stays_a_path_segment() {
+        for (upstream, want) in [
+            ("orders.internal", "orders.internal/x"),
+            ("ftp://h", "ftp%3A%2F%2Fh/x"),
+            ("httpx", "httpx/x"),
+            ("https", "https/x"),
+        ] {
+            let vars = TestVars::meta(json!({ "upstream": upstream }));
+            assert_eq!(
+                target("$tyk_meta.upstream/x", &vars),
+                Ok((want.to_owned(), false)),
+                "{upstream}"
+            );
+        }
+        // Anywhere but first, a URL value is encoded as any value (Tyk leaves it raw).
+        let vars = TestVars::meta(json!({"u": "http://h/a b"}));
+        assert_eq!(
+            target("/r/$tyk_meta.u", &vars),
+            Ok(("/r/http%3A%2F%2Fh%2Fa%20b".to_owned(), false))
+        );
+        // `$tyk_context` never names an upstream: clients choose some context values.
+        let vars = TestVars::default().with_context("u", "http://h");
+        assert_eq!(
+            target("$tyk_context.u/x", &vars),
+            Ok(("http%3A%2F%2Fh/x".to_owned(), false))
+        );
+    }
+
+    #[test]
+    fn a_malformed_upstream_is_refused() {
+        for upstream in [
+            "http://user@h",
+            "http://h?x=1",
+            "http://h/x?y",
+            "http://h#f",
+            "http://",
+            "http://h:",
+            "http://h:123456",
+            "http://h:80x",
+            "http://h/../admin",
+            "http://h/%2e%2e/admin",
+            "http://h/a\\..\\b",
+            "http://h/a b",
+            "http://h/\"x",
+            "http://h\r\n",
+            "http://../x",
+        ] {
+            let vars = TestVars::meta(json!({ "upstream": upstream }));
+            assert_eq!(
+                target("$tyk_meta.upstream/x", &vars),
+                Err(RenderError::InvalidUpstream),
+                "{upstream}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_capture_in_an_authority_opened_by_metadata_is_refused() {
+        let vars =
+            TestVars::meta(json!({"upstream": "http://h"})).with_captures(&["", "@evil.example"]);
+        assert_eq!(
+            target("$tyk_meta.upstream$1", &vars),
+            Err(RenderError::CaptureInAuthority)
+        );
+        assert_eq!(
+            target("$tyk_meta.upstream:$1/x", &vars),
+            Err(RenderError::CaptureInAuthority)
+        );
+        // After the authority, captures are path as ever.
+        assert_eq!(
+            target("$tyk_meta.upstream/$1", &vars),
+            Ok(("http://h/@evil.example".to_owned(), true))
+        );
+    }
+
+    #[test]
+    fn metadata_in_a_written_authority_may_carry_a_port() {
+        for (host, want) in [
+            ("orders.internal:8080", "http://orders.internal:8080/x"),
+            ("orders.internal", "http://orders.internal/x"),
+            ("[::1]:8080", "http://[::1]:8080/x"),
+            // Not `host[:port]`: encoded as before, so no userinfo and no path.
+            ("evil@orders.internal", "http://evil%40orders.internal/x"),
+            ("h/admin", "http://h%2Fadmin/x"),
+            ("h:port", "http://h%3Aport/x"),
+        ] {
+            let vars = TestVars::meta(json!({ "host": host }));
+            assert_eq!(
+                target("http://$tyk_meta.host/x", &vars),
+                Ok((want.to_owned(), false)),
+                "{host}"
+            );
+        }
+        let vars = TestVars::meta(json!({"host": ".."}));
+        assert_eq!(
+            target("http://$tyk_meta.host/x", &vars),
+            Err(RenderError::DotSegment)
+        );
+        // A context value is always encoded there.
+        let vars = TestVars::default().with_context("h", "orders.internal:8080");
+        assert_eq!(
+            target("http://$tyk_context.h/x", &vars),
+            Ok(("http://orders.internal%3A8080/x".to_owned(), false))
         );
     }
 

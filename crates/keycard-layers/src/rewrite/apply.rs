@@ -2,6 +2,7 @@
 //! target and swap the URI.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 use bytes::Bytes;
 use http::uri::{PathAndQuery, Scheme};
@@ -34,36 +35,139 @@ pub(super) struct Matched {
     pub(super) rule: usize,
     text: PathAndQuery,
     groups: CaptureLocations,
+    /// When the pattern matched the percent-decoded text: for each byte of that text, where it
+    /// came from in `text` (and `text`'s length at the end), so every group is read back from
+    /// the request's own text.
+    decoded: Option<Box<[usize]>>,
+}
+
+/// The percent-decoded form of a path and query, and where each of its bytes came from.
+struct Decoded {
+    text: String,
+    offsets: Box<[usize]>,
+}
+
+impl Decoded {
+    /// `None` when `text` has no escape, or decodes to something that is not UTF-8 (or has a
+    /// malformed escape, which only a query can have: such a text is not retried).
+    fn new(text: &str) -> Option<Self> {
+        if !text.contains('%') {
+            return None;
+        }
+        let bytes = text.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut offsets = Vec::with_capacity(bytes.len() + 1);
+        let mut at = 0;
+        while at < bytes.len() {
+            offsets.push(at);
+            if bytes[at] == b'%' {
+                let hex = |i: usize| bytes.get(at + i).and_then(|&b| char::from(b).to_digit(16));
+                let (high, low) = (hex(1)?, hex(2)?);
+                out.push(u8::try_from(high * 16 + low).expect("two hex digits fit a byte"));
+                at += 3;
+            } else {
+                out.push(bytes[at]);
+                at += 1;
+            }
+        }
+        offsets.push(bytes.len());
+        Some(Self {
+            text: String::from_utf8(out).ok()?,
+            offsets: offsets.into_boxed_slice(),
+        })
+    }
 }
 
 impl Matched {
-    /// The first rule (in the order added) whose method fits and whose pattern matches the
-    /// request's path and query as the request has them. With several rules, one pass of the
-    /// rule set finds the candidates and only the winner runs again for its groups; a single
-    /// rule runs once.
+    /// The rule that takes the request: rules are tried in the order added, skipping those
+    /// whose method does not fit. A rule with an endpoint `path` that fits the request's path
+    /// takes it whether or not its pattern then matches (Tyk: the endpoint decides); a rule
+    /// without one takes it only when its pattern matches.
+    ///
+    /// A pattern is matched against the request's (normalised) path and query, then, when that
+    /// fails and the text has escapes, against its percent-decoded form, as Tyk does
+    /// (`/users/a%20b` matches `^/users/a b$`); endpoint paths likewise. The groups are read
+    /// back from the request's own text either way: decoding decides *whether* a rule matches,
+    /// never what text lands in the target, so `%2F` stays `%2F` and `%252e%252e` stays
+    /// `%252e%252e` (the path every stage and the upstream see is unchanged).
+    ///
+    /// With several rules, one pass of the rule set per form of the text finds the candidates
+    /// and only the winner runs again for its groups; a single rule runs once. A path without
+    /// `%` is never decoded.
     pub(super) fn find(config: &Config, method: &Method, uri: &Uri) -> Option<Self> {
         let text = uri
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let fits = |index: &usize| {
-            config.rules[*index]
-                .method
-                .as_ref()
-                .is_none_or(|wanted| wanted == method)
-        };
-        let rule = match config.rules.len() {
-            1 => Some(0).filter(fits)?,
-            _ => config.set.matches(text.as_str()).iter().find(fits)?,
-        };
-        let regex = &config.rules[rule].regex;
-        let mut groups = regex.capture_locations();
-        regex.captures_read(&mut groups, text.as_str())?;
-        Some(Self { rule, text, groups })
+        // Decoded only when a match on the text as it is fails and the text has escapes.
+        let decoded = OnceCell::new();
+        let decode = || decoded.get_or_init(|| Decoded::new(text.as_str())).as_ref();
+        let raw_set = (config.rules.len() > 1).then(|| config.set.matches(text.as_str()));
+        let retry_set = OnceCell::new();
+        for (index, rule) in config.rules.iter().enumerate() {
+            if rule.method.as_ref().is_some_and(|wanted| wanted != method) {
+                continue;
+            }
+            let endpoint = rule.path.as_ref();
+            if let Some(endpoint) = endpoint {
+                let fits = endpoint.is_match(text.path())
+                    || decode().is_some_and(|d| {
+                        let end = d.text.find('?').unwrap_or(d.text.len());
+                        endpoint.is_match(&d.text[..end])
+                    });
+                if !fits {
+                    continue;
+                }
+            }
+            // Group slots only for a rule the set says matches (or the only rule).
+            if raw_set.as_ref().is_none_or(|set| set.matched(index)) {
+                let mut groups = rule.regex.capture_locations();
+                if rule
+                    .regex
+                    .captures_read(&mut groups, text.as_str())
+                    .is_some()
+                {
+                    return Some(Self {
+                        rule: index,
+                        text,
+                        groups,
+                        decoded: None,
+                    });
+                }
+            }
+            if let Some(d) = decode() {
+                let retry = match &raw_set {
+                    Some(_) => retry_set
+                        .get_or_init(|| config.set.matches(&d.text))
+                        .matched(index),
+                    None => true,
+                };
+                if retry {
+                    let mut groups = rule.regex.capture_locations();
+                    if rule.regex.captures_read(&mut groups, &d.text).is_some() {
+                        let offsets = d.offsets.clone();
+                        return Some(Self {
+                            rule: index,
+                            text,
+                            groups,
+                            decoded: Some(offsets),
+                        });
+                    }
+                }
+            }
+            if endpoint.is_some() {
+                return None;
+            }
+        }
+        None
     }
 
     fn group(&self, index: usize) -> Option<&str> {
         let (start, end) = self.groups.get(index)?;
+        let (start, end) = match &self.decoded {
+            Some(offsets) => (offsets[start], offsets[end]),
+            None => (start, end),
+        };
         self.text.as_str().get(start..end)
     }
 }
@@ -173,7 +277,7 @@ fn render<B>(
     };
     let rendered = target
         .template
-        .render_url(&vars)
+        .render_target(&vars)
         .map_err(|error| match error {
             // The client's own text made the dot segment: its request is at fault.
             RenderError::CapturedDotSegment => {
@@ -185,7 +289,11 @@ fn render<B>(
                 Refusal::InvalidTarget
             }
         })?;
-    config.target_uri(request.uri(), rendered.value, target.absolute)
+    config.target_uri(
+        request.uri(),
+        rendered.value,
+        target.absolute || rendered.absolute,
+    )
 }
 
 impl Config {

@@ -18,6 +18,7 @@ pub struct UrlRewriteBuilder {
     rules: Vec<RewriteRule>,
     body_limit: usize,
     allowed_hosts: Option<Vec<String>>,
+    ignore_endpoint_case: bool,
 }
 
 impl Default for UrlRewriteBuilder {
@@ -26,6 +27,7 @@ impl Default for UrlRewriteBuilder {
             rules: Vec::new(),
             body_limit: DEFAULT_BODY_LIMIT,
             allowed_hosts: None,
+            ignore_endpoint_case: false,
         }
     }
 }
@@ -56,7 +58,9 @@ impl UrlRewriteBuilder {
     /// without a port it stands for the target scheme's default port (80 for `http`, 443 for
     /// `https`), so `cache.internal` allows `http://cache.internal/` but not
     /// `http://cache.internal:6379/`. A target outside the list is refused with 500
-    /// `{"error":"Rewrite target not allowed"}`.
+    /// `{"error":"Rewrite target not allowed"}`. Per-key upstreams (a target led by a
+    /// `$tyk_meta` URL, see the [module docs](super#absolute-targets)) are held to the same list,
+    /// and none is allowed without one.
     ///
     /// Required as soon as a rule or trigger has an absolute target: [`build`](Self::build)
     /// fails with [`RewriteConfigError::AllowListRequired`] without it (**differs from Tyk**,
@@ -71,6 +75,14 @@ impl UrlRewriteBuilder {
         self.allowed_hosts
             .get_or_insert_with(Vec::new)
             .extend(hosts.into_iter().map(Into::into));
+        self
+    }
+
+    /// Matches the rules' endpoint [`path`](RewriteRule::path)s case-insensitively (Tyk's
+    /// gateway option `ignore_endpoint_case`; default: case-sensitive, as in Tyk). The
+    /// `match_pattern`s stay as written: add `(?i)` to one to make it case-insensitive.
+    pub fn ignore_endpoint_case(mut self, ignore: bool) -> Self {
+        self.ignore_endpoint_case = ignore;
         self
     }
 
@@ -89,7 +101,7 @@ impl UrlRewriteBuilder {
             .collect();
         let rules = enabled
             .iter()
-            .map(|(index, rule)| CompiledRule::compile(*index, rule))
+            .map(|(index, rule)| CompiledRule::compile(*index, rule, self.ignore_endpoint_case))
             .collect::<Result<Vec<_>, _>>()?;
         let set = RegexSet::new(enabled.iter().map(|(_, rule)| rule.match_pattern())).map_err(
             |error| RewriteConfigError::Regex {

@@ -9,7 +9,15 @@
 //!
 //! - **The first rule that matches wins**, in the order added; the others are not consulted.
 //!   All patterns are compiled once into one regex set, so many rules cost one pass. A rule may
-//!   be limited to a method ([`RewriteRule::method`]).
+//!   be limited to a method ([`RewriteRule::method`]) and tied to Tyk's endpoint `path`
+//!   ([`RewriteRule::path`]): the first rule whose method and path fit takes the request, whether
+//!   or not its pattern then matches (Tyk's endpoint semantics; case-sensitive unless
+//!   [`UrlRewriteBuilder::ignore_endpoint_case`]).
+//! - **Decoded retry** (as in Tyk): a pattern that does not match a text with `%` escapes is
+//!   tried again on the percent-decoded text (`/users/john%20doe` matches `^/users/john doe$`).
+//!   Groups are read back from the request's own text, so decoding decides whether a rule
+//!   matches, never what lands in the target (`%252e%252e` stays so; **differs from Tyk**, which
+//!   inserts the decoded text).
 //! - **No match: the request is untouched**, even if one of the rule's triggers would fire
 //!   (triggers are evaluated only for a matched rule, so they publish nothing either).
 //! - The rendered target replaces path and query; the original query survives only if the
@@ -45,7 +53,9 @@
 //! Captured text is inserted as the request had it and is never expanded again: a client who
 //! sends `/p/$tyk_meta.secret` gets that literal text, not the secret (**fix**: Tyk expands it).
 //! `$tyk_meta` / `$tyk_context` values are percent-encoded as one path segment before the
-//! target's first `?` and form-encoded after it (metadata `"eu/1"` renders `eu%2F1`).
+//! target's first `?` and form-encoded after it (metadata `"eu/1"` renders `eu%2F1`; a space is
+//! `%20` in the path, **differs from Tyk**'s `+`, and `+` in the query). Arrays render as in Tyk
+//! (elements escaped, empty ones dropped, see [`keycard_core::vars::render_value`]).
 //!
 //! No captured or variable text lets the result leave the target's fixed prefix: a path
 //! segment holding captured or variable text that is, or hides, a dot segment (the same test as
@@ -67,8 +77,18 @@
 //! - a capture (`$N`) before the `/`, `?` or `#` that ends the authority is a build error
 //!   (`http://backend.internal$1` let `/api@evil.example/x` reach `evil.example`): write
 //!   `http://backend.internal/$1`;
-//! - `$tyk_meta` / `$tyk_context` may name the host (`http://${tyk_meta.shard}.internal/`), but
-//!   they are percent-encoded, so they cannot add userinfo, a port or a path (`@`, `:`, `/`).
+//! - `$tyk_meta` / `$tyk_context` may name the host (`http://${tyk_meta.shard}.internal/`); a
+//!   `$tyk_meta` value of the form `host:port` keeps its port (as in Tyk), any other value is
+//!   percent-encoded, so it cannot add userinfo or a path (`@`, `/`); `$tyk_context` values are
+//!   always encoded.
+//!
+//! **Per-key upstreams**: a target that starts with `$tyk_meta.KEY` whose value is an
+//! `http(s)://` URL (`$tyk_meta.upstream/orders`, `upstream = "http://orders.internal:8080"`) is
+//! absolute, the value giving scheme, authority and an optional path prefix (Tyk leaves values
+//! starting with `http` unescaped). The value must be `scheme://host[:port][/path]` (500
+//! `{"error":"Invalid rewrite target"}` otherwise, and for a capture that would land in its
+//! authority, `$tyk_meta.upstream$1`), and its host and port must be in the allow-list below.
+//! A URL value anywhere else stays one encoded path segment (**differs from Tyk**).
 //!
 //! Every absolute target needs an allow-list, [`UrlRewriteBuilder::allow_hosts`]: without one
 //! [`build`](UrlRewriteBuilder::build) fails with [`RewriteConfigError::AllowListRequired`]
@@ -82,8 +102,8 @@
 //! | case | status | body |
 //! | --- | --- | --- |
 //! | a dot segment in the request path (any spelling, or behind `\`, `%5C`, `%2F`), captured text that makes one in the target, or a malformed `%` escape in the path | 400 | `{"error":"Invalid request path"}` |
-//! | a variable makes a dot segment (any spelling), the template has one, or the target is not a valid URL | 500 | `{"error":"Invalid rewrite target"}` |
-//! | absolute target whose host and port are not in the allow-list | 500 | `{"error":"Rewrite target not allowed"}` |
+//! | a variable makes a dot segment (any spelling), the template has one, the target is not a valid URL, a per-key upstream is not `scheme://host[:port][/path]` or a capture would land in its authority | 500 | `{"error":"Invalid rewrite target"}` |
+//! | absolute target (written, or a per-key upstream) whose host and port are not in the allow-list | 500 | `{"error":"Rewrite target not allowed"}` |
 //! | payload trigger: body over the limit (default 1 MiB, [`UrlRewriteBuilder::body_limit`]) | 413 | `{"error":"Request body too large"}` |
 //! | payload trigger: the body fails mid-read | 400 | `{"error":"Failed to read request body"}` |
 //! | stacked outside `SessionLoadLayer` (no session, no [`NoSession`](crate::session::NoSession)) | 500 | `{"error":"Server misconfigured: session layer missing"}` |

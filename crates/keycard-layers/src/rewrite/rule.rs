@@ -12,9 +12,20 @@ use serde::{Deserialize, Deserializer};
 /// One URL rewrite rule: a `match_pattern` regex and the `rewrite_to` template used when it
 /// matches, plus optional [`Trigger`]s that supply their own `rewrite_to`.
 ///
-/// Deserialises from Tyk's `url_rewrites[]` entries: `match_pattern`, `rewrite_to`, `triggers`,
-/// `method` (empty: any method) and `disabled`; other fields (such as Tyk's `path`) are ignored,
-/// since `match_pattern` alone decides which requests a rule applies to.
+/// Deserialises from Tyk's `url_rewrites[]` entries: `path`, `method` (empty: any method),
+/// `match_pattern`, `rewrite_to`, `triggers` and `disabled`; other fields are ignored.
+///
+/// # The endpoint: `path` and `method`
+/// In Tyk a `url_rewrites` entry belongs to an endpoint: the first entry whose `method` and
+/// `path` fit the request takes it, and its `match_pattern` then decides whether it is
+/// rewritten; later entries are not consulted even when that pattern does not match. A rule
+/// with a [`path`](Self::path) does the same here. `path` is Tyk's endpoint path: `{name}` is
+/// one segment (`[^/]+`), `/*` any rest, anything else a regex, unanchored, matched against the
+/// request path (not the query), case-sensitively unless the layer is built with
+/// [`ignore_endpoint_case`](super::UrlRewriteBuilder::ignore_endpoint_case) (Tyk's gateway
+/// option of that name; `match_pattern` stays case-sensitive either way, as in Tyk). A rule
+/// without a `path` is tried on its `match_pattern` alone, and when that does not match the
+/// next rule is tried.
 ///
 /// ```
 /// use keycard_layers::rewrite::{RewriteRule, Trigger};
@@ -39,6 +50,8 @@ use serde::{Deserialize, Deserializer};
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[must_use = "a rule does nothing until it is added to UrlRewriteLayer::rules()"]
 pub struct RewriteRule {
+    #[serde(default, deserialize_with = "nullable")]
+    path: String,
     match_pattern: String,
     rewrite_to: String,
     #[serde(default, deserialize_with = "nullable")]
@@ -55,6 +68,7 @@ impl RewriteRule {
     /// `$tyk_meta.KEY`, `$tyk_context.NAME`).
     pub fn new(match_pattern: impl Into<String>, rewrite_to: impl Into<String>) -> Self {
         Self {
+            path: String::new(),
             match_pattern: match_pattern.into(),
             rewrite_to: rewrite_to.into(),
             triggers: Vec::new(),
@@ -74,6 +88,19 @@ impl RewriteRule {
     pub fn method(mut self, method: Method) -> Self {
         self.method = method.as_str().to_owned();
         self
+    }
+
+    /// Ties the rule to Tyk's endpoint `path` (`/orders/{id}`, `/orders/*`, or a regex): the
+    /// first rule whose method and path fit a request takes it, rewritten or not (see
+    /// [The endpoint](Self#the-endpoint-path-and-method)). Empty: no endpoint (the default).
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// The rule's endpoint path, as written (empty: none).
+    pub fn endpoint_path(&self) -> &str {
+        &self.path
     }
 
     /// The rule's regex, as written.
@@ -342,6 +369,8 @@ pub enum RewriteConfigError {
 /// A compiled rule.
 #[derive(Debug)]
 pub(super) struct CompiledRule {
+    /// Tyk's endpoint `path`, as a regex; `None` when the rule has none.
+    pub(super) path: Option<Regex>,
     pub(super) regex: Regex,
     pub(super) method: Option<Method>,
     pub(super) target: Target,
@@ -349,8 +378,19 @@ pub(super) struct CompiledRule {
 }
 
 impl CompiledRule {
-    pub(super) fn compile(index: usize, rule: &RewriteRule) -> Result<Self, RewriteConfigError> {
+    pub(super) fn compile(
+        index: usize,
+        rule: &RewriteRule,
+        ignore_endpoint_case: bool,
+    ) -> Result<Self, RewriteConfigError> {
         let at = format!("rule {index}");
+        let path = match rule.path.as_str() {
+            "" => None,
+            path => Some(regex(
+                &format!("{at} path"),
+                &endpoint_pattern(path, ignore_endpoint_case),
+            )?),
+        };
         let method = match rule.method.as_str() {
             "" => None,
             method => Some(Method::from_bytes(method.as_bytes()).map_err(|_| {
@@ -367,6 +407,7 @@ impl CompiledRule {
             .map(|(n, trigger)| CompiledTrigger::compile(&format!("{at} trigger {n}"), trigger))
             .collect::<Result<_, _>>()?;
         Ok(Self {
+            path,
             regex: regex(&format!("{at} match_pattern"), &rule.match_pattern)?,
             method,
             target: target(&format!("{at} rewrite_to"), &rule.rewrite_to)?,
@@ -377,6 +418,40 @@ impl CompiledRule {
     /// Whether a matched request must have its body buffered before the triggers are evaluated.
     pub(super) fn reads_payload(&self) -> bool {
         self.triggers.iter().any(|t| t.payload.is_some())
+    }
+}
+
+/// Tyk's endpoint path as a regex (`httputil.PreparePathRegexp` with prefix and suffix matching
+/// off, Tyk's defaults): `{name}` (when the braces pair up) is `([^/]+)`, `/*/` is `/[^/]+/`,
+/// `/*` is `/.*`, the rest is a regex; `(?i)` in front with `ignore_endpoint_case`.
+fn endpoint_pattern(path: &str, ignore_case: bool) -> String {
+    let mut pattern = path.to_owned();
+    let open = path.matches('{').count();
+    if open > 0 && open == path.matches('}').count() {
+        let mut out = String::with_capacity(pattern.len());
+        let mut rest = pattern.as_str();
+        while let Some(start) = rest.find('{') {
+            let Some(len) = rest[start + 1..].find('}') else {
+                break;
+            };
+            out.push_str(&rest[..start]);
+            if len == 0 {
+                // `{}` is not a parameter (Tyk's `{([^}]+)}` needs a name).
+                out.push_str("{}");
+            } else {
+                out.push_str("([^/]+)");
+            }
+            rest = &rest[start + 1 + len + 1..];
+        }
+        out.push_str(rest);
+        pattern = out;
+    }
+    if pattern.contains("/*") {
+        pattern = pattern.replace("/*/", "/[^/]+/").replace("/*", "/.*");
+    }
+    match ignore_case {
+        true => format!("(?i){pattern}"),
+        false => pattern,
     }
 }
 

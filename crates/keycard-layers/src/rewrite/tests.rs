@@ -506,6 +506,70 @@ async fn a_single_rule_is_held_to_its_method_and_its_pattern() {
     assert_eq!(last_uri(&seen), "/m/b/c");
 }
 
+/// Tyk's endpoint syntax (`httputil.PreparePathRegexp`): `{name}` one segment, `/*/` one
+/// segment, a trailing `/*` any rest; unanchored.
+#[tokio::test]
+async fn endpoint_paths_use_tyk_syntax() {
+    let (app, seen) = stack(
+        json!({}),
+        rules([
+            RewriteRule::new("(.*)", "/param$1").path("^/p/{id}$"),
+            RewriteRule::new("(.*)", "/middle$1").path("^/m/*/x$"),
+            RewriteRule::new("(.*)", "/rest$1").path("^/r/*"),
+            RewriteRule::new("(.*)", "/none$1"),
+        ]),
+    )
+    .await;
+    for (path, want) in [
+        ("/p/7", "/param/p/7"),
+        ("/p/7/8", "/none/p/7/8"),
+        ("/m/a/x", "/middle/m/a/x"),
+        ("/m/a/b/x", "/none/m/a/b/x"),
+        ("/r/", "/rest/r/"),
+        ("/r/a/b", "/rest/r/a/b"),
+    ] {
+        send(&app, get(path, &[])).await;
+        assert_eq!(last_uri(&seen), want, "{path}");
+    }
+}
+
+/// The decoded retry finds the rule; every group comes from the request's own text, including
+/// one that spans escapes, and the query (decoded too) is matched as well.
+#[tokio::test]
+async fn decoded_retry_reads_groups_from_the_request_text() {
+    let (app, seen) = stack(
+        json!({}),
+        rules([
+            RewriteRule::new("^/a/(x y)/(.*)$", "/b/$1/$2"),
+            RewriteRule::new("^/q\\?k=(v w)$", "/q2?k=$1"),
+        ]),
+    )
+    .await;
+    send(&app, get("/a/x%20y/%C3%A9%2F1", &[])).await;
+    assert_eq!(last_uri(&seen), "/b/x%20y/%C3%A9%2F1");
+    send(&app, get("/q?k=v%20w", &[])).await;
+    assert_eq!(last_uri(&seen), "/q2?k=v%20w");
+    // Not UTF-8 once decoded: no retry, untouched.
+    send(&app, get("/a/x%FFy/z", &[])).await;
+    assert_eq!(last_uri(&seen), "/a/x%FFy/z");
+}
+
+/// Rules are tried in order, each on the text and then on its decoded form, before the next
+/// rule: a decoded match of an earlier rule wins over a plain match of a later one.
+#[tokio::test]
+async fn each_rule_is_retried_decoded_before_the_next_rule() {
+    let (app, seen) = stack(
+        json!({}),
+        rules([
+            RewriteRule::new("^/a b$", "/first"),
+            RewriteRule::new("^/a%20b$", "/second"),
+        ]),
+    )
+    .await;
+    send(&app, get("/a%20b", &[])).await;
+    assert_eq!(last_uri(&seen), "/first");
+}
+
 #[tokio::test]
 async fn target_without_a_leading_slash_gets_one() {
     let (app, seen) = stack(
