@@ -80,6 +80,56 @@ pub struct SessionRecord {
     /// carries a non-zero version succeeds only while it is still the stored one; `0` replaces
     /// unconditionally.
     pub version: u64,
+    /// When the session was last used through the session-load stage (unix seconds; `0`: never,
+    /// or activity is not tracked). Written at most once per tracking interval, so it lags the
+    /// real last use by up to that interval (Auth0's `last_interacted_at`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub last_interacted_at: i64,
+    /// The client the session was first and last used from, as the session-load stage saw it
+    /// (Auth0's `device`); `None` until the first tracked use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<Device>,
+}
+
+/// The client a session was first and last used from (Auth0's session `device`, without the
+/// autonomous system numbers, which keycard does not know). Empty strings where the request
+/// carried no `User-Agent` or the client address was unknown.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct Device {
+    /// The `User-Agent` of the first tracked request.
+    pub initial_user_agent: String,
+    /// The client IP of the first tracked request.
+    pub initial_ip: String,
+    /// The `User-Agent` of the latest tracked request.
+    pub last_user_agent: String,
+    /// The client IP of the latest tracked request.
+    pub last_ip: String,
+}
+
+impl Device {
+    /// A device first seen now, from `ip` with `user_agent`.
+    pub fn first(ip: impl Into<String>, user_agent: impl Into<String>) -> Self {
+        let (ip, user_agent) = (ip.into(), user_agent.into());
+        Self {
+            initial_user_agent: user_agent.clone(),
+            initial_ip: ip.clone(),
+            last_user_agent: user_agent,
+            last_ip: ip,
+        }
+    }
+
+    /// Records a later use from `ip` with `user_agent` (the initial values are kept).
+    pub fn seen(&mut self, ip: impl Into<String>, user_agent: impl Into<String>) {
+        self.last_ip = ip.into();
+        self.last_user_agent = user_agent.into();
+    }
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference.
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 impl SessionRecord {
@@ -184,6 +234,14 @@ impl SessionRecord {
     pub fn is_expired(&self) -> bool {
         self.is_expired_at(unix_now())
     }
+
+    /// When the session becomes idle under an idle timeout of `idle_timeout` seconds: its last
+    /// tracked use ([`last_interacted_at`](Self::last_interacted_at)), or its creation when it
+    /// was never used, plus the timeout. `None` when neither time is known.
+    pub fn idle_expires_at(&self, idle_timeout: i64) -> Option<i64> {
+        let since = self.last_interacted_at.max(self.date_created);
+        (since > 0).then(|| since.saturating_add(idle_timeout))
+    }
 }
 
 /// The current time in unix seconds.
@@ -253,6 +311,26 @@ mod tests {
         let session = SessionRecord::default().with_expires(100);
         assert!(!session.is_expired_at(100));
         assert!(session.is_expired_at(101));
+    }
+
+    #[test]
+    fn activity_round_trips_and_is_absent_when_unset() {
+        let plain = serde_json::to_value(SessionRecord::default()).unwrap();
+        assert!(plain.get("device").is_none() && plain.get("last_interacted_at").is_none());
+        let mut session = SessionRecord::default();
+        session.last_interacted_at = 1_700_000_000;
+        session.device = Some(Device::first("10.0.0.1", "curl/8"));
+        session.device.as_mut().unwrap().seen("10.0.0.2", "curl/9");
+        let back: SessionRecord =
+            serde_json::from_str(&serde_json::to_string(&session).unwrap()).unwrap();
+        assert_eq!(back, session);
+        let device = back.device.unwrap();
+        assert_eq!(
+            (device.initial_ip.as_str(), device.last_ip.as_str()),
+            ("10.0.0.1", "10.0.0.2")
+        );
+        assert_eq!(session.idle_expires_at(60), Some(1_700_000_060));
+        assert_eq!(SessionRecord::default().idle_expires_at(60), None);
     }
 
     #[test]
