@@ -638,3 +638,51 @@ async fn openapi_document_is_served() {
         assert!(doc["paths"].get(path).is_some(), "{path}");
     }
 }
+
+/// The rule for a session seen through both APIs (docs/admin.md): the Auth0 view shows every
+/// metadata value as a string, a non-string written through the Tyk API JSON-encoded, because
+/// Auth0's `session_metadata` holds strings only (the Node SDK's `SessionMetadata`: "an object
+/// with string values (max 255 chars)"). So GET -> modify -> PATCH, the SDK user's natural
+/// round trip, is accepted, and the Tyk API then reads the strings the Auth0 API wrote.
+#[tokio::test]
+async fn non_string_metadata_written_through_tyk_round_trips_through_auth0() {
+    let admin = start().await;
+    let (status, created) = admin
+        .tyk(
+            Method::POST,
+            "/tyk/keys",
+            r#"{"alias": "alice", "meta_data": {"n": 2, "on": true, "tags": ["a", 1], "nested": {"k": null}, "none": null, "s": "x"}}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let path = format!("/api/v2/sessions/{}", created["key_hash"].as_str().unwrap());
+    let (status, got) = admin.auth0(Method::GET, &path, ALL, "").await;
+    assert_eq!(status, StatusCode::OK);
+    let shown = json!({
+        "n": "2", "on": "true", "tags": "[\"a\",1]", "nested": "{\"k\":null}", "none": "null", "s": "x"
+    });
+    assert_eq!(got["session_metadata"], shown);
+
+    let mut metadata = got["session_metadata"].clone();
+    metadata["s"] = json!("y");
+    let (status, patched) = admin
+        .auth0(
+            Method::PATCH,
+            &path,
+            ALL,
+            &json!({"session_metadata": metadata}).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["session_metadata"]["s"], "y");
+    assert_eq!(patched["session_metadata"]["n"], "2");
+
+    // The Tyk view now holds what the Auth0 API wrote: strings.
+    let hash = created["key_hash"].as_str().unwrap();
+    let (status, key) = admin
+        .tyk(Method::GET, &format!("/tyk/keys/{hash}?hashed=true"), "")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{key}");
+    assert_eq!(key["meta_data"]["n"], "2");
+    assert_eq!(key["meta_data"]["s"], "y");
+}

@@ -138,6 +138,19 @@ async fn the_auth0_node_sdk_drives_the_sessions_api_over_https() {
         get["data"]["session_metadata"],
         json!({"user_id": "u-alice", "plan": "gold"})
     );
+    // The request through the layers was recorded (the example tracks activity).
+    assert_eq!(
+        get["data"]["device"],
+        json!({
+            "initial_user_agent": "sdk-test-agent/1.0",
+            "initial_ip": "127.0.0.1",
+            "last_user_agent": "sdk-test-agent/1.0",
+            "last_ip": "127.0.0.1",
+        })
+    );
+    assert!(get["data"]["last_interacted_at"].is_string(), "{get:#}");
+    assert_eq!(get["data"]["clients"], json!([]));
+    assert_eq!(get["data"]["authentication"], json!({"methods": []}));
 
     // `update(id)` with no body: Auth0 accepts it and changes nothing.
     let update_empty = field("update_empty");
