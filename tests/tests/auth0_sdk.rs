@@ -198,7 +198,12 @@ async fn the_auth0_node_sdk_drives_the_sessions_api_over_https() {
     assert_eq!(unauthorized["statusCode"], 401);
     assert_eq!(
         unauthorized["body"],
-        json!({"statusCode": 401, "error": "Unauthorized", "message": "Invalid token"})
+        json!({
+            "statusCode": 401,
+            "error": "Unauthorized",
+            "message": "Invalid token",
+            "attributes": {"error": "Invalid token"},
+        })
     );
 
     let revoke = field("revoke");
