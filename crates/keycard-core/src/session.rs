@@ -317,9 +317,11 @@ mod tests {
     fn activity_round_trips_and_is_absent_when_unset() {
         let plain = serde_json::to_value(SessionRecord::default()).unwrap();
         assert!(plain.get("device").is_none() && plain.get("last_interacted_at").is_none());
-        let mut session = SessionRecord::default();
-        session.last_interacted_at = 1_700_000_000;
-        session.device = Some(Device::first("10.0.0.1", "curl/8"));
+        let mut session = SessionRecord {
+            last_interacted_at: 1_700_000_000,
+            device: Some(Device::first("10.0.0.1", "curl/8")),
+            ..SessionRecord::default()
+        };
         session.device.as_mut().unwrap().seen("10.0.0.2", "curl/9");
         let back: SessionRecord =
             serde_json::from_str(&serde_json::to_string(&session).unwrap()).unwrap();
