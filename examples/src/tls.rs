@@ -93,11 +93,18 @@ impl TlsSetup {
     /// # Errors
     /// When only one of the files is given, the mode is not `dev`/`off`, or the files do not load.
     pub fn from_env(prefix: &str) -> Result<Option<Self>, TlsError> {
-        let var = |suffix: &str| {
-            std::env::var(format!("{prefix}{suffix}"))
-                .ok()
-                .filter(|v| !v.is_empty())
-        };
+        Self::from_vars(prefix, |name| std::env::var(name).ok())
+    }
+
+    /// [`from_env`](Self::from_env) with the variables read by `lookup` (name → value).
+    ///
+    /// # Errors
+    /// As [`from_env`](Self::from_env).
+    pub fn from_vars(
+        prefix: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>, TlsError> {
+        let var = |suffix: &str| lookup(&format!("{prefix}{suffix}")).filter(|v| !v.is_empty());
         match (var("_CERT"), var("_KEY")) {
             (Some(cert), Some(key)) => return Self::from_pem_files(cert, key).map(Some),
             (None, None) => {}
