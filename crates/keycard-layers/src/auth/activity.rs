@@ -191,3 +191,81 @@ pub(super) fn user_agent(headers: &http::HeaderMap) -> String {
     }
     text[..end].to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keycard_core::key::ApiKey;
+
+    fn record(last: i64) -> SessionRecord {
+        let mut record = SessionRecord::new(keycard_core::metadata::Metadata::new());
+        record.last_interacted_at = last;
+        record
+    }
+
+    fn recent(tracker: &Tracker) -> usize {
+        tracker.recent.lock().unwrap().len()
+    }
+
+    #[test]
+    fn a_fresh_record_is_decided_without_the_table() {
+        let tracker = Tracker::new(Activity::new());
+        let id = KeyId::of(&ApiKey::new("k"));
+        assert!(!tracker.claim(&id, &record(1_000), 1_059));
+        assert_eq!(recent(&tracker), 0, "the hot path never takes the lock");
+    }
+
+    #[test]
+    fn a_stale_record_is_claimed_once_per_interval() {
+        let tracker = Tracker::new(Activity::new().interval(Duration::from_secs(10)));
+        let (a, b) = (KeyId::of(&ApiKey::new("a")), KeyId::of(&ApiKey::new("b")));
+        // First sight (never interacted) and a stale record alike.
+        assert!(tracker.claim(&a, &record(0), 1_000));
+        assert!(
+            !tracker.claim(&a, &record(0), 1_009),
+            "claimed within the interval"
+        );
+        assert!(tracker.claim(&b, &record(0), 1_009), "per session");
+        assert!(tracker.claim(&a, &record(0), 1_010), "the next interval");
+    }
+
+    #[test]
+    fn the_table_is_pruned_of_old_claims() {
+        let tracker = Tracker::new(Activity::new().interval(Duration::from_secs(10)));
+        for i in 0..RECENT_PRUNE_AT {
+            assert!(tracker.claim(&KeyId::of(&ApiKey::new(format!("k{i}"))), &record(0), 1_000));
+        }
+        assert!(tracker.claim(&KeyId::of(&ApiKey::new("late")), &record(0), 1_100));
+        assert_eq!(recent(&tracker), 1);
+    }
+
+    #[test]
+    fn idleness_counts_from_the_last_use_or_creation() {
+        let tracker = Tracker::new(
+            Activity::new()
+                .interval(Duration::from_secs(600))
+                .idle_timeout(Duration::from_secs(60)),
+        );
+        assert_eq!(tracker.interval, 30, "at most half the idle timeout");
+        assert!(!tracker.is_idle(&record(1_000), 1_060));
+        assert!(tracker.is_idle(&record(1_000), 1_061));
+        let mut created = record(0);
+        created.date_created = 2_000;
+        assert!(!tracker.is_idle(&created, 2_060));
+        assert!(tracker.is_idle(&created, 2_061));
+        assert!(!tracker.is_idle(&record(0), i64::MAX), "no time known");
+        let untimed = Tracker::new(Activity::new());
+        assert!(!untimed.is_idle(&record(1), i64::MAX));
+    }
+
+    #[test]
+    fn user_agents_are_cut_at_a_character_boundary() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(user_agent(&headers), "");
+        let long = format!("a{}", "é".repeat(600));
+        headers.insert(http::header::USER_AGENT, long.parse().unwrap());
+        let cut = user_agent(&headers);
+        assert!(cut.len() <= MAX_USER_AGENT && long.starts_with(&cut));
+        assert_eq!(cut.len(), MAX_USER_AGENT - 1);
+    }
+}
