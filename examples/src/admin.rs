@@ -4,6 +4,7 @@
 
 use axum::Router;
 use keycard::admin::{AdminConfigError, AdminToken};
+use keycard::auth::Activity;
 use keycard::headers::HeaderConfigError;
 use keycard::prelude::*;
 
@@ -31,7 +32,8 @@ pub struct AdminDemo {
     pub admin: Router,
 }
 
-/// Builds both over `store`, with the Tyk API guarded by `tyk_secret` and the Auth0 API by one
+/// Builds both over `store`, tracking session activity ([`Activity::new`]: at most one write per
+/// session per minute), with the Tyk API guarded by `tyk_secret` and the Auth0 API by one
 /// bearer token named `ops` with [`ADMIN_SCOPES`]. The management API comes from the app's own
 /// [`Keycard`] ([`Keycard::admin_api`]), so both share one store and one policy set: a policy
 /// created through `/tyk/policies` applies to the app's next request.
@@ -44,7 +46,8 @@ pub fn build(
     tyk_secret: &str,
     admin_token: &str,
 ) -> Result<AdminDemo, AdminDemoError> {
-    let keycard = quickstart::keycard(store)?;
+    // Activity tracking on, so the sessions API shows `last_interacted_at` and `device`.
+    let keycard = quickstart::keycard(store)?.track_activity(Activity::new());
     let admin = keycard
         .admin_api()
         .tyk_secret(tyk_secret)

@@ -10,6 +10,7 @@
 //!   `X-User-Id` / `X-Tenant-Id` it can trust.
 //! - [`tenant_routing`]: a URL rewrite around the whole router sends each tenant's `/orders/*` to
 //!   its shard from session metadata.
+//! - [`tls`]: HTTPS for a listener (PEM files, or a generated development certificate).
 
 #![forbid(unsafe_code)]
 
@@ -19,6 +20,7 @@ pub mod identity_propagation;
 pub mod quickstart;
 pub mod redis_store;
 pub mod tenant_routing;
+pub mod tls;
 
 use std::net::SocketAddr;
 

@@ -703,3 +703,62 @@ async fn every_answer_is_documented() {
         unseen.join("\n")
     );
 }
+
+/// Every operation that reads a body documents its 413; the Auth0 session schema names Auth0's
+/// members (the Node SDK's `SessionResponseContent`) and says what `session_metadata` really
+/// holds: strings (non-strings written through the Tyk API are shown JSON-encoded).
+#[tokio::test]
+async fn bodies_document_413_and_the_session_schema_says_what_is_returned() {
+    let admin = start().await;
+    let doc = fetch_document(admin.addr).await;
+    let mut with_body = 0;
+    for (method, path, operation) in operations(&doc) {
+        if operation.get("requestBody").is_some() {
+            with_body += 1;
+            let too_large = &operation["responses"]["413"];
+            assert!(too_large.is_object(), "{method} {path}: no 413");
+            assert!(
+                too_large["content"]["application/json"]["schema"].is_object(),
+                "{method} {path}: the 413 has no body schema"
+            );
+        }
+    }
+    assert!(with_body >= 7, "{with_body} operations with a body");
+
+    let session = &doc["components"]["schemas"]["Auth0Session"];
+    let members: BTreeSet<&str> = session["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for member in [
+        "id",
+        "user_id",
+        "created_at",
+        "updated_at",
+        "authenticated_at",
+        "idle_expires_at",
+        "expires_at",
+        "last_interacted_at",
+        "device",
+        "clients",
+        "authentication",
+        "session_metadata",
+    ] {
+        assert!(members.contains(member), "Auth0Session lacks {member}");
+    }
+    let metadata = &session["properties"]["session_metadata"];
+    assert_eq!(metadata["type"], "object");
+    assert_eq!(metadata["additionalProperties"]["type"], "string");
+    assert!(
+        metadata["description"]
+            .as_str()
+            .unwrap()
+            .contains("JSON-encoded")
+    );
+    // The request side keeps Auth0's limits.
+    let patch = &doc["components"]["schemas"]["SessionPatch"]["properties"]["session_metadata"];
+    assert_eq!(patch["maxProperties"], 25);
+    assert_eq!(patch["additionalProperties"]["maxLength"], 255);
+}

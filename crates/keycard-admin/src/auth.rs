@@ -158,7 +158,14 @@ fn unauthorized(message: &str, error: Option<&str>) -> Response {
         Some(error) => format!("Bearer realm=\"keycard-admin\", error=\"{error}\""),
         None => "Bearer realm=\"keycard-admin\"".to_owned(),
     };
-    let mut response = Auth0::error(StatusCode::UNAUTHORIZED, message);
+    let mut response = if error == Some("invalid_token") {
+        crate::error::json(
+            StatusCode::UNAUTHORIZED,
+            &Auth0::invalid_token_body(message),
+        )
+    } else {
+        Auth0::error(StatusCode::UNAUTHORIZED, message)
+    };
     if let Ok(value) = HeaderValue::from_str(&challenge) {
         response
             .headers_mut()

@@ -117,6 +117,33 @@ pub(crate) struct Auth0Error {
     error: String,
     /// What went wrong.
     message: String,
+    /// Auth0 repeats the reason of a refused token here (`{"error": "Invalid token"}`); absent
+    /// on other errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    attributes: Option<Auth0ErrorAttributes>,
+}
+
+/// The `attributes` of an Auth0 error.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Auth0ErrorAttributes {
+    /// The reason, as in `message`.
+    error: String,
+}
+
+impl Auth0 {
+    /// The body Auth0's Management API answers for a token it does not accept:
+    /// `{"statusCode":401,"error":"Unauthorized","message":"Invalid token","attributes":{"error":"Invalid token"}}`
+    /// (as Auth0 users report it verbatim, e.g. auth0-community/auth0-drupal#130 for
+    /// `GET /api/v2/users/{id}`, auth0/auth0-authorization-extension#231).
+    pub(crate) fn invalid_token_body(message: &str) -> Auth0Error {
+        Auth0Error {
+            attributes: Some(Auth0ErrorAttributes {
+                error: message.to_owned(),
+            }),
+            ..Self::body(StatusCode::UNAUTHORIZED, message)
+        }
+    }
 }
 
 impl Shape for Auth0 {
@@ -127,6 +154,7 @@ impl Shape for Auth0 {
             status_code: status.as_u16(),
             error: status.canonical_reason().unwrap_or("Error").to_owned(),
             message: message.into(),
+            attributes: None,
         }
     }
 }

@@ -179,6 +179,7 @@ impl AdminApi {
             strict: false,
             logout: None,
             quotas: None,
+            idle_timeout: None,
         }
     }
 
@@ -220,9 +221,18 @@ pub struct AdminApiBuilder {
     strict: bool,
     logout: Option<BackChannelLogout>,
     quotas: Option<Quotas>,
+    idle_timeout: Option<i64>,
 }
 
 impl AdminApiBuilder {
+    /// The session-load stage's idle timeout (`Activity::idle_timeout` in `keycard-layers`; the
+    /// `Keycard` builder's `admin_api` passes its own): the Auth0 sessions API shows
+    /// `idle_expires_at` from it. Without it, `idle_expires_at` is `null`.
+    pub fn idle_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.idle_timeout = Some(i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX).max(1));
+        self
+    }
+
     /// The quotas the rate-limit stage counts (`RateLimitLayer::quotas` in `keycard-layers`;
     /// the `Keycard` builder's `admin_api` passes its own): key reads show the live
     /// `quota_remaining` and `quota_renews`, `POST /tyk/keys/reset/{key}` resets a key's quota,
@@ -356,6 +366,7 @@ impl AdminApiBuilder {
             throttle: FailureThrottle::new(self.max_failures, self.failure_window),
             key_hasher: self.key_hasher,
             quotas: self.quotas,
+            idle_timeout: self.idle_timeout,
         });
         Ok(AdminApi {
             router: openapi::routes()

@@ -53,37 +53,140 @@ fn blank_user_id(user_id: &str) -> Option<Response> {
         .then(|| bad_request(BLANK_USER_ID))
 }
 
-/// A session as the Auth0 API shows it.
+/// A session as the Auth0 API shows it: the members of Auth0's session type (the Node SDK's
+/// `SessionResponseContent`), each from what keycard knows, `null` where Auth0's type allows it
+/// and keycard does not know, absent where it does not allow `null` (the device's ASNs, `cookie`).
 #[derive(Serialize, ToSchema)]
 pub(crate) struct Auth0Session {
     /// The session id: the key hash.
     id: String,
-    /// The user: the session's alias.
+    /// The user: the session's alias; `""` for a key created without one (a Tyk key with no
+    /// `alias`), which no `/api/v2/users/{user_id}/sessions` call lists.
     user_id: String,
     /// Creation time.
     #[schema(format = DateTime)]
     created_at: String,
-    /// Last change.
+    /// Last change (any write of the stored session, activity records included).
     #[schema(format = DateTime)]
     updated_at: String,
+    /// When the user authenticated: the key's creation (a key is its own authentication).
+    #[schema(format = DateTime)]
+    authenticated_at: String,
+    /// When the session ends if unused: the last tracked use (or creation) plus the load
+    /// stage's idle timeout; `null` without an idle timeout.
+    #[schema(format = DateTime, required)]
+    idle_expires_at: Option<String>,
     /// Expiry; `null` when the session never expires.
     #[schema(format = DateTime, required)]
     expires_at: Option<String>,
-    /// The session's own metadata (policy values not merged in). Written through this API, values
-    /// are strings; written through the Tyk API, they may be any JSON value.
-    #[schema(value_type = Object)]
+    /// The last use through the layers, as recorded (at most once per tracking interval);
+    /// `null` when never recorded (activity tracking off, or the session never used).
+    #[schema(format = DateTime, required)]
+    last_interacted_at: Option<String>,
+    /// The client the session was first and last used from.
+    device: Auth0Device,
+    /// The OAuth clients of the session: always empty (an API key has none).
+    clients: Vec<Auth0Client>,
+    /// How the user authenticated: no methods (an API key is none of Auth0's).
+    authentication: Auth0Authentication,
+    /// The session's own metadata (policy values not merged in), as strings: a value written
+    /// through the Tyk API that is not a string is shown JSON-encoded (`2` as `"2"`), so what GET
+    /// returns can be sent back by PATCH as is.
+    #[schema(schema_with = shown_metadata)]
     session_metadata: Metadata,
 }
 
-/// A session as the Auth0 API shows it.
-fn view(session: &SessionRecord) -> Auth0Session {
+/// Auth0's session `device`, without the ASNs (unknown to keycard; Auth0's type does not allow
+/// `null` for them).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Auth0Device {
+    /// The `User-Agent` of the first tracked use; absent when not known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    initial_user_agent: Option<String>,
+    /// The client IP of the first tracked use; `null` when not known.
+    #[schema(required)]
+    initial_ip: Option<String>,
+    /// The `User-Agent` of the latest tracked use; absent when not known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_user_agent: Option<String>,
+    /// The client IP of the latest tracked use; `null` when not known.
+    #[schema(required)]
+    last_ip: Option<String>,
+}
+
+/// An OAuth client of a session (Auth0's `SessionClientMetadata`).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Auth0Client {
+    /// The client id.
+    client_id: String,
+}
+
+/// Auth0's `SessionAuthenticationSignals`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Auth0Authentication {
+    /// The authentication methods completed: always empty.
+    methods: Vec<Value>,
+}
+
+/// The schema of `session_metadata` as GET and PATCH return it: an object of strings.
+fn shown_metadata() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(
+            "The session's own metadata. Every value is a string: a non-string value written \
+             through the Tyk API is shown JSON-encoded (2 as \"2\", {\"a\":1} as \"{\\\"a\\\":1}\").",
+        ))
+        .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(
+            ObjectBuilder::new().schema_type(Type::String).into(),
+        ))))
+        .into()
+}
+
+/// The metadata as the Auth0 API shows it: strings as they are, any other value JSON-encoded.
+fn shown(metadata: &Metadata) -> Metadata {
+    metadata
+        .iter()
+        .map(|(key, value)| {
+            let shown = match value {
+                Value::String(_) => value.clone(),
+                other => Value::String(other.to_string()),
+            };
+            (key.clone(), shown)
+        })
+        .collect()
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+/// A session as the Auth0 API shows it, under the load stage's idle timeout (seconds).
+fn view(session: &SessionRecord, idle_timeout: Option<i64>) -> Auth0Session {
+    let device = session.device.as_ref();
+    let text = |f: fn(&keycard_core::session::Device) -> &str| device.and_then(|d| non_empty(f(d)));
     Auth0Session {
         id: session.key_id.as_str().to_owned(),
         user_id: session.alias.clone(),
         created_at: iso8601(session.date_created),
         updated_at: iso8601(session.last_updated),
+        authenticated_at: iso8601(session.date_created),
+        idle_expires_at: idle_timeout
+            .and_then(|timeout| session.idle_expires_at(timeout))
+            .map(iso8601),
         expires_at: (session.expires >= 1).then(|| iso8601(session.expires)),
-        session_metadata: session.meta_data.clone(),
+        last_interacted_at: (session.last_interacted_at > 0)
+            .then(|| iso8601(session.last_interacted_at)),
+        device: Auth0Device {
+            initial_user_agent: text(|d| &d.initial_user_agent),
+            initial_ip: text(|d| &d.initial_ip),
+            last_user_agent: text(|d| &d.last_user_agent),
+            last_ip: text(|d| &d.last_ip),
+        },
+        clients: Vec::new(),
+        authentication: Auth0Authentication {
+            methods: Vec::new(),
+        },
+        session_metadata: shown(&session.meta_data),
     }
 }
 
@@ -201,7 +304,7 @@ pub(crate) async fn get_session(
         return not_found();
     };
     match state.store.load(&key_id).await {
-        Ok(Some(session)) => json(StatusCode::OK, &view(&session)),
+        Ok(Some(session)) => json(StatusCode::OK, &view(&session, state.idle_timeout)),
         Ok(None) => not_found(),
         Err(e) => Auth0::store_error(&e),
     }
@@ -240,7 +343,7 @@ pub(crate) async fn patch_session(
         Ok(Some(metadata)) => metadata,
         Ok(None) => {
             return match state.store.load(&key_id).await {
-                Ok(Some(session)) => json(StatusCode::OK, &view(&session)),
+                Ok(Some(session)) => json(StatusCode::OK, &view(&session, state.idle_timeout)),
                 Ok(None) => not_found(),
                 Err(e) => Auth0::store_error(&e),
             };
@@ -259,7 +362,7 @@ pub(crate) async fn patch_session(
                 replaced: true,
             };
             audit::session(&caller.actor, "patched", &key_id, &change);
-            json(StatusCode::OK, &view(&session))
+            json(StatusCode::OK, &view(&session, state.idle_timeout))
         }
         Ok(None) => not_found(),
         Err(e) => Auth0::store_error(&e),
@@ -279,6 +382,9 @@ fn accepted() -> Response {
 /// Delete a session
 ///
 /// Answers 202, then sends an OIDC back-channel logout in the background when one is configured.
+/// A session that does not exist (never did, or already deleted) is 202 too: Auth0 documents no
+/// 404 for this route (202, 400, 401, 403 and 429 only; its Node SDK's `sessions.delete` throws no
+/// `NotFoundError`), so deleting is idempotent. `revoke` answers 404 instead, as Auth0 documents.
 #[utoipa::path(
     delete,
     path = "/api/v2/sessions/{id}",
@@ -286,9 +392,8 @@ fn accepted() -> Response {
     security(("bearer" = ["delete:sessions"])),
     params(("id" = String, Path, description = "The session id (the key hash)")),
     responses(
-        (status = ACCEPTED, description = "Deleted"),
+        (status = ACCEPTED, description = "Deleted, or there was no such session"),
         (status = BAD_REQUEST, description = "The path is not UTF-8", body = Auth0Error, example = json!(Auth0::body(StatusCode::BAD_REQUEST, INVALID_PARAM))),
-        (status = NOT_FOUND, description = "No such session", body = Auth0Error, example = json!(Auth0::body(StatusCode::NOT_FOUND, NOT_FOUND))),
         BearerRefusals<DeleteSessions>,
         StoreFailures<Auth0>,
     ),
@@ -298,8 +403,19 @@ pub(crate) async fn delete_session(
     State(state): State<SharedState>,
     Param(id, ..): Auth0Param,
 ) -> Response {
-    let Some(key_id) = KeyId::from_hash(&id) else {
-        return not_found();
+    end_session(&caller, &state, &id, accepted).await
+}
+
+/// Deletes the session `id` (audit, back-channel logout) and answers 202, or `absent()` when
+/// there is no such session.
+async fn end_session(
+    caller: &Bearer<DeleteSessions>,
+    state: &SharedState,
+    id: &str,
+    absent: fn() -> Response,
+) -> Response {
+    let Some(key_id) = KeyId::from_hash(id) else {
+        return absent();
     };
     match state.store.delete(&key_id).await {
         Ok(Some(session)) => {
@@ -312,16 +428,17 @@ pub(crate) async fn delete_session(
             state.logout.session_ended(session);
             accepted()
         }
-        Ok(None) => not_found(),
+        Ok(None) => absent(),
         Err(e) => Auth0::store_error(&e),
     }
 }
 
 /// Revoke a session
 ///
-/// Auth0's revoke: the session ends as with `DELETE` (202, back-channel logout). Auth0 also asks
-/// for `delete:refresh_tokens`, since it revokes the session's refresh tokens too; keycard
-/// sessions have none, so `delete:sessions` is enough.
+/// Auth0's revoke: the session ends as with `DELETE` (202, back-channel logout), but a session
+/// that does not exist is 404, as Auth0 documents for this route. Auth0 also asks for
+/// `delete:refresh_tokens`, since it revokes the session's refresh tokens too; keycard sessions
+/// have none, so `delete:sessions` is enough.
 #[utoipa::path(
     post,
     path = "/api/v2/sessions/{id}/revoke",
@@ -338,10 +455,10 @@ pub(crate) async fn delete_session(
 )]
 pub(crate) async fn revoke_session(
     caller: Bearer<DeleteSessions>,
-    state: State<SharedState>,
-    id: Auth0Param,
+    State(state): State<SharedState>,
+    Param(id, ..): Auth0Param,
 ) -> Response {
-    delete_session(caller, state, id).await
+    end_session(&caller, &state, &id, not_found).await
 }
 
 /// List a user's sessions, a page at a time
@@ -379,7 +496,11 @@ pub(crate) async fn list_user_sessions(
     match state.store.list_by_alias(&user_id, from, take).await {
         Ok(page) => {
             let body = Auth0SessionList {
-                sessions: page.items.iter().map(view).collect(),
+                sessions: page
+                    .items
+                    .iter()
+                    .map(|session| view(session, state.idle_timeout))
+                    .collect(),
                 next: page.next,
             };
             json(StatusCode::OK, &body)

@@ -29,6 +29,8 @@ pub(crate) struct AdminState {
     pub(crate) key_hasher: KeyHasher,
     /// What the rate-limit stage counts: live `quota_remaining`, quota resets.
     pub(crate) quotas: Option<keycard_core::ratelimit::Quotas>,
+    /// The load stage's idle timeout in seconds, for the sessions' `idle_expires_at`.
+    pub(crate) idle_timeout: Option<i64>,
 }
 
 pub(crate) type SharedState = Arc<AdminState>;

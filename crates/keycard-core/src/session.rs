@@ -88,12 +88,55 @@ pub struct SessionRecord {
     /// carries a non-zero version succeeds only while it is still the stored one; `0` replaces
     /// unconditionally.
     pub version: u64,
+    /// When the session was last used through the session-load stage (unix seconds; `0`: never,
+    /// or activity is not tracked). Written at most once per tracking interval, so it lags the
+    /// real last use by up to that interval (Auth0's `last_interacted_at`).
+    pub last_interacted_at: i64,
+    /// The client the session was first and last used from, as the session-load stage saw it
+    /// (Auth0's `device`); `None` until the first tracked use.
+    pub device: Option<Device>,
     /// The session's other fields, as they came (Tyk's `access_rights`, `allowance`,
     /// `throttle_interval`, `throttle_retry_limit`, `basic_auth_data`, `jwt_data`, `monitor`,
     /// ...): stored and written back with the session, not acted on. An entry named like one of
     /// the fields above is never written (the field is).
     #[cfg_attr(feature = "openapi", schema(ignore))]
     pub extra: Map<String, Value>,
+}
+
+/// The client a session was first and last used from (Auth0's session `device`, without the
+/// autonomous system numbers, which keycard does not know). Empty strings where the request
+/// carried no `User-Agent` or the client address was unknown.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct Device {
+    /// The `User-Agent` of the first tracked request.
+    pub initial_user_agent: String,
+    /// The client IP of the first tracked request.
+    pub initial_ip: String,
+    /// The `User-Agent` of the latest tracked request.
+    pub last_user_agent: String,
+    /// The client IP of the latest tracked request.
+    pub last_ip: String,
+}
+
+impl Device {
+    /// A device first seen now, from `ip` with `user_agent`.
+    pub fn first(ip: impl Into<String>, user_agent: impl Into<String>) -> Self {
+        let (ip, user_agent) = (ip.into(), user_agent.into());
+        Self {
+            initial_user_agent: user_agent.clone(),
+            initial_ip: ip.clone(),
+            last_user_agent: user_agent,
+            last_ip: ip,
+        }
+    }
+
+    /// Records a later use from `ip` with `user_agent` (the initial values are kept).
+    pub fn seen(&mut self, ip: impl Into<String>, user_agent: impl Into<String>) {
+        self.last_ip = ip.into();
+        self.last_user_agent = user_agent.into();
+    }
 }
 
 impl SessionRecord {
@@ -198,6 +241,14 @@ impl SessionRecord {
     pub fn is_expired(&self) -> bool {
         self.is_expired_at(unix_now())
     }
+
+    /// When the session becomes idle under an idle timeout of `idle_timeout` seconds: its last
+    /// tracked use ([`last_interacted_at`](Self::last_interacted_at)), or its creation when it
+    /// was never used, plus the timeout. `None` when neither time is known.
+    pub fn idle_expires_at(&self, idle_timeout: i64) -> Option<i64> {
+        let since = self.last_interacted_at.max(self.date_created);
+        (since > 0).then(|| since.saturating_add(idle_timeout))
+    }
 }
 
 /// The current time in unix seconds.
@@ -226,6 +277,8 @@ const FIELDS: &[&str] = &[
     "date_created",
     "last_updated",
     "version",
+    "last_interacted_at",
+    "device",
 ];
 
 impl Serialize for SessionRecord {
@@ -258,6 +311,12 @@ impl Serialize for SessionRecord {
             map.serialize_entry("last_updated", &self.last_updated.to_string())?;
         }
         map.serialize_entry("version", &self.version)?;
+        if self.last_interacted_at != 0 {
+            map.serialize_entry("last_interacted_at", &self.last_interacted_at)?;
+        }
+        if let Some(device) = &self.device {
+            map.serialize_entry("device", device)?;
+        }
         for (name, value) in &self.extra {
             if !FIELDS.contains(&name.as_str()) {
                 map.serialize_entry(name, value)?;
@@ -287,6 +346,8 @@ enum Field {
     DateCreated,
     LastUpdated,
     Version,
+    LastInteractedAt,
+    Device,
     Other(String),
 }
 
@@ -310,6 +371,8 @@ impl Field {
             "date_created" => Self::DateCreated,
             "last_updated" => Self::LastUpdated,
             "version" => Self::Version,
+            "last_interacted_at" => Self::LastInteractedAt,
+            "device" => Self::Device,
             other => Self::Other(other.to_owned()),
         }
     }
@@ -374,6 +437,10 @@ impl<'de> Deserialize<'de> for SessionRecord {
                             record.last_updated = map.next_value::<LenientUnix>()?.0;
                         }
                         Field::Version => record.version = map.next_value()?,
+                        Field::LastInteractedAt => {
+                            record.last_interacted_at = map.next_value::<WholeNumber>()?.0;
+                        }
+                        Field::Device => record.device = map.next_value()?,
                         Field::Other(name) => {
                             let value = map.next_value()?;
                             record.extra.insert(name, value);
@@ -571,6 +638,28 @@ mod tests {
         let session = SessionRecord::default().with_expires(100);
         assert!(!session.is_expired_at(100));
         assert!(session.is_expired_at(101));
+    }
+
+    #[test]
+    fn activity_round_trips_and_is_absent_when_unset() {
+        let plain = serde_json::to_value(SessionRecord::default()).unwrap();
+        assert!(plain.get("device").is_none() && plain.get("last_interacted_at").is_none());
+        let mut session = SessionRecord {
+            last_interacted_at: 1_700_000_000,
+            device: Some(Device::first("10.0.0.1", "curl/8")),
+            ..SessionRecord::default()
+        };
+        session.device.as_mut().unwrap().seen("10.0.0.2", "curl/9");
+        let back: SessionRecord =
+            serde_json::from_str(&serde_json::to_string(&session).unwrap()).unwrap();
+        assert_eq!(back, session);
+        let device = back.device.unwrap();
+        assert_eq!(
+            (device.initial_ip.as_str(), device.last_ip.as_str()),
+            ("10.0.0.1", "10.0.0.2")
+        );
+        assert_eq!(session.idle_expires_at(60), Some(1_700_000_060));
+        assert_eq!(SessionRecord::default().idle_expires_at(60), None);
     }
 
     #[test]

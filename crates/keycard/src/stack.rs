@@ -169,9 +169,12 @@ impl<A, R, QH, QB, SB, SH, RL> Keycard<A, R, QH, QB, SB, SH, RL> {
     /// `admin`).
     #[cfg(feature = "admin")]
     pub fn admin_api(&self) -> keycard_admin::AdminApiBuilder {
-        let builder = keycard_admin::AdminApi::builder(self.store().clone())
+        let mut builder = keycard_admin::AdminApi::builder(self.store().clone())
             .policies(self.policies.clone())
             .key_hasher(self.load.hasher().clone());
+        if let Some(idle) = self.load.activity().and_then(|a| a.idle_timeout_value()) {
+            builder = builder.idle_timeout(idle);
+        }
         match &self.quotas {
             Some(quotas) => builder.quotas(quotas.clone()),
             None => builder,
@@ -183,6 +186,14 @@ impl<A, R, QH, QB, SB, SH, RL> Keycard<A, R, QH, QB, SB, SH, RL> {
     /// Tyk; `KeyHasher::hmac_sha256(secret)` is recommended for new deployments.
     pub fn key_hasher(self, hasher: keycard_core::key::KeyHasher) -> Self {
         self.map_load(|load| load.key_hasher(hasher))
+    }
+
+    /// Records when each session is used and from which client, at most one store write per
+    /// session per interval, and refuses sessions idle past the idle timeout
+    /// ([`SessionLoadLayer::track_activity`]); `admin_api` shows it (Auth0's
+    /// `last_interacted_at`, `device`, `idle_expires_at`).
+    pub fn track_activity(self, activity: keycard_layers::auth::Activity) -> Self {
+        self.map_load(|load| load.track_activity(activity))
     }
 
     /// The limits every metadata write is checked against (default: the Tyk profile).

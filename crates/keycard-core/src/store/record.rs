@@ -17,7 +17,10 @@
 //! body    = flags:u8 alias:str org_id:str policies:strs tags:strs
 //!           [rate:f64] [per:f64]                      (present when the flag bit is set)
 //!           quota_max:int quota_remaining:int quota_renewal_rate:int quota_renews:int
-//!           meta:object [extra:object]                (extra: present when the flag bit is set)
+//!           meta:object
+//!           [last_interacted_at:int device:(0 | 1 str str str str)]   (when HAS_ACTIVITY is set;
+//!                                       initial_user_agent initial_ip last_user_agent last_ip)
+//!           [extra:object]                            (when HAS_EXTRA is set)
 //! str     = len:uint bytes          strs = n:uint str*        object = n:uint (str value)*
 //! value   = 0 null | 1 false | 2 true | 3 uint (u64) | 4 int (negative i64) | 5 f64 (8 bytes LE)
 //!         | 6 str | 7 n:uint value* (array) | 8 object
@@ -142,6 +145,8 @@ const INACTIVE: u8 = 1;
 const HAS_RATE: u8 = 2;
 const HAS_PER: u8 = 4;
 const HAS_EXTRA: u8 = 8;
+/// `last_interacted_at` or `device` is set: both follow the metadata.
+const HAS_ACTIVITY: u8 = 16;
 
 const NULL: u8 = 0;
 const FALSE: u8 = 1;
@@ -175,6 +180,8 @@ impl Body {
             date_created: _,
             last_updated: _,
             version: _,
+            last_interacted_at,
+            device,
             extra,
         } = session;
         let mut out = Writer(Vec::with_capacity(128));
@@ -191,6 +198,9 @@ impl Body {
         if !extra.is_empty() {
             flags |= HAS_EXTRA;
         }
+        if *last_interacted_at != 0 || device.is_some() {
+            flags |= HAS_ACTIVITY;
+        }
         out.byte(flags);
         out.str(alias);
         out.str(org_id);
@@ -206,6 +216,19 @@ impl Body {
             out.int(*n);
         }
         out.object(meta_data);
+        if flags & HAS_ACTIVITY != 0 {
+            out.int(*last_interacted_at);
+            match device {
+                None => out.byte(0),
+                Some(device) => {
+                    out.byte(1);
+                    out.str(&device.initial_user_agent);
+                    out.str(&device.initial_ip);
+                    out.str(&device.last_user_agent);
+                    out.str(&device.last_ip);
+                }
+            }
+        }
         if flags & HAS_EXTRA != 0 {
             out.object(extra);
         }
@@ -256,6 +279,22 @@ impl Record {
         let quota_renewal_rate = reader.int()?;
         let quota_renews = reader.int()?;
         let meta_data = reader.object()?;
+        let (last_interacted_at, device) = if flags & HAS_ACTIVITY != 0 {
+            let at = reader.int()?;
+            let device = match reader.byte()? {
+                0 => None,
+                1 => Some(crate::session::Device {
+                    initial_user_agent: reader.str()?.to_owned(),
+                    initial_ip: reader.str()?.to_owned(),
+                    last_user_agent: reader.str()?.to_owned(),
+                    last_ip: reader.str()?.to_owned(),
+                }),
+                _ => return Err(Corrupt),
+            };
+            (at, device)
+        } else {
+            (0, None)
+        };
         let extra = if flags & HAS_EXTRA != 0 {
             reader.object()?
         } else {
@@ -282,6 +321,8 @@ impl Record {
             date_created: self.date_created,
             last_updated: self.last_updated,
             version: self.version,
+            last_interacted_at,
+            device,
             extra,
         })
     }
@@ -500,6 +541,13 @@ mod tests {
             date_created: 1_700_000_000,
             last_updated: 1_700_000_001,
             version: u64::MAX,
+            last_interacted_at: 1_700_000_002,
+            device: Some(crate::session::Device {
+                initial_user_agent: "Mozilla/5.0 ☃".into(),
+                initial_ip: "10.0.0.1".into(),
+                last_user_agent: "curl/8.5".into(),
+                last_ip: "2001:db8::1".into(),
+            }),
             extra: json!({"access_rights": {"api": {"api_id": "api", "versions": ["Default"]}},
                 "allowance": 1000.0, "throttle_retry_limit": -1})
             .as_object()
@@ -577,6 +625,18 @@ mod tests {
             },
             SessionRecord {
                 meta_data: full.meta_data.clone(),
+                ..base.clone()
+            },
+            SessionRecord {
+                last_interacted_at: full.last_interacted_at,
+                ..base.clone()
+            },
+            SessionRecord {
+                device: full.device.clone(),
+                ..base.clone()
+            },
+            SessionRecord {
+                device: Some(crate::session::Device::default()),
                 ..base.clone()
             },
         ];

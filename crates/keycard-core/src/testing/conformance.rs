@@ -54,6 +54,51 @@ pub async fn conformance<S: SessionStore>(store: Arc<S>) {
     increments_add_up_exactly(store.clone()).await;
     increments_follow_the_integer_rules(&*store).await;
     expired_sessions_are_visible_inside_grace_only(&*store).await;
+    activity_is_stored_and_kept_by_metadata_writes(&*store).await;
+}
+
+/// `last_interacted_at` and `device` (what the load stage's activity tracking writes) are
+/// stored by `create` and `replace`, and a metadata delta leaves them as they are.
+async fn activity_is_stored_and_kept_by_metadata_writes(store: &impl SessionStore) {
+    let mut session = SessionRecord::default()
+        .with_key_id(id("activity"))
+        .with_alias("active");
+    session.last_interacted_at = 1_700_000_000;
+    session.device = Some(crate::session::Device::first("192.0.2.1", "agent/1 ☃"));
+    let created = store.create(session.clone()).await.unwrap();
+    let loaded = store.load(&id("activity")).await.unwrap().unwrap();
+    assert_eq!(loaded.last_interacted_at, 1_700_000_000);
+    assert_eq!(loaded.device, session.device);
+    assert_eq!(loaded, created);
+
+    let mut touched = loaded;
+    touched.last_interacted_at = 1_700_000_060;
+    if let Some(device) = touched.device.as_mut() {
+        device.seen("2001:db8::7", "agent/2");
+    }
+    store.replace(touched.clone()).await.unwrap();
+    let set = delta(|d| {
+        d.set("plan", json!("gold"));
+    });
+    let applied = store.apply(&id("activity"), &set).await.unwrap().unwrap();
+    assert_eq!(applied.last_interacted_at, 1_700_000_060);
+    assert_eq!(applied.device, touched.device);
+    let device = applied.device.unwrap();
+    assert_eq!(
+        (device.initial_ip.as_str(), device.last_ip.as_str()),
+        ("192.0.2.1", "2001:db8::7")
+    );
+    assert_eq!(device.initial_user_agent, "agent/1 ☃");
+    let reloaded = store.load(&id("activity")).await.unwrap().unwrap();
+    assert_eq!(reloaded.last_interacted_at, 1_700_000_060);
+    assert_eq!(reloaded.meta_data["plan"], "gold");
+
+    // A session without activity stays without it.
+    let plain = store
+        .create(SessionRecord::default().with_key_id(id("activity-none")))
+        .await
+        .unwrap();
+    assert_eq!((plain.last_interacted_at, plain.device), (0, None));
 }
 
 /// `apply` on a missing session returns `None` and does not create it.

@@ -12,6 +12,7 @@ use keycard_core::policy::{PolicySource, apply_policies};
 use keycard_core::session::{SessionRecord, unix_now};
 use keycard_core::store::{SessionStore, StoreError};
 
+use super::activity::Tracker;
 use super::source::KeySource;
 use keycard_core::key::KeyHasher;
 
@@ -32,6 +33,14 @@ pub(super) struct Config {
     pub(super) key_hasher: KeyHasher,
     /// Set once a request left changes unsaved (no save stage ran): the error is logged once.
     pub(super) unsaved_reported: Arc<AtomicBool>,
+    /// Activity tracking and the idle timeout, when on.
+    pub(super) activity: Option<Arc<Tracker>>,
+}
+
+/// An admitted request's session, and whether this request records the session's activity.
+pub(super) struct Admitted {
+    pub(super) session: Session,
+    pub(super) touch: Option<(Arc<Tracker>, i64)>,
 }
 
 /// Why a request was refused.
@@ -41,6 +50,7 @@ pub(super) enum Refusal {
     UnknownKey,
     Inactive,
     Expired,
+    Idle,
     Unavailable,
 }
 
@@ -53,7 +63,10 @@ impl Refusal {
                 "Access to this API has been disallowed",
             ),
             Self::Inactive => (StatusCode::FORBIDDEN, "Key is inactive, please renew"),
-            Self::Expired => (StatusCode::UNAUTHORIZED, "Key has expired, please renew"),
+            // An idle session has expired as far as its client can tell: the same answer.
+            Self::Expired | Self::Idle => {
+                (StatusCode::UNAUTHORIZED, "Key has expired, please renew")
+            }
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "Session store unavailable"),
         };
         let mut response = crate::response::json_error(status, message);
@@ -73,7 +86,7 @@ impl Config {
         &self,
         key_id: &KeyId,
         loaded: Result<Option<Arc<SessionRecord>>, StoreError>,
-    ) -> Result<Session, Refusal> {
+    ) -> Result<Admitted, Refusal> {
         let key = key_id.short();
         let mut record = match loaded {
             Ok(Some(record)) => record,
@@ -98,16 +111,31 @@ impl Config {
             tracing::debug!(key, "keycard: inactive key");
             return Err(Refusal::Inactive);
         }
-        if record.is_expired_at(unix_now()) {
+        let now = unix_now();
+        if record.is_expired_at(now) {
             tracing::debug!(key, "keycard: expired key");
             return Err(Refusal::Expired);
+        }
+        let mut touch = None;
+        if let Some(tracker) = &self.activity {
+            if tracker.is_idle(&record, now) {
+                tracing::debug!(key, "keycard: idle session");
+                return Err(Refusal::Idle);
+            }
+            // One comparison when the record is fresh (see `activity`).
+            if tracker.claim(key_id, &record, now) {
+                touch = Some((tracker.clone(), now));
+            }
         }
         // Stores return the record under the id it was loaded by; only a store that leaves the
         // field empty pays for a copy.
         if record.key_id != *key_id {
             Arc::make_mut(&mut record).key_id = key_id.clone();
         }
-        Ok(Session::shared(record, self.limits.clone()))
+        Ok(Admitted {
+            session: Session::shared(record, self.limits.clone()),
+            touch,
+        })
     }
 
     /// Called when the inner service has answered: changes still recorded on the session were

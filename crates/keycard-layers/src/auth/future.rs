@@ -13,13 +13,18 @@ use keycard_core::store::StoreError;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::config::Config;
+use super::activity;
+use super::config::{Admitted, Config};
+use crate::context::ClientAddr;
 use crate::session::Session;
 
 /// The store lookup. The store is a trait object, so this one step is boxed; the inner service's
 /// future is not.
 pub(super) type LoadFuture =
     Pin<Box<dyn Future<Output = (KeyId, Result<Option<Arc<SessionRecord>>, StoreError>)> + Send>>;
+
+/// The activity write of the rare request that records it (see `activity`).
+type TouchFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 pin_project! {
     /// The response future of [`SessionLoad`](super::SessionLoad).
@@ -44,6 +49,13 @@ pin_project! {
             inner: Option<S>,
             config: Arc<Config>,
             www_authenticate: bool,
+        },
+        Touching {
+            touch: TouchFuture,
+            request: Option<Request<ReqBody>>,
+            inner: Option<S>,
+            session: Session,
+            config: Arc<Config>,
         },
         Inner {
             #[pin]
@@ -117,18 +129,54 @@ where
                 } => {
                     let (key_id, loaded) = ready!(load.as_mut().poll(cx));
                     let next = match config.admit(&key_id, loaded) {
-                        Ok(session) => {
+                        Ok(Admitted { session, touch }) => {
                             let mut request = request.take().expect("polled after completion");
                             request.extensions_mut().insert(session.clone());
                             let mut inner = inner.take().expect("polled after completion");
-                            State::Inner {
-                                future: inner.call(request),
-                                check: Some((session, config.clone())),
+                            match touch {
+                                None => State::Inner {
+                                    future: inner.call(request),
+                                    check: Some((session, config.clone())),
+                                },
+                                Some((tracker, now)) => {
+                                    let ip = request.extensions().get::<ClientAddr>().map(|a| a.0);
+                                    let user_agent = activity::user_agent(request.headers());
+                                    let touch = tracker.touch(
+                                        config.store.clone(),
+                                        key_id,
+                                        ip,
+                                        user_agent,
+                                        now,
+                                    );
+                                    State::Touching {
+                                        touch: Box::pin(touch),
+                                        request: Some(request),
+                                        inner: Some(inner),
+                                        session,
+                                        config: config.clone(),
+                                    }
+                                }
                             }
                         }
                         Err(rejection) => State::Done {
                             response: Some(rejection.response(*www_authenticate)),
                         },
+                    };
+                    this.state.set(next);
+                }
+                StateProj::Touching {
+                    touch,
+                    request,
+                    inner,
+                    session,
+                    config,
+                } => {
+                    ready!(touch.as_mut().poll(cx));
+                    let request = request.take().expect("polled after completion");
+                    let mut inner = inner.take().expect("polled after completion");
+                    let next = State::Inner {
+                        future: inner.call(request),
+                        check: Some((session.clone(), config.clone())),
                     };
                     this.state.set(next);
                 }

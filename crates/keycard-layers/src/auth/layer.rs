@@ -8,6 +8,7 @@ use keycard_core::metadata::MetadataLimits;
 use keycard_core::policy::{NoPolicies, PolicySource};
 use keycard_core::store::SessionStore;
 
+use super::activity::{Activity, Tracker};
 use super::config::Config;
 use super::source::KeySource;
 use crate::context::ForwardedFor;
@@ -45,8 +46,19 @@ impl SessionLoadLayer {
                 forwarded_for: ForwardedFor::Ignore,
                 key_hasher: KeyHasher::default(),
                 unsaved_reported: Arc::new(AtomicBool::new(false)),
+                activity: None,
             }),
         }
+    }
+
+    /// Tracks when each session is used and from which client (`last_interacted_at`, `device`
+    /// on the stored record: what the Auth0 sessions API shows), and refuses sessions idle past
+    /// [`Activity::idle_timeout`]. Writes are coalesced: at most one per session per
+    /// [`Activity::interval`] (default 60 s), made by the first request that finds the record
+    /// older, before it goes on; every other request pays one integer comparison.
+    pub fn track_activity(mut self, activity: Activity) -> Self {
+        self.config_mut().activity = Some(Arc::new(Tracker::new(activity)));
+        self
     }
 
     /// The store sessions are loaded from (the one a save stage must write to).
@@ -135,6 +147,14 @@ impl SessionLoadLayer {
     pub fn key_hasher(mut self, hasher: KeyHasher) -> Self {
         self.config_mut().key_hasher = hasher;
         self
+    }
+
+    /// The activity tracking of [`track_activity`](Self::track_activity), when on.
+    pub fn activity(&self) -> Option<Activity> {
+        self.config
+            .activity
+            .as_ref()
+            .map(|tracker| tracker.activity)
     }
 
     /// The hasher of [`key_hasher`](Self::key_hasher).

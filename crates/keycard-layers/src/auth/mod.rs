@@ -8,6 +8,7 @@
 //! | unknown key, key shorter than the minimum, a key header that is not visible ASCII, or a policy that does not exist | 403 | `{"error":"Access to this API has been disallowed"}` |
 //! | inactive session (its own flag or a policy's) | 403 | `{"error":"Key is inactive, please renew"}` |
 //! | `expires` set and in the past | 401 | `{"error":"Key has expired, please renew"}` |
+//! | unused for longer than the idle timeout ([`SessionLoadLayer::track_activity`], [`Activity::idle_timeout`]) | 401 | `{"error":"Key has expired, please renew"}` |
 //! | store unreachable or timed out | 503 | `{"error":"Session store unavailable"}` |
 //!
 //! The path is normalised here, once per request, before anything else (RFC 3986 §6.2.2:
@@ -61,12 +62,14 @@
 //! # }
 //! ```
 
+mod activity;
 mod config;
 mod future;
 mod layer;
 mod service;
 mod source;
 
+pub use self::activity::{Activity, DEFAULT_ACTIVITY_INTERVAL};
 pub use self::future::ResponseFuture;
 pub use self::layer::{DEFAULT_MIN_KEY_LENGTH, SessionLoadLayer};
 pub use self::service::SessionLoad;
