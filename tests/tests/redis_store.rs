@@ -750,3 +750,35 @@ async fn delete_by_alias_in_a_cluster_leaves_nothing_from_before_and_resurrects_
     race_delete_by_alias(store, false).await;
     drop(cluster);
 }
+
+/// A server that lost its scripts (a restart, a promoted replica: `SCRIPT FLUSH` here) still
+/// loads sessions: the load script is loaded again on `NOSCRIPT` and the load asked once more;
+/// with the cache, the session is then cached as any load's.
+#[tokio::test]
+async fn loads_survive_a_server_that_lost_its_scripts() {
+    let server = RedisServer::start();
+    for cache in [false, true] {
+        let mut builder = RedisStore::url(&server.url())
+            .unwrap()
+            .prefix(&unique_prefix("noscript"));
+        if cache {
+            builder = builder.cache(CacheConfig::default());
+        }
+        let store = connect(builder).await;
+        let key = id("noscript");
+        store
+            .create(SessionRecord::default().with_key_id(key.clone()))
+            .await
+            .unwrap();
+        store.apply(&key, &set("n", json!(7))).await.unwrap();
+        let flushed = server.cli(&["SCRIPT", "FLUSH"]);
+        assert_eq!(String::from_utf8_lossy(&flushed.stdout).trim(), "OK");
+        let loaded = store.load(&key).await.unwrap().expect("the session");
+        assert_eq!(loaded.meta_data["n"], 7);
+        assert_eq!(loaded.version, 2);
+        assert!(store.load(&id("noscript-missing")).await.unwrap().is_none());
+        if cache {
+            assert!(store.is_cached(&key));
+        }
+    }
+}

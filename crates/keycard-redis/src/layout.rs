@@ -261,45 +261,54 @@ pub(crate) fn hash(value: Value) -> Result<Fields, StoreError> {
     Ok(out)
 }
 
-/// A raw `HGETALL` reply frame (RESP2 array or RESP3 map) as field → value, without the
-/// client's generic conversion into `Value`s.
-pub(crate) fn hash_frame(frame: Resp3Frame) -> Result<Fields, StoreError> {
-    fn blob(frame: Resp3Frame) -> Result<Bytes, StoreError> {
-        match frame {
-            Resp3Frame::BlobString { data, .. }
-            | Resp3Frame::SimpleString { data, .. }
-            | Resp3Frame::VerbatimString { data, .. } => Ok(data),
-            Resp3Frame::Number { data, .. } => Ok(data.to_string().into()),
-            _ => Err(StoreError::Corrupt(
-                "unexpected reply: a hash field is not a string".into(),
-            )),
-        }
-    }
-    let mut out = Fields::default();
-    match frame {
-        Resp3Frame::Null => {}
-        Resp3Frame::Array { data, .. } => {
-            out.0.reserve(data.len() / 2);
-            let mut items = data.into_iter();
-            while let (Some(k), Some(v)) = (items.next(), items.next()) {
-                out.insert(blob(k)?, blob(v)?);
-            }
-        }
-        Resp3Frame::Map { data, .. } => {
-            out.0.reserve(data.len());
-            for (k, v) in data {
-                out.insert(blob(k)?, blob(v)?);
-            }
-        }
+/// The reply of the load script (`scripts::LOAD`): the session's fields packed into one string
+/// as `<length>:<name><length>:<value>`, or nil for no session. The fields are slices of the
+/// reply's own buffer (no copy). `Err(None)` is `NOSCRIPT`: the server lost its script cache.
+pub(crate) fn packed_frame(frame: Resp3Frame) -> Result<Fields, Option<StoreError>> {
+    let data = match frame {
+        Resp3Frame::Null => return Ok(Fields::default()),
+        Resp3Frame::BlobString { data, .. } => data,
         Resp3Frame::BlobError { data, .. } => {
-            return Err(server_error(&String::from_utf8_lossy(&data)));
+            let message = String::from_utf8_lossy(&data);
+            return Err(no_script(&message));
         }
-        Resp3Frame::SimpleError { data, .. } => return Err(server_error(&data)),
+        Resp3Frame::SimpleError { data, .. } => return Err(no_script(&data)),
         _ => {
-            return Err(StoreError::Corrupt("unexpected reply: not a hash".into()));
+            return Err(Some(StoreError::Corrupt(
+                "unexpected reply: not a packed session".into(),
+            )));
         }
+    };
+    unpack(&data).ok_or_else(|| Some(StoreError::Corrupt("a packed session is cut short".into())))
+}
+
+fn no_script(message: &str) -> Option<StoreError> {
+    (!message.starts_with("NOSCRIPT")).then(|| server_error(message))
+}
+
+/// `<length>:<bytes>` pairs, each a slice of `data`; `None` when one is cut short.
+fn unpack(data: &Bytes) -> Option<Fields> {
+    let mut fields = Fields::default();
+    let mut at = 0;
+    let mut next = || -> Option<Option<Bytes>> {
+        if at == data.len() {
+            return Some(None);
+        }
+        let colon = at + data[at..].iter().position(|&b| b == b':')?;
+        let len: usize = std::str::from_utf8(&data[at..colon]).ok()?.parse().ok()?;
+        let end = colon.checked_add(1)?.checked_add(len)?;
+        if end > data.len() {
+            return None;
+        }
+        let field = data.slice(colon + 1..end);
+        at = end;
+        Some(Some(field))
+    };
+    while let Some(name) = next()? {
+        let value = next()??;
+        fields.insert(name, value);
     }
-    Ok(out)
+    Some(fields)
 }
 
 /// An error reply, classified as the client's own errors are.
@@ -409,37 +418,44 @@ mod tests {
     }
 
     #[test]
-    fn raw_hash_replies_decode_from_either_protocol() {
-        let pairs = [
-            ("b", "{}"),
-            ("c", "1"),
-            ("u", "2"),
-            ("v", "3"),
-            ("m:plan", "\"gold\""),
-        ];
-        let resp2 = Resp3Frame::Array {
-            data: pairs.iter().flat_map(|(k, v)| [blob(k), blob(v)]).collect(),
-            attributes: None,
-        };
-        let resp3 = Resp3Frame::Map {
-            data: pairs.iter().map(|(k, v)| (blob(k), blob(v))).collect(),
-            attributes: None,
-        };
-        for frame in [resp2, resp3] {
-            let session = decode(hash_frame(frame).unwrap()).unwrap().unwrap();
-            assert_eq!(session.meta_data["plan"], "gold");
-            assert_eq!(session.version, 3);
-        }
+    fn packed_replies_decode_to_the_session() {
+        let text = "1:b2:{}1:c1:11:u1:21:v1:36:m:plan6:\"gold\"";
+        let session = decode(packed_frame(blob(text)).unwrap()).unwrap().unwrap();
+        assert_eq!(session.meta_data["plan"], "gold");
+        assert_eq!(
+            (session.date_created, session.last_updated, session.version),
+            (1, 2, 3)
+        );
         assert!(
-            decode(hash_frame(Resp3Frame::Null).unwrap())
+            decode(packed_frame(Resp3Frame::Null).unwrap())
                 .unwrap()
                 .is_none()
         );
-        let empty = Resp3Frame::Array {
-            data: Vec::new(),
+    }
+
+    #[test]
+    fn packed_replies_unpack_to_the_fields_and_refuse_cut_ones() {
+        // Lengths are in bytes: "m:é" is 4.
+        let text = "1:b2:{}1:v1:71:u10:17000000004:m:é3:[1]0:0:";
+        let fields = packed_frame(blob(text)).unwrap();
+        assert_eq!(fields.get_str("b"), Some("{}"));
+        assert_eq!(fields.get_str("v"), Some("7"));
+        assert_eq!(fields.get_str("u"), Some("1700000000"));
+        assert_eq!(fields.get_str("m:é"), Some("[1]"));
+        assert_eq!(fields.get_str(""), Some(""));
+        assert!(packed_frame(Resp3Frame::Null).unwrap().is_empty());
+        assert!(packed_frame(blob("")).unwrap().is_empty());
+        for cut in ["1:b", "1:b2:{", "x:b", "1:b2", "99:b"] {
+            assert!(
+                matches!(packed_frame(blob(cut)), Err(Some(StoreError::Corrupt(_)))),
+                "{cut}"
+            );
+        }
+        let noscript = Resp3Frame::SimpleError {
+            data: "NOSCRIPT No matching script".into(),
             attributes: None,
         };
-        assert!(decode(hash_frame(empty).unwrap()).unwrap().is_none());
+        assert!(matches!(packed_frame(noscript), Err(None)));
     }
 
     #[test]
@@ -449,23 +465,23 @@ mod tests {
             attributes: None,
         };
         assert!(matches!(
-            hash_frame(wrong_type),
-            Err(StoreError::Corrupt(_))
+            packed_frame(wrong_type),
+            Err(Some(StoreError::Corrupt(_)))
         ));
         let loading = Resp3Frame::SimpleError {
             data: "LOADING Redis is loading the dataset in memory".into(),
             attributes: None,
         };
         assert!(matches!(
-            hash_frame(loading),
-            Err(StoreError::Unavailable(_))
+            packed_frame(loading),
+            Err(Some(StoreError::Unavailable(_)))
         ));
         assert!(matches!(
-            hash_frame(Resp3Frame::Number {
+            packed_frame(Resp3Frame::Number {
                 data: 1,
                 attributes: None
             }),
-            Err(StoreError::Corrupt(_))
+            Err(Some(StoreError::Corrupt(_)))
         ));
     }
 

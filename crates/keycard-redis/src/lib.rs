@@ -81,7 +81,7 @@
 //! # Round trips
 //! | operation | round trips | commands |
 //! | --- | --- | --- |
-//! | `load`, `load_shared` | 1 (0 on a cache hit) | `HGETALL` (its reply decoded from the raw frame) |
+//! | `load`, `load_shared` | 1 (0 on a cache hit) | `EVALSHA` load: `HGETALL` packed into one string by the script, so the reply is one frame (decoded from the raw frame); `NOSCRIPT` reloads and asks once more |
 //! | `apply` | 1 | `EVALSHA` apply: set-if-exists (`EXISTS`), `HSET`/`HDEL` per change, `HINCRBY v`, `HSET u` (server `TIME`), returns `HGETALL` |
 //! | `save_changes` (persist) | 1 | the same script, returning only the new version |
 //! | `create` | 2 | index adds (alias, keys; concurrently), then `EVALSHA` create (fails if the key exists) |

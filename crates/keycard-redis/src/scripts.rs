@@ -208,10 +208,28 @@ if #members == 0 then return {{}, {}} end
 return {members, redis.call('HMGET', KEYS[3], unpack(members))}
 ";
 
+/// `KEYS[1]` session. The session's hash in one string, so the reply is one frame instead of two
+/// per field: every field but the index token `i` as `<length>:<name><length>:<value>`, lengths
+/// in bytes; `false` when there is no session. Fields are copied, never decoded.
+const LOAD: &str = r"
+local all = redis.call('HGETALL', KEYS[1])
+if #all == 0 then return false end
+local out = {}
+for i = 1, #all, 2 do
+  local name = all[i]
+  if name ~= 'i' then
+    local value = all[i + 1]
+    out[#out + 1] = #name .. ':' .. name .. #value .. ':' .. value
+  end
+end
+return table.concat(out)
+";
+
 /// The scripts, hashed once; `EVALSHA` with a reload on `NOSCRIPT` (fred's
 /// `evalsha_with_reload`, which loads on every primary).
 #[derive(Debug)]
 pub(crate) struct Scripts {
+    pub(crate) load: Script,
     pub(crate) create: Script,
     pub(crate) replace: Script,
     pub(crate) apply: Script,
@@ -226,6 +244,7 @@ pub(crate) struct Scripts {
 impl Scripts {
     pub(crate) fn new() -> Self {
         Self {
+            load: Script::from_lua(LOAD),
             create: Script::from_lua(CREATE),
             replace: Script::from_lua(REPLACE),
             apply: Script::from_lua(APPLY),
@@ -238,8 +257,9 @@ impl Scripts {
         }
     }
 
-    pub(crate) fn all(&self) -> [&Script; 9] {
+    pub(crate) fn all(&self) -> [&Script; 10] {
         [
+            &self.load,
             &self.create,
             &self.replace,
             &self.apply,

@@ -574,8 +574,9 @@ impl Inner {
             .collect()
     }
 
-    /// One `HGETALL`, or a cache hit: the cached `Arc` itself, which `load` unwraps (copying
-    /// only a session the cache also holds).
+    /// One `EVALSHA` of the load script (the hash packed into one string: one reply frame
+    /// instead of two per field), or a cache hit: the cached `Arc` itself, which `load` unwraps
+    /// (copying only a session the cache also holds).
     async fn load_arc(&self, key_id: &KeyId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         let epoch = match &self.cache {
             Some(cache) => {
@@ -587,15 +588,43 @@ impl Inner {
             None => None,
         };
         // Raw, so the reply is decoded once, by `layout`, rather than first into the client's
-        // generic values (a hash map of them, for HGETALL).
-        let hgetall = CustomCommand::new_static("HGETALL", ClusterHash::FirstKey, false);
+        // generic values. Routed by the key (argument 2: `sha 1 key`). A server that lost its
+        // scripts (restart, failover) answers `NOSCRIPT`: load them and ask once more.
+        let evalsha = CustomCommand::new_static("EVALSHA", ClusterHash::Offset(2), false);
+        let args = || {
+            vec![
+                Value::String(self.scripts.load.sha1().clone()),
+                Value::Integer(1),
+                Value::String(self.layout.session(key_id).into()),
+            ]
+        };
         let reply = self
             .client
-            .custom_raw(hgetall, vec![self.layout.session(key_id)])
+            .custom_raw(evalsha.clone(), args())
             .await
             .map_err(store_error)?;
-        let session = layout::decode(layout::hash_frame(reply)?)?
-            .map(|s| Arc::new(s.with_key_id(key_id.clone())));
+        let fields = match layout::packed_frame(reply) {
+            Ok(fields) => fields,
+            Err(Some(error)) => return Err(error),
+            Err(None) => {
+                self.scripts
+                    .load
+                    .load(&self.client)
+                    .await
+                    .map_err(store_error)?;
+                let reply = self
+                    .client
+                    .custom_raw(evalsha, args())
+                    .await
+                    .map_err(store_error)?;
+                layout::packed_frame(reply).map_err(|error| {
+                    error.unwrap_or_else(|| {
+                        StoreError::Unavailable("NOSCRIPT after loading the script".into())
+                    })
+                })?
+            }
+        };
+        let session = layout::decode(fields)?.map(|s| Arc::new(s.with_key_id(key_id.clone())));
         if let (Some(cache), Some(epoch), Some(session)) = (&self.cache, epoch, &session) {
             cache.fill(session, epoch);
         }
