@@ -760,7 +760,7 @@ async fn loads_survive_a_server_that_lost_its_scripts() {
     for cache in [false, true] {
         let mut builder = RedisStore::url(&server.url())
             .unwrap()
-            .prefix(&unique_prefix("noscript"));
+            .prefix(unique_prefix("noscript"));
         if cache {
             builder = builder.cache(CacheConfig::default());
         }
