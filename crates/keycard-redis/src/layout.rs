@@ -229,9 +229,28 @@ impl Fields {
     pub(crate) fn insert(&mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) {
         self.0.push((name.into(), value.into()));
     }
+}
 
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
+/// A session hash's fields as borrowed slices: of a reply's buffers ([`Fields::pairs`]) or of
+/// one packed reply ([`decode_packed`]).
+pub(crate) struct Pairs<'a>(Vec<(&'a [u8], &'a [u8])>);
+
+impl Pairs<'_> {
+    fn get(&self, name: &str) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == name.as_bytes())
+            .map(|(_, v)| *v)
+    }
+
+    fn get_str(&self, name: &str) -> Option<&str> {
+        std::str::from_utf8(self.get(name)?).ok()
+    }
+}
+
+impl Fields {
+    fn pairs(&self) -> Pairs<'_> {
+        Pairs(self.0.iter().map(|(k, v)| (&k[..], &v[..])).collect())
     }
 }
 
@@ -262,53 +281,61 @@ pub(crate) fn hash(value: Value) -> Result<Fields, StoreError> {
 }
 
 /// The reply of the load script (`scripts::LOAD`): the session's fields packed into one string
-/// as `<length>:<name><length>:<value>`, or nil for no session. The fields are slices of the
-/// reply's own buffer (no copy). `Err(None)` is `NOSCRIPT`: the server lost its script cache.
-pub(crate) fn packed_frame(frame: Resp3Frame) -> Result<Fields, Option<StoreError>> {
-    let data = match frame {
-        Resp3Frame::Null => return Ok(Fields::default()),
-        Resp3Frame::BlobString { data, .. } => data,
+/// (see [`decode_packed`]), or `None` for no session. `Err(None)` is `NOSCRIPT`: the server lost
+/// its script cache.
+pub(crate) fn packed_frame(frame: Resp3Frame) -> Result<Option<Bytes>, Option<StoreError>> {
+    match frame {
+        Resp3Frame::Null => Ok(None),
+        Resp3Frame::BlobString { data, .. } => Ok(Some(data)),
         Resp3Frame::BlobError { data, .. } => {
             let message = String::from_utf8_lossy(&data);
-            return Err(no_script(&message));
+            Err(no_script(&message))
         }
-        Resp3Frame::SimpleError { data, .. } => return Err(no_script(&data)),
-        _ => {
-            return Err(Some(StoreError::Corrupt(
-                "unexpected reply: not a packed session".into(),
-            )));
-        }
-    };
-    unpack(&data).ok_or_else(|| Some(StoreError::Corrupt("a packed session is cut short".into())))
+        Resp3Frame::SimpleError { data, .. } => Err(no_script(&data)),
+        _ => Err(Some(StoreError::Corrupt(
+            "unexpected reply: not a packed session".into(),
+        ))),
+    }
 }
 
 fn no_script(message: &str) -> Option<StoreError> {
     (!message.starts_with("NOSCRIPT")).then(|| server_error(message))
 }
 
-/// `<length>:<bytes>` pairs, each a slice of `data`; `None` when one is cut short.
-fn unpack(data: &Bytes) -> Option<Fields> {
-    let mut fields = Fields::default();
+/// The fields of a packed session, `<length>:<name><length>:<value>` with lengths in bytes, as
+/// slices of `data` (no copy, no reference count per field); `None` when one is cut short.
+fn unpack(data: &[u8]) -> Option<Pairs<'_>> {
+    // A session has a handful of fields plus one per metadata entry.
+    let mut pairs = Pairs(Vec::with_capacity(16));
     let mut at = 0;
-    let mut next = || -> Option<Option<Bytes>> {
+    let mut next = || -> Option<Option<&[u8]>> {
         if at == data.len() {
             return Some(None);
         }
-        let colon = at + data[at..].iter().position(|&b| b == b':')?;
-        let len: usize = std::str::from_utf8(&data[at..colon]).ok()?.parse().ok()?;
-        let end = colon.checked_add(1)?.checked_add(len)?;
-        if end > data.len() {
+        let digits = data[at..].iter().position(|&b| b == b':')?;
+        if digits == 0 || digits > 10 {
             return None;
         }
-        let field = data.slice(colon + 1..end);
+        let len = data[at..at + digits].iter().try_fold(0usize, |n, &b| {
+            b.is_ascii_digit().then(|| n * 10 + usize::from(b - b'0'))
+        })?;
+        let start = at + digits + 1;
+        let end = start.checked_add(len).filter(|&end| end <= data.len())?;
         at = end;
-        Some(Some(field))
+        Some(Some(&data[start..end]))
     };
     while let Some(name) = next()? {
         let value = next()??;
-        fields.insert(name, value);
+        pairs.0.push((name, value));
     }
-    Some(fields)
+    Some(pairs)
+}
+
+/// A packed session (the load script's reply) decoded; `None` for no session.
+pub(crate) fn decode_packed(data: &[u8]) -> Result<Option<SessionRecord>, StoreError> {
+    let pairs =
+        unpack(data).ok_or_else(|| StoreError::Corrupt("a packed session is cut short".into()))?;
+    decode_pairs(&pairs)
 }
 
 /// An error reply, classified as the client's own errors are.
@@ -321,7 +348,11 @@ fn server_error(message: &str) -> StoreError {
 
 /// Rebuilds a session from its hash; `None` for an empty hash (no such key).
 pub(crate) fn decode(fields: Fields) -> Result<Option<SessionRecord>, StoreError> {
-    if fields.is_empty() {
+    decode_pairs(&fields.pairs())
+}
+
+fn decode_pairs(fields: &Pairs<'_>) -> Result<Option<SessionRecord>, StoreError> {
+    if fields.0.is_empty() {
         return Ok(None);
     }
     let corrupt = |what: &str| StoreError::Corrupt(format!("session hash: {what}"));
@@ -341,12 +372,34 @@ pub(crate) fn decode(fields: Fields) -> Result<Option<SessionRecord>, StoreError
     for (field, raw) in &fields.0 {
         if let Some(key) = field.strip_prefix(b"m:") {
             let key = std::str::from_utf8(key).map_err(|_| corrupt("a field is not UTF-8"))?;
-            let value = serde_json::from_slice(raw)
+            let value = meta_value(raw)
                 .map_err(|e| StoreError::Corrupt(format!("metadata value of {key:?}: {e}")))?;
             session.meta_data.insert(key.to_owned(), value);
         }
     }
     Ok(Some(session))
+}
+
+/// A stored metadata value (raw JSON text) as a `Value`. The two common shapes skip the JSON
+/// parser: a string without escapes or control characters, and an integer that fits 18 digits
+/// (no leading zero, no `-0`); anything else, and anything odd, goes through `serde_json`, so
+/// the result is always what `serde_json::from_slice` gives.
+fn meta_value(raw: &[u8]) -> Result<serde_json::Value, serde_json::Error> {
+    if let [b'"', inner @ .., b'"'] = raw
+        && !inner.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        && let Ok(text) = std::str::from_utf8(inner)
+    {
+        return Ok(serde_json::Value::String(text.into()));
+    }
+    let digits = raw.strip_prefix(b"-").unwrap_or(raw);
+    if (1..=18).contains(&digits.len())
+        && digits.iter().all(u8::is_ascii_digit)
+        && (digits[0] != b'0' || digits.len() == 1 && raw.len() == 1)
+        && let Ok(n) = std::str::from_utf8(raw).unwrap_or_default().parse::<i64>()
+    {
+        return Ok(serde_json::Value::from(n));
+    }
+    serde_json::from_slice(raw)
 }
 
 #[cfg(test)]
@@ -419,35 +472,42 @@ mod tests {
 
     #[test]
     fn packed_replies_decode_to_the_session() {
-        let text = "1:b2:{}1:c1:11:u1:21:v1:36:m:plan6:\"gold\"";
-        let session = decode(packed_frame(blob(text)).unwrap()).unwrap().unwrap();
+        let text = r#"1:b2:{}1:c1:11:u1:21:v1:36:m:plan6:"gold""#;
+        let session = decode_packed(text.as_bytes()).unwrap().unwrap();
         assert_eq!(session.meta_data["plan"], "gold");
         assert_eq!(
             (session.date_created, session.last_updated, session.version),
             (1, 2, 3)
         );
-        assert!(
-            decode(packed_frame(Resp3Frame::Null).unwrap())
-                .unwrap()
-                .is_none()
-        );
+        assert!(decode_packed(b"").unwrap().is_none());
+        assert!(packed_frame(Resp3Frame::Null).unwrap().is_none());
+        assert_eq!(packed_frame(blob(text)).unwrap().unwrap(), text.as_bytes());
     }
 
     #[test]
     fn packed_replies_unpack_to_the_fields_and_refuse_cut_ones() {
         // Lengths are in bytes: "m:é" is 4.
         let text = "1:b2:{}1:v1:71:u10:17000000004:m:é3:[1]0:0:";
-        let fields = packed_frame(blob(text)).unwrap();
+        let fields = unpack(text.as_bytes()).unwrap();
         assert_eq!(fields.get_str("b"), Some("{}"));
         assert_eq!(fields.get_str("v"), Some("7"));
         assert_eq!(fields.get_str("u"), Some("1700000000"));
         assert_eq!(fields.get_str("m:é"), Some("[1]"));
         assert_eq!(fields.get_str(""), Some(""));
-        assert!(packed_frame(Resp3Frame::Null).unwrap().is_empty());
-        assert!(packed_frame(blob("")).unwrap().is_empty());
-        for cut in ["1:b", "1:b2:{", "x:b", "1:b2", "99:b"] {
+        assert!(unpack(b"").unwrap().0.is_empty());
+        for cut in [
+            "1:b",
+            "1:b2:{",
+            "x:b",
+            "1:b2",
+            "99:b",
+            ":b",
+            "99999999999:b",
+            "1:b",
+        ] {
+            assert!(unpack(cut.as_bytes()).is_none(), "{cut}");
             assert!(
-                matches!(packed_frame(blob(cut)), Err(Some(StoreError::Corrupt(_)))),
+                matches!(decode_packed(cut.as_bytes()), Err(StoreError::Corrupt(_))),
                 "{cut}"
             );
         }
@@ -456,6 +516,48 @@ mod tests {
             attributes: None,
         };
         assert!(matches!(packed_frame(noscript), Err(None)));
+    }
+
+    #[test]
+    fn metadata_values_read_as_serde_json_reads_them() {
+        for raw in [
+            r#""gold""#,
+            r#""""#,
+            r#""a\"b""#,
+            r#""\u00e9""#,
+            r#""é☃""#,
+            "\"tab\there\"",
+            "0",
+            "-1",
+            "7",
+            "-0",
+            "01",
+            "123456789012345678",
+            "1234567890123456789",
+            "18446744073709551615",
+            "-9223372036854775808",
+            "1.5",
+            "1e3",
+            "true",
+            "null",
+            r#"[1,"x"]"#,
+            r#"{"a":{}}"#,
+        ] {
+            let ours = meta_value(raw.as_bytes()).map_err(|e| e.to_string());
+            let theirs = serde_json::from_str::<serde_json::Value>(raw).map_err(|e| e.to_string());
+            assert_eq!(ours, theirs, "{raw}");
+            if let (Ok(serde_json::Value::Number(a)), Ok(serde_json::Value::Number(b))) =
+                (&ours, &theirs)
+            {
+                assert_eq!(
+                    (a.is_u64(), a.is_i64(), a.is_f64()),
+                    (b.is_u64(), b.is_i64(), b.is_f64()),
+                    "{raw}"
+                );
+            }
+        }
+        // Bytes that are not UTF-8 are an error, as serde_json says.
+        assert!(meta_value(b"\"\xff\"").is_err());
     }
 
     #[test]

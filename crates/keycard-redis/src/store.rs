@@ -603,8 +603,8 @@ impl Inner {
             .custom_raw(evalsha.clone(), args())
             .await
             .map_err(store_error)?;
-        let fields = match layout::packed_frame(reply) {
-            Ok(fields) => fields,
+        let packed = match layout::packed_frame(reply) {
+            Ok(packed) => packed,
             Err(Some(error)) => return Err(error),
             Err(None) => {
                 self.scripts
@@ -624,7 +624,11 @@ impl Inner {
                 })?
             }
         };
-        let session = layout::decode(fields)?.map(|s| Arc::new(s.with_key_id(key_id.clone())));
+        let session = match packed {
+            Some(data) => layout::decode_packed(&data)?,
+            None => None,
+        }
+        .map(|s| Arc::new(s.with_key_id(key_id.clone())));
         if let (Some(cache), Some(epoch), Some(session)) = (&self.cache, epoch, &session) {
             cache.fill(session, epoch);
         }
