@@ -16,10 +16,18 @@ use tower_service::Service;
 use super::config::Config;
 use crate::session::Session;
 
-/// The store lookup. The store is a trait object, so this one step is boxed; the inner service's
-/// future is not.
-pub(super) type LoadFuture =
-    Pin<Box<dyn Future<Output = (KeyId, Result<Option<Arc<SessionRecord>>, StoreError>)> + Send>>;
+/// What the load step found.
+pub(super) enum Loaded {
+    /// The store's answer for an API key's id.
+    Stored(KeyId, Result<Option<Arc<SessionRecord>>, StoreError>),
+    /// A token's generated session, or why the token was refused.
+    #[cfg(feature = "jwt")]
+    Token(Result<super::jwt::Admitted, super::jwt::Rejection>),
+}
+
+/// The store lookup (or token check). The store is a trait object, so this one step is boxed;
+/// the inner service's future is not.
+pub(super) type LoadFuture = Pin<Box<dyn Future<Output = Loaded> + Send>>;
 
 pin_project! {
     /// The response future of [`SessionLoad`](super::SessionLoad).
@@ -115,19 +123,41 @@ where
                     config,
                     www_authenticate,
                 } => {
-                    let (key_id, loaded) = ready!(load.as_mut().poll(cx));
-                    let next = match config.admit(&key_id, loaded) {
-                        Ok(session) => {
+                    let admitted = match ready!(load.as_mut().poll(cx)) {
+                        Loaded::Stored(key_id, loaded) => config
+                            .admit(&key_id, loaded)
+                            .map(|session| (session, Vec::new()))
+                            .map_err(|refusal| refusal.response(*www_authenticate)),
+                        #[cfg(feature = "jwt")]
+                        Loaded::Token(Ok(token)) => config
+                            .admit(&token.key_id, Ok(Some(token.record)))
+                            .map(|session| (session, token.context))
+                            .map_err(|refusal| refusal.response(*www_authenticate)),
+                        #[cfg(feature = "jwt")]
+                        Loaded::Token(Err(rejection)) => Err(crate::response::json_error(
+                            rejection.status,
+                            &rejection.message,
+                        )),
+                    };
+                    let next = match admitted {
+                        Ok((session, context)) => {
                             let mut request = request.take().expect("polled after completion");
                             request.extensions_mut().insert(session.clone());
+                            for (name, value) in context {
+                                crate::context::ContextValues::insert_into(
+                                    request.extensions_mut(),
+                                    name,
+                                    value,
+                                );
+                            }
                             let mut inner = inner.take().expect("polled after completion");
                             State::Inner {
                                 future: inner.call(request),
                                 check: Some((session, config.clone())),
                             }
                         }
-                        Err(rejection) => State::Done {
-                            response: Some(rejection.response(*www_authenticate)),
+                        Err(response) => State::Done {
+                            response: Some(response),
                         },
                     };
                     this.state.set(next);

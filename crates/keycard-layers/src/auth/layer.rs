@@ -44,6 +44,8 @@ impl SessionLoadLayer {
                 min_key_length: DEFAULT_MIN_KEY_LENGTH,
                 forwarded_for: ForwardedFor::Ignore,
                 key_hasher: KeyHasher::default(),
+                #[cfg(feature = "jwt")]
+                jwt: None,
                 unsaved_reported: Arc::new(AtomicBool::new(false)),
             }),
         }
@@ -134,6 +136,17 @@ impl SessionLoadLayer {
     /// same hasher wherever keys are created (the admin API) — see [`KeyHasher`].
     pub fn key_hasher(mut self, hasher: KeyHasher) -> Self {
         self.config_mut().key_hasher = hasher;
+        self
+    }
+
+    /// Sessions from signed tokens (feature `jwt`): the credential is a JWT, verified and
+    /// turned into a generated session as [`JwtAuth`](super::jwt::JwtAuth) says, instead of an
+    /// API key looked up in the store. The key sources, policies, limits, hasher and store of
+    /// this layer apply to those sessions.
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn jwt(mut self, jwt: super::jwt::JwtAuth) -> Self {
+        self.config_mut().jwt = Some(jwt);
         self
     }
 

@@ -63,6 +63,9 @@
 
 mod config;
 mod future;
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub mod jwt;
 mod layer;
 mod service;
 mod source;
