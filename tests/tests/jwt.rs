@@ -60,7 +60,7 @@ fn routes() -> Router {
         )
 }
 
-async fn serve(store: MemoryStore, jwt: JwtAuth) -> Client {
+async fn serve(store: impl SessionStore, jwt: JwtAuth) -> Client {
     let keycard = Keycard::new(store)
         .policies(policies())
         .jwt(jwt)
@@ -620,4 +620,97 @@ async fn oidc_sessions_from_a_discovered_provider() {
         "Key not authorised",
     );
     assert_eq!(store.len(), 1);
+}
+
+#[tokio::test]
+async fn scopes_map_to_policies() {
+    let auth = JwtAuth::new()
+        .key(JwtKey::hmac(Algorithm::HS256, SECRET).unwrap())
+        .scope_claim("scp")
+        .scope_policy("orders:read", "silver")
+        .scope_policy("orders:admin", "gold")
+        .default_policies(["silver"]);
+    let store = MemoryStore::new();
+    let client = serve(store.clone(), auth).await;
+    let exp = later();
+    let admin = hs256(&json!({"sub": "kim", "scp": "orders:read orders:admin", "exp": exp}));
+    let body = get_with(&client, "/", &admin).await.json();
+    // Mapped in the map's order: silver, then gold; the later policy wins `plan`.
+    assert_eq!(body["meta"]["plan"], "gold");
+    let reader = hs256(&json!({"sub": "kim", "scp": ["orders:read"], "exp": exp}));
+    assert_eq!(
+        get_with(&client, "/", &reader).await.json()["meta"]["plan"],
+        "silver"
+    );
+    // No scope claim: the defaults.
+    let plain = hs256(&json!({"sub": "lee", "exp": exp}));
+    assert_eq!(
+        get_with(&client, "/", &plain).await.json()["meta"]["plan"],
+        "silver"
+    );
+    let unmapped = hs256(&json!({"sub": "kim", "scp": "billing", "exp": exp}));
+    assert_error(
+        &get_with(&client, "/", &unmapped).await,
+        403,
+        "key not authorized: no matching policy found in scope claim",
+    );
+}
+
+#[tokio::test]
+async fn eddsa_and_hs512_keys_from_configuration() {
+    let ed = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let auth = JwtAuth::new()
+        .key(JwtKey::ed_pem(ed.public_key_pem()).unwrap().with_kid("ed"))
+        .key(
+            JwtKey::hmac(Algorithm::HS512, SECRET)
+                .unwrap()
+                .with_kid("hs"),
+        )
+        .skip_kid()
+        .policy_claim("pol");
+    let client = serve(MemoryStore::new(), auth).await;
+    let claims = json!({"sub": "max", "pol": "gold", "exp": later()});
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some("ed".into());
+    let key = EncodingKey::from_ed_pem(ed.serialize_pem().as_bytes()).unwrap();
+    assert_eq!(
+        get_with(&client, "/", &encode(&header, &claims, &key).unwrap())
+            .await
+            .status,
+        200
+    );
+    let mut header = Header::new(Algorithm::HS512);
+    header.kid = Some("hs".into());
+    let token = encode(&header, &claims, &EncodingKey::from_secret(SECRET)).unwrap();
+    assert_eq!(get_with(&client, "/", &token).await.status, 200);
+    // HS256 with the HS512 secret: that key is pinned to HS512.
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("hs".into());
+    let token = encode(&header, &claims, &EncodingKey::from_secret(SECRET)).unwrap();
+    assert_error(
+        &get_with(&client, "/", &token).await,
+        403,
+        "Key not authorized: Unexpected signing method",
+    );
+}
+
+/// The same flow on Redis: the session and what a handler wrote survive across tokens.
+#[tokio::test]
+async fn generated_sessions_persist_on_redis() {
+    use keycard_tests::redis_support::{connect, shared_store};
+    let store = connect(shared_store("jwt_sessions")).await;
+    let client = serve(store.clone(), hs_auth()).await;
+    let exp = later();
+    let first = hs256(&json!({"sub": "ned", "pol": "gold", "exp": exp}));
+    assert_eq!(get_with(&client, "/write", &first).await.status, 200);
+    let second = hs256(&json!({"sub": "ned", "pol": "silver", "exp": exp + 5}));
+    let body = get_with(&client, "/", &second).await.json();
+    assert_eq!(body["meta"]["written"], "by-the-first-request");
+    assert_eq!(body["meta"]["plan"], "silver");
+    assert_eq!(body["expires"], exp + 5);
+    let key_id = KeyHasher::sha256().key_id(&ApiKey::new(namespaced_identity("acme", None, "ned")));
+    let stored = store.load(&key_id).await.unwrap().unwrap();
+    assert_eq!(stored.apply_policies, ["silver"]);
+    assert_eq!(stored.meta_data["TykJWTSessionID"], key_id.as_str());
+    store.delete(&key_id).await.unwrap();
 }

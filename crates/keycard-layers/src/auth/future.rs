@@ -126,7 +126,7 @@ where
                     let admitted = match ready!(load.as_mut().poll(cx)) {
                         Loaded::Stored(key_id, loaded) => config
                             .admit(&key_id, loaded)
-                            .map(|session| (session, Vec::new()))
+                            .map(|session| (session, Vec::<(String, String)>::new()))
                             .map_err(|refusal| refusal.response(*www_authenticate)),
                         #[cfg(feature = "jwt")]
                         Loaded::Token(Ok(token)) => config
