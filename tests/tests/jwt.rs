@@ -714,3 +714,25 @@ async fn generated_sessions_persist_on_redis() {
     assert_eq!(stored.meta_data["TykJWTSessionID"], key_id.as_str());
     store.delete(&key_id).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_jwks_server_that_is_down_is_asked_once_per_interval() {
+    let server = Jwks::default();
+    let base = server.start().await;
+    server.failing.store(true, Ordering::SeqCst);
+    let client = serve(
+        MemoryStore::new(),
+        jwks_auth(&base, Duration::from_secs(60)),
+    )
+    .await;
+    let key = Signer::new(Algorithm::ES256, "k");
+    let claims = json!({"sub": "oz", "pol": "gold", "exp": later()});
+    for _ in 0..3 {
+        assert_error(
+            &get_with(&client, "/", &key.sign(&claims)).await,
+            403,
+            "Key not authorized",
+        );
+    }
+    assert_eq!(server.fetches(), 1);
+}

@@ -22,6 +22,9 @@
 //! the request (unless [`SessionLoadLayer::keep_credential`]) and the raw key is dropped (unless
 //! [`SessionLoadLayer::expose_token`] lets `$tyk_context.token` read it).
 //!
+//! With `SessionLoadLayer::jwt` (feature `jwt`) the credential is a signed token and the session
+//! is generated from its claims instead: see `jwt` for that mode and its answers.
+//!
 //! Most applications use this layer through `keycard::Keycard`, which adds the save stage and the
 //! others in data-flow order; use it alone to build a custom stack.
 //!

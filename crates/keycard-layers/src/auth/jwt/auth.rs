@@ -417,7 +417,7 @@ impl JwtAuth {
         }
         // An unknown kid (or nothing fetched yet): fetch, then try once more.
         for jwks in &inner.jwks {
-            jwks.refresh(jwks.cached().is_empty()).await;
+            jwks.refresh().await;
         }
         let fetched: Vec<_> = inner.jwks.iter().map(|j| j.cached()).collect();
         try_all(&fetched)
@@ -455,7 +455,7 @@ impl JwtAuth {
                 && kid.is_none_or(|kid| keys.iter().any(|k| k.kid.as_deref() == Some(kid)))
         };
         if !has(&keys) {
-            jwks.refresh(keys.is_empty()).await;
+            jwks.refresh().await;
             keys = jwks.cached();
         }
         let keys = keys

@@ -347,17 +347,17 @@ impl Jwks {
             .is_none_or(|at| at.elapsed() >= self.refresh.max_age)
     }
 
-    /// Fetches again unless a fetch ran while this caller waited for the lock, or (unless
-    /// `force`) one was attempted less than `min_interval` ago. Returns whether keys may have
+    /// Fetches again unless a fetch ran while this caller waited for the lock, or one was
+    /// attempted less than `min_interval` ago — the very first fetch always runs, and a failing
+    /// server is not asked more often than a working one. Returns whether keys may have
     /// changed.
-    pub(super) async fn refresh(&self, force: bool) -> bool {
+    pub(super) async fn refresh(&self) -> bool {
         let seen = self.attempts.load(Ordering::Acquire);
         let _single_flight = self.fetching.lock().await;
         if self.attempts.load(Ordering::Acquire) != seen {
             return true;
         }
-        if !force
-            && let (Some(at), _) = self.times()
+        if let (Some(at), _) = self.times()
             && at.elapsed() < self.refresh.min_interval
         {
             return false;
@@ -373,7 +373,7 @@ impl Jwks {
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let this = self.clone();
-            runtime.spawn(async move { this.refresh(false).await });
+            runtime.spawn(async move { this.refresh().await });
         }
     }
 
