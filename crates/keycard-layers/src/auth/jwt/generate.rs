@@ -388,3 +388,42 @@ impl Wanted<'_> {
 pub(super) fn key_id(hasher: &KeyHasher, org: &str, client: Option<&str>, identity: &str) -> KeyId {
     hasher.key_id(&ApiKey::new(namespaced_identity(org, client, identity)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(value: Value) -> Map<String, Value> {
+        let Value::Object(map) = value else {
+            unreachable!()
+        };
+        map
+    }
+
+    #[test]
+    fn namespaced_identities_cannot_run_into_each_other() {
+        assert_eq!(namespaced_identity("acme", None, "alice"), "jwt:acme:alice");
+        assert_eq!(
+            namespaced_identity("a:b", Some("c%d"), "e:f"),
+            "jwt:a%3Ab:c%25d:e:f"
+        );
+        assert_ne!(
+            namespaced_identity("a:b", None, "c"),
+            namespaced_identity("a", None, "b:c")
+        );
+    }
+
+    #[test]
+    fn subject_claims_come_before_sub_and_empty_ones_are_refused() {
+        let claims = map(json!({"sub": "s", "user": {"email": "e@x"}, "blank": "", "n": 42}));
+        let names = |n: &[&str]| n.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(subject(&claims, &names(&["user.email"])).unwrap(), "e@x");
+        assert_eq!(subject(&claims, &names(&["missing"])).unwrap(), "s");
+        assert_eq!(subject(&claims, &names(&["n"])).unwrap(), "42");
+        assert_eq!(
+            subject(&claims, &names(&["blank"])).unwrap_err().message,
+            "found an empty user ID in predefined base claim, claim: blank"
+        );
+    }
+}

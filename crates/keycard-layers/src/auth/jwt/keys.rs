@@ -421,3 +421,64 @@ impl Jwks {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn algorithms(jwk: serde_json::Value) -> Option<Vec<Algorithm>> {
+        jwk_algorithms(&serde_json::from_value(jwk).unwrap())
+    }
+
+    #[test]
+    fn jwks_keys_are_pinned_by_alg_or_key_type() {
+        let rsa = json!({"kty": "RSA", "n": "sXch", "e": "AQAB"});
+        assert_eq!(
+            algorithms(rsa.clone()),
+            Some(AlgorithmFamily::Rsa.algorithms().to_vec())
+        );
+        let mut pinned = rsa.clone();
+        pinned["alg"] = json!("PS256");
+        assert_eq!(algorithms(pinned), Some(vec![Algorithm::PS256]));
+        // An alg that does not fit the key type: the key is not used.
+        let mut wrong = rsa.clone();
+        wrong["alg"] = json!("ES256");
+        assert_eq!(algorithms(wrong), None);
+        let mut encryption = rsa;
+        encryption["use"] = json!("enc");
+        assert_eq!(algorithms(encryption), None);
+        let p384 = json!({"kty": "EC", "crv": "P-384", "x": "AA", "y": "AA"});
+        assert_eq!(algorithms(p384), Some(vec![Algorithm::ES384]));
+        let ed = json!({"kty": "OKP", "crv": "Ed25519", "x": "AA"});
+        assert_eq!(algorithms(ed), Some(vec![Algorithm::EdDSA]));
+        // A symmetric key in a public JWKS is never trusted.
+        let oct = json!({"kty": "oct", "k": "c2VjcmV0", "alg": "HS256"});
+        assert_eq!(algorithms(oct), None);
+    }
+
+    #[test]
+    fn configured_keys_refuse_algorithms_of_another_family() {
+        let err = JwtKey::hmac(Algorithm::RS256, b"secret").unwrap_err();
+        assert!(matches!(err, JwtKeyError::WrongAlgorithm { .. }), "{err}");
+        assert!(
+            JwtKey::hmac(Algorithm::HS384, b"secret")
+                .unwrap()
+                .accepts(Algorithm::HS384)
+        );
+        assert!(
+            !JwtKey::hmac(Algorithm::HS384, b"secret")
+                .unwrap()
+                .accepts(Algorithm::HS256)
+        );
+        assert!(matches!(
+            JwtKey::rsa_pem(Algorithm::RS256, "not a pem"),
+            Err(JwtKeyError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse_url("ftp://idp/jwks"),
+            Err(JwtKeyError::InvalidUrl(_))
+        ));
+        assert!(parse_url("https://idp.example/jwks.json").is_ok());
+    }
+}
