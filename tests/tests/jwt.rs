@@ -736,3 +736,29 @@ async fn a_jwks_server_that_is_down_is_asked_once_per_interval() {
     }
     assert_eq!(server.fetches(), 1);
 }
+
+#[tokio::test]
+async fn skews_give_leeway_to_the_time_claims() {
+    let auth = hs_auth()
+        .expires_at_skew(120)
+        .not_before_skew(120)
+        .issued_at_skew(120);
+    let client = serve(MemoryStore::new(), auth).await;
+    let now = unix_now();
+    let lenient = hs256(
+        &json!({"sub": "pat", "pol": "gold", "exp": now - 60, "nbf": now + 60, "iat": now + 60}),
+    );
+    assert_eq!(get_with(&client, "/", &lenient).await.status, 200);
+    let too_old = hs256(&json!({"sub": "pat", "pol": "gold", "exp": now - 600}));
+    assert_error(
+        &get_with(&client, "/", &too_old).await,
+        401,
+        "Key not authorized: token has expired",
+    );
+    let too_early = hs256(&json!({"sub": "pat", "pol": "gold", "iat": now + 600}));
+    assert_error(
+        &get_with(&client, "/", &too_early).await,
+        401,
+        "Key not authorized: token used before issued",
+    );
+}

@@ -366,6 +366,7 @@ impl JwtAuth {
         let identity = inner.rules.identity(&verified)?;
         let record = Wanted {
             rules: &inner.rules,
+            expiry_skew: i64::try_from(inner.claims.expires_at_skew).unwrap_or(i64::MAX),
             claims: &verified.claims,
             key_id: key_id(hasher, &inner.rules.org_id, None, &identity),
             alias: identity,
@@ -490,6 +491,7 @@ impl JwtAuth {
         let segregate = inner.segregate_by_client.then_some(client.as_str());
         let record = Wanted {
             rules: &inner.rules,
+            expiry_skew: i64::try_from(inner.claims.expires_at_skew).unwrap_or(i64::MAX),
             claims: &verified.claims,
             key_id: key_id(hasher, &inner.rules.org_id, segregate, &user),
             alias: format!("{client}:{user}"),

@@ -239,6 +239,8 @@ pub(super) struct Wanted<'a> {
     pub(super) alias: String,
     pub(super) oidc_client: Option<&'a str>,
     pub(super) policies: Policies<'a>,
+    /// Seconds added to `exp` for the session's expiry (the `exp` skew).
+    pub(super) expiry_skew: i64,
 }
 
 /// Where a session's policies come from.
@@ -257,9 +259,12 @@ pub(super) struct Stores<'a> {
 }
 
 impl Wanted<'_> {
+    /// The session expiry the token asks for: its `exp` plus the `exp` skew, so a token the
+    /// skew admits is not refused next as an expired session.
     fn exp(&self) -> Option<i64> {
         let exp = self.claims.get("exp")?;
-        exp.as_i64().or_else(|| exp.as_f64().map(|f| f as i64))
+        let exp = exp.as_i64().or_else(|| exp.as_f64().map(|f| f as i64))?;
+        Some(exp.saturating_add(self.expiry_skew))
     }
 
     fn policies(&self, exists: bool) -> Result<Vec<String>, Rejection> {

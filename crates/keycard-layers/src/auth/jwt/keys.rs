@@ -371,6 +371,12 @@ impl Jwks {
         if !self.is_stale() || self.fetching.try_lock().is_err() {
             return;
         }
+        // While the server fails the keys stay stale: no task per request, one per interval.
+        if let (Some(at), _) = self.times()
+            && at.elapsed() < self.refresh.min_interval
+        {
+            return;
+        }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let this = self.clone();
             runtime.spawn(async move { this.refresh().await });
