@@ -762,3 +762,21 @@ async fn skews_give_leeway_to_the_time_claims() {
         "Key not authorized: token used before issued",
     );
 }
+
+/// An opaque-key stack on the same store cannot be made to load a generated session by sending
+/// its namespaced identity as an API key.
+#[tokio::test]
+async fn an_api_key_cannot_name_a_generated_session() {
+    let store = MemoryStore::new();
+    let jwt_client = serve(store.clone(), hs_auth()).await;
+    let token = hs256(&json!({"sub": "quinn", "pol": "gold", "exp": later()}));
+    assert_eq!(get_with(&jwt_client, "/", &token).await.status, 200);
+    let keycard = Keycard::new(store.clone()).policies(policies());
+    let api_client = Client::new(spawn(keycard.wrap(routes())).await);
+    let identity = namespaced_identity("acme", None, "quinn");
+    assert_error(
+        &get_with(&api_client, "/", &identity).await,
+        403,
+        "Access to this API has been disallowed",
+    );
+}

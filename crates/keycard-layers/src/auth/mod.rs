@@ -5,7 +5,7 @@
 //! | --- | --- | --- |
 //! | a `.` / `..` path segment in any spelling (`%2e%2e`, `.%2e`, or behind `\`, `%5C`, `%2F`), or a malformed `%` escape | 400 | `{"error":"Invalid request path"}` |
 //! | no key in any source | 401 | `{"error":"Authorization field missing"}` |
-//! | unknown key, key shorter than the minimum, a key header that is not visible ASCII, or a policy that does not exist | 403 | `{"error":"Access to this API has been disallowed"}` |
+//! | unknown key, key shorter than the minimum, a key beginning `jwt:` (the generated-session namespace), a key header that is not visible ASCII, or a policy that does not exist | 403 | `{"error":"Access to this API has been disallowed"}` |
 //! | inactive session (its own flag or a policy's) | 403 | `{"error":"Key is inactive, please renew"}` |
 //! | `expires` set and in the past | 401 | `{"error":"Key has expired, please renew"}` |
 //! | store unreachable or timed out | 503 | `{"error":"Session store unavailable"}` |

@@ -11,6 +11,7 @@ use tower_service::Service;
 use super::config::{Config, Refusal};
 use super::future::{LoadFuture, Loaded, ResponseFuture};
 use super::layer::SessionLoadLayer;
+use super::source::GENERATED_IDENTITY_PREFIX;
 use crate::context::ClientAddr;
 use crate::response::invalid_request_path;
 use crate::session::NoSession;
@@ -122,6 +123,10 @@ where
         }
         if key.len() < config.min_key_length {
             tracing::debug!("keycard: key shorter than the minimum length");
+            return ResponseFuture::reject(Refusal::UnknownKey.response(www_authenticate));
+        }
+        if key.expose().starts_with(GENERATED_IDENTITY_PREFIX) {
+            tracing::debug!("keycard: an API key in the generated-session namespace");
             return ResponseFuture::reject(Refusal::UnknownKey.response(www_authenticate));
         }
         let key_id = config.key_hasher.key_id(&key);

@@ -13,6 +13,7 @@ use keycard_core::store::{SessionStore, StoreError};
 use serde_json::{Map, Value};
 
 use super::verify::{Rejection, Verified, claim};
+use crate::auth::source::GENERATED_IDENTITY_PREFIX;
 
 /// The metadata entry holding the session's own key id (Tyk's name).
 pub const SESSION_ID_KEY: &str = "TykJWTSessionID";
@@ -83,12 +84,13 @@ fn escaped(part: &str) -> String {
 
 /// The namespaced identity a generated session's key id is hashed from:
 /// `jwt:<org>:<identity>`, or `jwt:<org>:<client>:<identity>` when sessions are segregated by
-/// client. An opaque API key id is the hash of the key itself, so the two meet only if a
-/// client sends this very string as an API key to an opaque-key stack on the same store.
+/// client. An opaque API key id is the hash of the key itself; the session-load stage refuses
+/// API keys that begin with `jwt:`, so no API key can name a generated session.
 pub fn namespaced_identity(org: &str, client: Option<&str>, identity: &str) -> String {
+    let prefix = GENERATED_IDENTITY_PREFIX;
     match client {
-        Some(client) => format!("jwt:{}:{}:{identity}", escaped(org), escaped(client)),
-        None => format!("jwt:{}:{identity}", escaped(org)),
+        Some(client) => format!("{prefix}{}:{}:{identity}", escaped(org), escaped(client)),
+        None => format!("{prefix}{}:{identity}", escaped(org)),
     }
 }
 
