@@ -221,6 +221,10 @@ fn http(
 }
 
 fn credential(config: Config, addr: SocketAddr) -> Result<(String, String), Error> {
+    if config == Config::KeycardMemoryJwt {
+        let token = crate::servers::bench_token()?;
+        return Ok(("Authorization".into(), format!("Bearer {token}")));
+    }
     if !config.uses_login_cookie() {
         return Ok(("Authorization".into(), format!("Bearer {BENCH_KEY}")));
     }

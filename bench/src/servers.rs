@@ -29,6 +29,8 @@ pub(crate) enum Config {
     KeycardRedisCached,
     /// keycard-memory with the rate-limit stage (sliding window and a quota, in memory).
     KeycardMemoryRateLimit,
+    /// keycard-memory with sessions from an HS256 JWT instead of an API key.
+    KeycardMemoryJwt,
     /// keycard-redis with the rate-limit stage on Redis.
     KeycardRedisRateLimit,
     /// keycard-redis-cached with the rate-limit stage on Redis.
@@ -41,9 +43,10 @@ pub(crate) enum Config {
 
 impl Config {
     /// Every configuration, in table order.
-    pub(crate) const ALL: [Config; 9] = [
+    pub(crate) const ALL: [Config; 10] = [
         Self::Bare,
         Self::KeycardMemory,
+        Self::KeycardMemoryJwt,
         Self::KeycardRedis,
         Self::KeycardRedisCached,
         Self::KeycardMemoryRateLimit,
@@ -61,6 +64,7 @@ impl Config {
             Self::KeycardRedis => "keycard-redis",
             Self::KeycardRedisCached => "keycard-redis-cached",
             Self::KeycardMemoryRateLimit => "keycard-memory-ratelimit",
+            Self::KeycardMemoryJwt => "keycard-memory-jwt",
             Self::KeycardRedisRateLimit => "keycard-redis-ratelimit",
             Self::KeycardRedisCachedRateLimit => "keycard-redis-cached-ratelimit",
             Self::TowerSessionsMemory => "tower-sessions-memory",
@@ -81,6 +85,9 @@ impl Config {
             }
             Self::KeycardMemoryRateLimit => {
                 "keycard-memory + RateLimitLayer (sliding window + quota, MemoryRateLimiter)"
+            }
+            Self::KeycardMemoryJwt => {
+                "keycard-memory with a JwtAuth: HS256 token verified per request, metadata from claims"
             }
             Self::KeycardRedisRateLimit => {
                 "keycard-redis + RateLimitLayer (sliding window + quota, RedisRateLimiter)"
@@ -170,6 +177,7 @@ pub(crate) async fn server(config: Config) -> Result<Server, Box<dyn std::error:
                 .route("/visit", post(|| async { hello_body() })),
         ),
         Config::KeycardMemory => keycard_server(seeded_memory_store().await?, None)?,
+        Config::KeycardMemoryJwt => jwt_server()?,
         Config::KeycardRedis => keycard_server(seeded_redis_store(false).await?, None)?,
         Config::KeycardRedisCached => keycard_server(seeded_redis_store(true).await?, None)?,
         Config::KeycardMemoryRateLimit => {
@@ -239,6 +247,45 @@ fn keycard_server<St: SessionStore + Clone>(
     store: St,
     rate_limit: Option<RateLimitLayer>,
 ) -> Result<Server, Box<dyn std::error::Error>> {
+    keycard_server_with(store, rate_limit, None, KeyId::of(&ApiKey::new(BENCH_KEY)))
+}
+
+/// The HS256 secret of `keycard-memory-jwt`; the driver mints [`bench_token`] with it.
+pub(crate) const BENCH_JWT_SECRET: &[u8] = b"keycard-bench-hs256-secret-0001";
+
+/// The token `keycard-memory-jwt` is driven with: the bench metadata as claims, valid for a day.
+pub(crate) fn bench_token() -> Result<String, Box<dyn std::error::Error>> {
+    use keycard::auth::jwt::Algorithm;
+    let mut claims = bench_metadata();
+    claims["sub"] = json!("u-bench");
+    claims["exp"] = json!(keycard::session::unix_now() + 86_400);
+    Ok(jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(BENCH_JWT_SECRET),
+    )?)
+}
+
+/// keycard-memory with sessions from the bench token: created on the first request, its
+/// metadata mapped from the claims; every request verifies the HS256 signature.
+fn jwt_server() -> Result<Server, Box<dyn std::error::Error>> {
+    use keycard::auth::jwt::{Algorithm, JwtAuth, JwtKey, namespaced_identity};
+    let mut jwt = JwtAuth::new()
+        .key(JwtKey::hmac(Algorithm::HS256, BENCH_JWT_SECRET)?)
+        .default_policies(["bench"]);
+    for key in ["user_id", "tenant_id", "plan", "shard", "region"] {
+        jwt = jwt.claim_to_metadata(key, key);
+    }
+    let key_id = KeyId::of(&ApiKey::new(namespaced_identity("", None, "u-bench")));
+    keycard_server_with(MemoryStore::new(), None, Some(jwt), key_id)
+}
+
+fn keycard_server_with<St: SessionStore + Clone>(
+    store: St,
+    rate_limit: Option<RateLimitLayer>,
+    jwt: Option<keycard::auth::jwt::JwtAuth>,
+    key_id: KeyId,
+) -> Result<Server, Box<dyn std::error::Error>> {
     let inject = InjectHeadersLayer::request()
         .set("x-user-id", "$tyk_meta.user_id")
         .set("x-tenant-id", "$tyk_meta.tenant_id")
@@ -265,33 +312,31 @@ fn keycard_server<St: SessionStore + Clone>(
                 }
             }),
         );
-    let keycard = Keycard::new(store.clone())
-        .rewrite(rewrite)
-        .request_headers(inject);
+    let mut keycard = Keycard::new(store.clone());
+    if let Some(jwt) = jwt {
+        keycard.policy_set().insert(Policy::new("bench"));
+        keycard = keycard.jwt(jwt);
+    }
+    let keycard = keycard.rewrite(rewrite).request_headers(inject);
     let app = match rate_limit {
         Some(layer) => App::KeycardLimited(keycard.rate_limit(layer).layer(routes)),
         None => App::Keycard(keycard.layer(routes)),
     };
     let stats_store = store.clone();
+    let cleanup_id = key_id.clone();
     let control = Router::new()
         .route(
             "/__cleanup",
             post(move || async move {
-                let id = KeyId::of(&ApiKey::new(BENCH_KEY));
-                let deleted = store.delete(&id).await.is_ok();
+                let deleted = store.delete(&cleanup_id).await.is_ok();
                 Json(json!({ "deleted": deleted }))
             }),
         )
         .route(
             "/__stats",
             get(move || async move {
-                let id = KeyId::of(&ApiKey::new(BENCH_KEY));
-                let version = stats_store
-                    .load(&id)
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(|s| s.version);
+                let id = &key_id;
+                let version = stats_store.load(id).await.ok().flatten().map(|s| s.version);
                 let visits = visits.load(Ordering::Relaxed);
                 Json(json!({ "version": version, "visits": visits }))
             }),

@@ -10,6 +10,7 @@
 //! | `request_data_<k>` | the first value of query parameter `k` |
 //! | `cookies_<name>` | cookie `name` (`_` in the variable matches `-` in the cookie name) |
 //! | `rate_limit_limit`, `rate_limit_remaining`, `rate_limit_reset`, `quota_limit`, `quota_remaining`, `quota_reset` | the decision of the rate-limit stage, on admitted requests ([`crate::ratelimit::RateLimitValues`]) |
+//! | `jwt_claims_<name>` | the token's header field or claim `<name>`, with a JWT source (feature `jwt`, `auth::jwt`); strings as they are, other values as JSON |
 //! | `token` | the raw API key — only where the session-load stage was told to expose it (`expose_token`, for Tyk compatibility); empty otherwise |
 //! | anything else | a value put into the request's [`ContextValues`] by a layer or handler |
 //!

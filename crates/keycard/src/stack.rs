@@ -201,6 +201,14 @@ impl<A, R, QH, QB, SB, SH, RL> Keycard<A, R, QH, QB, SB, SH, RL> {
         self.map_load(|load| load.limits(limits))
     }
 
+    /// Sessions from signed tokens instead of API keys ([`SessionLoadLayer::jwt`]; feature
+    /// `jwt`). The stack's policies, limits, hasher and store apply to the generated sessions,
+    /// and metadata a handler writes to one is saved like any other session's.
+    #[cfg(feature = "jwt")]
+    pub fn jwt(self, jwt: keycard_layers::auth::jwt::JwtAuth) -> Self {
+        self.map_load(|load| load.jwt(jwt))
+    }
+
     /// Lets requests without a key through, without a session ([`SessionLoadLayer::optional`]).
     pub fn optional(self) -> Self {
         self.map_load(SessionLoadLayer::optional)

@@ -31,6 +31,9 @@ pub(super) struct Config {
     pub(super) min_key_length: usize,
     pub(super) forwarded_for: ForwardedFor,
     pub(super) key_hasher: KeyHasher,
+    /// Sessions from tokens instead of stored API keys.
+    #[cfg(feature = "jwt")]
+    pub(super) jwt: Option<super::jwt::JwtAuth>,
     /// Set once a request left changes unsaved (no save stage ran): the error is logged once.
     pub(super) unsaved_reported: Arc<AtomicBool>,
     /// Activity tracking and the idle timeout, when on.

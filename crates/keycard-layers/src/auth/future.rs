@@ -18,10 +18,18 @@ use super::config::{Admitted, Config};
 use crate::context::ClientAddr;
 use crate::session::Session;
 
-/// The store lookup. The store is a trait object, so this one step is boxed; the inner service's
-/// future is not.
-pub(super) type LoadFuture =
-    Pin<Box<dyn Future<Output = (KeyId, Result<Option<Arc<SessionRecord>>, StoreError>)> + Send>>;
+/// What the load step found.
+pub(super) enum Loaded {
+    /// The store's answer for an API key's id.
+    Stored(KeyId, Result<Option<Arc<SessionRecord>>, StoreError>),
+    /// A token's generated session, or why the token was refused.
+    #[cfg(feature = "jwt")]
+    Token(Result<super::jwt::Admitted, super::jwt::Rejection>),
+}
+
+/// The store lookup (or token check). The store is a trait object, so this one step is boxed;
+/// the inner service's future is not.
+pub(super) type LoadFuture = Pin<Box<dyn Future<Output = Loaded> + Send>>;
 
 /// The activity write of the rare request that records it (see `activity`).
 type TouchFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -127,11 +135,36 @@ where
                     config,
                     www_authenticate,
                 } => {
-                    let (key_id, loaded) = ready!(load.as_mut().poll(cx));
-                    let next = match config.admit(&key_id, loaded) {
-                        Ok(Admitted { session, touch }) => {
+                    let admitted = match ready!(load.as_mut().poll(cx)) {
+                        Loaded::Stored(key_id, loaded) => config
+                            .admit(&key_id, loaded)
+                            .map(|admitted| (key_id, admitted, Vec::<(String, String)>::new()))
+                            .map_err(|refusal| refusal.response(*www_authenticate)),
+                        #[cfg(feature = "jwt")]
+                        Loaded::Token(Ok(token)) => {
+                            let key_id = token.key_id;
+                            config
+                                .admit(&key_id, Ok(Some(token.record)))
+                                .map(|admitted| (key_id, admitted, token.context))
+                                .map_err(|refusal| refusal.response(*www_authenticate))
+                        }
+                        #[cfg(feature = "jwt")]
+                        Loaded::Token(Err(rejection)) => Err(crate::response::json_error(
+                            rejection.status,
+                            &rejection.message,
+                        )),
+                    };
+                    let next = match admitted {
+                        Ok((key_id, Admitted { session, touch }, context)) => {
                             let mut request = request.take().expect("polled after completion");
                             request.extensions_mut().insert(session.clone());
+                            for (name, value) in context {
+                                crate::context::ContextValues::insert_into(
+                                    request.extensions_mut(),
+                                    name,
+                                    value,
+                                );
+                            }
                             let mut inner = inner.take().expect("polled after completion");
                             match touch {
                                 None => State::Inner {
@@ -158,8 +191,8 @@ where
                                 }
                             }
                         }
-                        Err(rejection) => State::Done {
-                            response: Some(rejection.response(*www_authenticate)),
+                        Err(response) => State::Done {
+                            response: Some(response),
                         },
                     };
                     this.state.set(next);

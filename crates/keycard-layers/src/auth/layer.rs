@@ -45,6 +45,8 @@ impl SessionLoadLayer {
                 min_key_length: DEFAULT_MIN_KEY_LENGTH,
                 forwarded_for: ForwardedFor::Ignore,
                 key_hasher: KeyHasher::default(),
+                #[cfg(feature = "jwt")]
+                jwt: None,
                 unsaved_reported: Arc::new(AtomicBool::new(false)),
                 activity: None,
             }),
@@ -155,6 +157,17 @@ impl SessionLoadLayer {
             .activity
             .as_ref()
             .map(|tracker| tracker.activity)
+    }
+
+    /// Sessions from signed tokens (feature `jwt`): the credential is a JWT, verified and
+    /// turned into a generated session as [`JwtAuth`](super::jwt::JwtAuth) says, instead of an
+    /// API key looked up in the store. The key sources, policies, limits, hasher and store of
+    /// this layer apply to those sessions.
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn jwt(mut self, jwt: super::jwt::JwtAuth) -> Self {
+        self.config_mut().jwt = Some(jwt);
+        self
     }
 
     /// The hasher of [`key_hasher`](Self::key_hasher).

@@ -5,7 +5,7 @@
 //! | --- | --- | --- |
 //! | a `.` / `..` path segment in any spelling (`%2e%2e`, `.%2e`, or behind `\`, `%5C`, `%2F`), or a malformed `%` escape | 400 | `{"error":"Invalid request path"}` |
 //! | no key in any source | 401 | `{"error":"Authorization field missing"}` |
-//! | unknown key, key shorter than the minimum, a key header that is not visible ASCII, or a policy that does not exist | 403 | `{"error":"Access to this API has been disallowed"}` |
+//! | unknown key, key shorter than the minimum, a key beginning `jwt:` (the generated-session namespace), a key header that is not visible ASCII, or a policy that does not exist | 403 | `{"error":"Access to this API has been disallowed"}` |
 //! | inactive session (its own flag or a policy's) | 403 | `{"error":"Key is inactive, please renew"}` |
 //! | `expires` set and in the past | 401 | `{"error":"Key has expired, please renew"}` |
 //! | unused for longer than the idle timeout ([`SessionLoadLayer::track_activity`], [`Activity::idle_timeout`]) | 401 | `{"error":"Key has expired, please renew"}` |
@@ -22,6 +22,9 @@
 //! characters of its hash at most. Once the key id is computed the credential is removed from
 //! the request (unless [`SessionLoadLayer::keep_credential`]) and the raw key is dropped (unless
 //! [`SessionLoadLayer::expose_token`] lets `$tyk_context.token` read it).
+//!
+//! With `SessionLoadLayer::jwt` (feature `jwt`) the credential is a signed token and the session
+//! is generated from its claims instead: see `jwt` for that mode and its answers.
 //!
 //! Most applications use this layer through `keycard::Keycard`, which adds the save stage and the
 //! others in data-flow order; use it alone to build a custom stack.
@@ -65,6 +68,9 @@
 mod activity;
 mod config;
 mod future;
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub mod jwt;
 mod layer;
 mod service;
 mod source;

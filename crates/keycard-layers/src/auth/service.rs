@@ -9,8 +9,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::config::{Config, Refusal};
-use super::future::{LoadFuture, ResponseFuture};
+use super::future::{LoadFuture, Loaded, ResponseFuture};
 use super::layer::SessionLoadLayer;
+use super::source::GENERATED_IDENTITY_PREFIX;
 use crate::context::ClientAddr;
 use crate::response::invalid_request_path;
 use crate::session::NoSession;
@@ -78,6 +79,14 @@ where
                 request.extensions_mut().insert(NoSession);
                 return ResponseFuture::inner(self.inner.call(request));
             }
+            #[cfg(feature = "jwt")]
+            if config.jwt.is_some() {
+                let missing = super::jwt::Rejection::MISSING;
+                return ResponseFuture::reject(crate::response::json_error(
+                    missing.status,
+                    &missing.message,
+                ));
+            }
             let www_authenticate = config.sources.iter().any(|s| s.is_authorization());
             return ResponseFuture::reject(Refusal::Missing.response(www_authenticate));
         };
@@ -89,8 +98,35 @@ where
             tracing::debug!("keycard: credential is not visible ASCII");
             return ResponseFuture::reject(Refusal::UnknownKey.response(www_authenticate));
         };
+        #[cfg(feature = "jwt")]
+        if let Some(jwt) = &config.jwt {
+            let (jwt, config_for_load) = (jwt.clone(), config.clone());
+            if config.expose_token {
+                request.extensions_mut().insert(key.clone());
+            }
+            let load: LoadFuture = Box::pin(async move {
+                let c = &*config_for_load;
+                Loaded::Token(
+                    jwt.admit(
+                        key.expose(),
+                        &*c.store,
+                        &*c.policies,
+                        &c.key_hasher,
+                        &c.limits,
+                    )
+                    .await,
+                )
+            });
+            let clone = self.inner.clone();
+            let inner = std::mem::replace(&mut self.inner, clone);
+            return ResponseFuture::load(load, request, inner, config.clone(), false);
+        }
         if key.len() < config.min_key_length {
             tracing::debug!("keycard: key shorter than the minimum length");
+            return ResponseFuture::reject(Refusal::UnknownKey.response(www_authenticate));
+        }
+        if key.expose().starts_with(GENERATED_IDENTITY_PREFIX) {
+            tracing::debug!("keycard: an API key in the generated-session namespace");
             return ResponseFuture::reject(Refusal::UnknownKey.response(www_authenticate));
         }
         let key_id = config.key_hasher.key_id(&key);
@@ -101,7 +137,7 @@ where
         let store = config.store.clone();
         let load: LoadFuture = Box::pin(async move {
             let loaded = store.load_shared(&key_id).await;
-            (key_id, loaded)
+            Loaded::Stored(key_id, loaded)
         });
         // The clone that was driven to readiness is the one that gets the call.
         let clone = self.inner.clone();

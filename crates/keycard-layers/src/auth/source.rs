@@ -6,6 +6,12 @@ use http::header::{self, HeaderName};
 use http::{Request, Uri};
 use keycard_core::key::ApiKey;
 
+/// How the identities of generated (JWT / OIDC) sessions begin before they are hashed into key
+/// ids. An API key that begins so is refused as an unknown key, with or without the `jwt`
+/// feature: otherwise a client that sends `jwt:<org>:<user>` as an API key to an opaque-key
+/// stack on the same store would load that user's generated session.
+pub(crate) const GENERATED_IDENTITY_PREFIX: &str = "jwt:";
+
 /// One place to look for the API key. A [`SessionLoadLayer`](super::SessionLoadLayer) tries its
 /// sources in order; the first non-empty value wins.
 #[derive(Clone, PartialEq, Eq)]

@@ -111,6 +111,23 @@ async fn unknown_and_short_keys_get_403() {
     }
 }
 
+/// `jwt:` begins the identities generated sessions' ids are hashed from: an API key spelled so
+/// would name a JWT session, so it is refused before any store call.
+#[tokio::test]
+async fn keys_in_the_generated_session_namespace_get_403() {
+    let store = store_with("jwt:acme:alice", SessionRecord::default()).await;
+    let (status, _, body) = call(
+        &app(SessionLoadLayer::new(store)),
+        get_with(Some("Bearer jwt:acme:alice")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        body,
+        json!({"error": "Access to this API has been disallowed"})
+    );
+}
+
 #[tokio::test]
 async fn valid_key_loads_the_session() {
     let store = store_with(
