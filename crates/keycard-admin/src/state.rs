@@ -9,6 +9,7 @@ use keycard_core::store::SessionStore;
 
 use crate::credentials::{AdminToken, Secret};
 use crate::logout::LogoutSender;
+use crate::oauth::store::{Lifetimes, OAuthClients};
 use crate::throttle::FailureThrottle;
 
 /// What every handler sees.
@@ -29,6 +30,9 @@ pub(crate) struct AdminState {
     pub(crate) key_hasher: KeyHasher,
     /// What the rate-limit stage counts: live `quota_remaining`, quota resets.
     pub(crate) quotas: Option<keycard_core::ratelimit::Quotas>,
+    /// OAuth clients and their pending grants.
+    pub(crate) oauth: OAuthClients,
+    pub(crate) oauth_lifetimes: Lifetimes,
 }
 
 pub(crate) type SharedState = Arc<AdminState>;
