@@ -322,8 +322,13 @@ impl AdminApiBuilder {
 
     /// How long OAuth access tokens live (default one hour; the issued session's `expires`)
     /// and refresh tokens (default 14 days, Tyk's `oauth_refresh_token_expire`), whole seconds.
-    pub fn oauth_lifetimes(mut self, access: std::time::Duration, refresh: std::time::Duration) -> Self {
-        let seconds = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX).max(1);
+    pub fn oauth_lifetimes(
+        mut self,
+        access: std::time::Duration,
+        refresh: std::time::Duration,
+    ) -> Self {
+        let seconds =
+            |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX).max(1);
         self.oauth_lifetimes.access = seconds(access);
         self.oauth_lifetimes.refresh = seconds(refresh);
         self

@@ -292,7 +292,12 @@ enum Failure {
 }
 
 impl Config {
-    fn verify<B>(&self, request: &Request<B>, key: &ApiKey, session: &Session) -> Result<(), Failure> {
+    fn verify<B>(
+        &self,
+        request: &Request<B>,
+        key: &ApiKey,
+        session: &Session,
+    ) -> Result<(), Failure> {
         let signature = self.signature(request).ok_or(Failure::NoSignature)?;
         let secret = session.with_metadata(|metadata| {
             self.secret
@@ -336,7 +341,11 @@ impl Config {
                         }
                     }
                 }
-                if found { Ok(()) } else { Err(Failure::Mismatch) }
+                if found {
+                    Ok(())
+                } else {
+                    Err(Failure::Mismatch)
+                }
             }
         }
     }

@@ -98,7 +98,9 @@ pub(crate) async fn authorize_client(
     let redirect_uri = match form.get("redirect_uri") {
         None => client.redirect_uri.clone(),
         Some(given) if given == client.redirect_uri => given.to_owned(),
-        Some(_) => return invalid_request("redirect_uri is not the one registered for this client"),
+        Some(_) => {
+            return invalid_request("redirect_uri is not the one registered for this client");
+        }
     };
     let template = match form.get("key_rules") {
         Some(rules) => match serde_json::from_str::<SessionRecord>(rules) {
@@ -122,7 +124,10 @@ pub(crate) async fn authorize_client(
             Err(refused) => return refused,
         },
     };
-    let challenge = match (form.get("code_challenge"), form.get("code_challenge_method")) {
+    let challenge = match (
+        form.get("code_challenge"),
+        form.get("code_challenge_method"),
+    ) {
         (None, None) => None,
         (None, Some(_)) => return invalid_request("code_challenge_method without code_challenge"),
         (Some(challenge), method) => {

@@ -34,7 +34,10 @@ pub(crate) struct TokenAnswer {
 }
 
 /// The session template of a client without key rules: its policy, applied on every load.
-pub(crate) fn policy_template(state: &AdminState, client: &Client) -> Result<SessionRecord, Response> {
+pub(crate) fn policy_template(
+    state: &AdminState,
+    client: &Client,
+) -> Result<SessionRecord, Response> {
     if client.policy_id.is_empty() || state.policies.policy(&client.policy_id).is_none() {
         return Err(oauth_error(
             StatusCode::BAD_REQUEST,
@@ -85,17 +88,24 @@ pub(crate) async fn issue(
     session.expires = expires;
     session.date_created = 0;
     session.last_updated = 0;
-    session
-        .extra
-        .insert(CLIENT_FIELD.to_owned(), Value::String(client.client_id.clone()));
-    let created = state.store.create(session).await.map_err(|e| OAuth::store_error(&e))?;
+    session.extra.insert(
+        CLIENT_FIELD.to_owned(),
+        Value::String(client.client_id.clone()),
+    );
+    let created = state
+        .store
+        .create(session)
+        .await
+        .map_err(|e| OAuth::store_error(&e))?;
     audit::session(
         &format!("oauth-client:{}", client.client_id),
         "created",
         &key_id,
         &MetadataChange::replaced(&created.meta_data),
     );
-    state.oauth.track(&client.client_id, key_id.clone(), expires, now);
+    state
+        .oauth
+        .track(&client.client_id, key_id.clone(), expires, now);
     let refresh_token = refresh.then(|| {
         let token = ApiKey::generate();
         state.oauth.save_refresh(

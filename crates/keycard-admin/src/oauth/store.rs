@@ -346,12 +346,32 @@ mod tests {
         let store = OAuthClients::new();
         assert!(store.put_new(client("c1", ""), "first-secret-long-enough"));
         assert!(!store.put_new(client("c1", ""), "other"));
-        assert!(store.authenticate("c1", "first-secret-long-enough").is_some());
-        assert!(store.authenticate("c1", "first-secret-long-enougH").is_none());
-        assert!(store.authenticate("c2", "first-secret-long-enough").is_none());
+        assert!(
+            store
+                .authenticate("c1", "first-secret-long-enough")
+                .is_some()
+        );
+        assert!(
+            store
+                .authenticate("c1", "first-secret-long-enougH")
+                .is_none()
+        );
+        assert!(
+            store
+                .authenticate("c2", "first-secret-long-enough")
+                .is_none()
+        );
         assert!(store.rotate("c1", "second-secret-long-enough"));
-        assert!(store.authenticate("c1", "first-secret-long-enough").is_none());
-        assert!(store.authenticate("c1", "second-secret-long-enough").is_some());
+        assert!(
+            store
+                .authenticate("c1", "first-secret-long-enough")
+                .is_none()
+        );
+        assert!(
+            store
+                .authenticate("c1", "second-secret-long-enough")
+                .is_some()
+        );
     }
 
     #[test]

@@ -22,7 +22,8 @@ const BAD_CLIENT: &str = "Client authentication failed";
 const GRANT_MISSING: &str = "grant_type is required";
 const CODE_INVALID: &str = "The authorization code is invalid, expired or used";
 const REDIRECT_MISMATCH: &str = "redirect_uri does not match the authorization request";
-const VERIFIER_MISSING: &str = "code_verifier is required: the authorization request had a code_challenge";
+const VERIFIER_MISSING: &str =
+    "code_verifier is required: the authorization request had a code_challenge";
 const VERIFIER_UNEXPECTED: &str =
     "code_verifier was sent, but the authorization request had no code_challenge";
 const VERIFIER_MISMATCH: &str = "code_verifier does not match the code_challenge";
@@ -146,8 +147,7 @@ fn code_grant(state: &SharedState, client: &Client, form: &Form) -> Result<Grant
         return Err(invalid_grant(CODE_INVALID));
     }
     // RFC 6749 §4.1.3: the redirect_uri of the authorization request, if it had one.
-    if !pending.redirect_uri.is_empty() && form.get("redirect_uri") != Some(&pending.redirect_uri)
-    {
+    if !pending.redirect_uri.is_empty() && form.get("redirect_uri") != Some(&pending.redirect_uri) {
         return Err(invalid_grant(REDIRECT_MISMATCH));
     }
     match (&pending.challenge, form.get("code_verifier")) {
@@ -187,12 +187,20 @@ fn challenge_matches(challenge: &Challenge, verifier: &str) -> bool {
 
 /// Deletes an access token session of `client_id` (only one issued to that client). A store
 /// that cannot be reached is logged: the token then lives until its expiry.
-async fn revoke_access(state: &SharedState, client_id: &str, key_id: &KeyId) -> Result<(), Response> {
+async fn revoke_access(
+    state: &SharedState,
+    client_id: &str,
+    key_id: &KeyId,
+) -> Result<(), Response> {
     match state.store.load(key_id).await {
         Ok(Some(session))
             if session.extra.get(CLIENT_FIELD).and_then(|v| v.as_str()) == Some(client_id) =>
         {
-            state.store.delete(key_id).await.map_err(|e| Tyk::store_error(&e))?;
+            state
+                .store
+                .delete(key_id)
+                .await
+                .map_err(|e| Tyk::store_error(&e))?;
             state.oauth.untrack(client_id, key_id);
             Ok(())
         }
@@ -275,7 +283,10 @@ mod tests {
         assert!(is_pkce_value(verifier));
         assert!(challenge_matches(&challenge, verifier));
         assert!(!challenge_matches(&challenge, &verifier.replace('d', "e")));
-        assert!(challenge_matches(&Challenge::Plain(verifier.to_owned()), verifier));
+        assert!(challenge_matches(
+            &Challenge::Plain(verifier.to_owned()),
+            verifier
+        ));
     }
 
     #[test]

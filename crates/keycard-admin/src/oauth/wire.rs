@@ -122,7 +122,9 @@ impl<St: Send + Sync> FromRequest<St> for Form {
             }
         } else {
             for (name, value) in form_urlencoded::parse(&body) {
-                params.entry(name.into_owned()).or_insert(value.into_owned());
+                params
+                    .entry(name.into_owned())
+                    .or_insert(value.into_owned());
             }
         }
         Ok(Self {
