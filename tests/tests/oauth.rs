@@ -963,3 +963,63 @@ async fn client_writes_refuse_bad_clients_with_400() {
         .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_store_that_is_down_answers_503_and_keeps_the_client() {
+    // Two APIs sharing one set of clients: one over a live store, one over a store that is down.
+    let clients = keycard::admin::OAuthClients::new();
+    let policies = keycard::prelude::MemoryPolicies::new();
+    policies.insert(keycard::prelude::Policy::new("basic"));
+    let build = |store: std::sync::Arc<dyn SessionStore>| {
+        keycard::admin::AdminApi::builder(store)
+            .policies(policies.clone())
+            .tyk_secret(TYK_SECRET)
+            .oauth(clients.clone())
+            .build()
+            .unwrap()
+    };
+    let live = build(std::sync::Arc::new(MemoryStore::new()));
+    let down = build(std::sync::Arc::new(keycard_tests::stores::UnavailableStore));
+    let demo = Demo {
+        app: spawn(live.oauth_router()).await,
+        admin: spawn(live.into_router()).await,
+        store: MemoryStore::new(),
+    };
+    let down = Demo {
+        app: spawn(down.oauth_router()).await,
+        admin: spawn(down.into_router()).await,
+        store: MemoryStore::new(),
+    };
+    let secret = demo
+        .client(json!({"client_id": "c", "policy_id": "basic"}))
+        .await;
+    let auth = basic("c", &secret);
+    let (status, _) = demo
+        .token(&auth, &[("grant_type", "client_credentials")])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, body) = down
+        .token(&auth, &[("grant_type", "client_credentials")])
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        body,
+        json!({"error": "temporarily_unavailable", "error_description": "Session store unavailable"})
+    );
+    // The client has a token to delete, which the down store cannot: 503, and the client stays.
+    let (status, body) = down
+        .admin(Method::DELETE, "/tyk/oauth/clients/any/c", "")
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        body,
+        json!({"status": "error", "message": "Session store unavailable"})
+    );
+    assert_eq!(
+        demo.admin(Method::GET, "/tyk/oauth/clients/any/c", "")
+            .await
+            .0,
+        StatusCode::OK
+    );
+}
