@@ -131,6 +131,9 @@ fn gold_client() -> Value {
     })
 }
 
+/// Form parameters of a request.
+type Params<'a> = &'a [(&'a str, &'a str)];
+
 const DISALLOWED: &str = "Access to this API has been disallowed";
 
 #[tokio::test]
@@ -273,7 +276,7 @@ async fn authorize_client_refuses_bad_requests_with_rfc_6749_errors() {
     demo.client(gold_client()).await;
     demo.client(json!({"client_id": "no-policy", "redirect_uri": REDIRECT}))
         .await;
-    let cases: [(&[(&str, &str)], &str, &str); 9] = [
+    let cases: [(Params<'_>, &str, &str); 9] = [
         (
             &[("client_id", "gold-client")],
             "invalid_request",
@@ -545,7 +548,7 @@ async fn token_endpoint_refusals_are_rfc_6749_errors() {
         assert_eq!(headers["www-authenticate"], "Basic realm=\"oauth\"");
         assert_eq!(body, invalid_client, "{bad:?}");
     }
-    let cases: [(&str, &[(&str, &str)], &str, &str); 6] = [
+    let cases: [(&str, Params<'_>, &str, &str); 6] = [
         (&auth, &[], "invalid_request", "grant_type is required"),
         (
             &auth,

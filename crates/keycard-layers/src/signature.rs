@@ -393,7 +393,7 @@ fn mashery(algorithm: SignatureAlgorithm, token: &str, secret: &str, t: i64) -> 
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
     let text = text.as_bytes();
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     let nibble = |c: u8| -> Option<u8> {

@@ -121,7 +121,7 @@ pub(crate) async fn authorize_client(
         },
         None => match policy_template(&state, &client) {
             Ok(template) => template,
-            Err(refused) => return refused,
+            Err(refused) => return refused.response(),
         },
     };
     let challenge = match (

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::store::{Client, Grant, RefreshGrant};
-use super::wire::{OAuth, invalid_request, oauth_error};
+use super::wire::{OAuth, Refused, invalid_request, oauth_error};
 use crate::audit::{self, MetadataChange};
 use crate::error::Shape;
 use crate::state::AdminState;
@@ -37,13 +37,10 @@ pub(crate) struct TokenAnswer {
 pub(crate) fn policy_template(
     state: &AdminState,
     client: &Client,
-) -> Result<SessionRecord, Response> {
+) -> Result<SessionRecord, Refused> {
     if client.policy_id.is_empty() || state.policies.policy(&client.policy_id).is_none() {
-        return Err(oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unauthorized_client",
-            NO_TEMPLATE,
-        ));
+        let refused = oauth_error(StatusCode::BAD_REQUEST, "unauthorized_client", NO_TEMPLATE);
+        return Err(refused.into());
     }
     let mut template = SessionRecord::default();
     template.apply_policies = vec![client.policy_id.clone()];

@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq;
 
 use super::issue::{CLIENT_FIELD, issue, policy_template};
 use super::store::{Challenge, Client, Grant};
-use super::wire::{Form, invalid_grant, invalid_request, oauth_error};
+use super::wire::{Form, Refused, invalid_grant, invalid_request, oauth_error};
 use crate::error::{Shape, Tyk, json};
 use crate::state::SharedState;
 
@@ -54,8 +54,14 @@ fn tyk_ok(message: &'static str) -> Response {
 }
 
 /// The authenticated client of a token request (401 `invalid_client` otherwise).
-fn authenticated(state: &SharedState, form: &Form) -> Result<Client, Response> {
-    let refused = || oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", BAD_CLIENT);
+fn authenticated(state: &SharedState, form: &Form) -> Result<Client, Refused> {
+    let refused = || {
+        Refused::from(oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            BAD_CLIENT,
+        ))
+    };
     let (Some(id), Some(secret)) = form.client_credentials().map_err(|()| refused())? else {
         return Err(refused());
     };
@@ -66,7 +72,7 @@ fn authenticated(state: &SharedState, form: &Form) -> Result<Client, Response> {
 pub(crate) async fn token(State(state): State<SharedState>, form: Form) -> Response {
     let client = match authenticated(&state, &form) {
         Ok(client) => client,
-        Err(refused) => return refused,
+        Err(refused) => return refused.response(),
     };
     let answer = match form.get("grant_type") {
         None => return invalid_request(GRANT_MISSING),
@@ -74,7 +80,7 @@ pub(crate) async fn token(State(state): State<SharedState>, form: Form) -> Respo
             // RFC 6749 §4.4.3: no refresh token for this grant.
             let template = match policy_template(&state, &client) {
                 Ok(template) => template,
-                Err(refused) => return refused,
+                Err(refused) => return refused.response(),
             };
             let grant = Grant {
                 client_id: client.client_id,
@@ -85,7 +91,7 @@ pub(crate) async fn token(State(state): State<SharedState>, form: Form) -> Respo
         Some("authorization_code") => {
             let grant = match code_grant(&state, &client, &form) {
                 Ok(grant) => grant,
-                Err(refused) => return refused,
+                Err(refused) => return refused.response(),
             };
             issue(&state, grant, true).await
         }
@@ -135,29 +141,29 @@ pub(crate) async fn token(State(state): State<SharedState>, form: Form) -> Respo
 
 /// The grant of an `authorization_code` request: the code taken (single use), its client,
 /// redirect URI and PKCE verifier checked.
-fn code_grant(state: &SharedState, client: &Client, form: &Form) -> Result<Grant, Response> {
+fn code_grant(state: &SharedState, client: &Client, form: &Form) -> Result<Grant, Refused> {
     let code = form
         .get("code")
-        .ok_or_else(|| invalid_request("code is required"))?;
+        .ok_or_else(|| Refused::from(invalid_request("code is required")))?;
     let pending = state
         .oauth
         .take_code(code)
-        .ok_or_else(|| invalid_grant(CODE_INVALID))?;
+        .ok_or_else(|| Refused::from(invalid_grant(CODE_INVALID)))?;
     if pending.grant.client_id != client.client_id || pending.expires < unix_now() {
-        return Err(invalid_grant(CODE_INVALID));
+        return Err(invalid_grant(CODE_INVALID).into());
     }
     // RFC 6749 §4.1.3: the redirect_uri of the authorization request, if it had one.
     if !pending.redirect_uri.is_empty() && form.get("redirect_uri") != Some(&pending.redirect_uri) {
-        return Err(invalid_grant(REDIRECT_MISMATCH));
+        return Err(invalid_grant(REDIRECT_MISMATCH).into());
     }
     match (&pending.challenge, form.get("code_verifier")) {
         (None, None) => {}
         // RFC 9700 §2.1.1: a verifier without a challenge is refused (PKCE downgrade).
-        (None, Some(_)) => return Err(invalid_grant(VERIFIER_UNEXPECTED)),
-        (Some(_), None) => return Err(invalid_grant(VERIFIER_MISSING)),
+        (None, Some(_)) => return Err(invalid_grant(VERIFIER_UNEXPECTED).into()),
+        (Some(_), None) => return Err(invalid_grant(VERIFIER_MISSING).into()),
         (Some(challenge), Some(verifier)) => {
             if !is_pkce_value(verifier) || !challenge_matches(challenge, verifier) {
-                return Err(invalid_grant(VERIFIER_MISMATCH));
+                return Err(invalid_grant(VERIFIER_MISMATCH).into());
             }
         }
     }
@@ -213,23 +219,24 @@ async fn revoke_access(
 }
 
 /// The client of a revoke request, authenticated with Tyk's answers.
-fn revoking_client(state: &SharedState, form: &Form) -> Result<Client, Response> {
+fn revoking_client(state: &SharedState, form: &Form) -> Result<Client, Refused> {
+    let refused = |status, message| Refused::from(Tyk::error(status, message));
     let (id, secret) = form
         .client_credentials()
-        .map_err(|()| Tyk::error(StatusCode::UNAUTHORIZED, CLIENT_SECRET_WRONG))?;
+        .map_err(|()| refused(StatusCode::UNAUTHORIZED, CLIENT_SECRET_WRONG))?;
     let Some(id) = id else {
-        return Err(Tyk::error(StatusCode::UNAUTHORIZED, CLIENT_ID_EMPTY));
+        return Err(refused(StatusCode::UNAUTHORIZED, CLIENT_ID_EMPTY));
     };
     let Some(secret) = secret else {
-        return Err(Tyk::error(StatusCode::UNAUTHORIZED, CLIENT_SECRET_EMPTY));
+        return Err(refused(StatusCode::UNAUTHORIZED, CLIENT_SECRET_EMPTY));
     };
     if state.oauth.get(&id).is_none() {
-        return Err(Tyk::error(StatusCode::NOT_FOUND, CLIENT_UNKNOWN));
+        return Err(refused(StatusCode::NOT_FOUND, CLIENT_UNKNOWN));
     }
     state
         .oauth
         .authenticate(&id, &secret)
-        .ok_or_else(|| Tyk::error(StatusCode::UNAUTHORIZED, CLIENT_SECRET_WRONG))
+        .ok_or_else(|| refused(StatusCode::UNAUTHORIZED, CLIENT_SECRET_WRONG))
 }
 
 /// Revoke one token (RFC 7009): `token`, `token_type_hint` (`access_token` / `refresh_token`).
@@ -239,7 +246,7 @@ fn revoking_client(state: &SharedState, form: &Form) -> Result<Client, Response>
 pub(crate) async fn revoke(State(state): State<SharedState>, form: Form) -> Response {
     let client = match revoking_client(&state, &form) {
         Ok(client) => client,
-        Err(refused) => return refused,
+        Err(refused) => return refused.response(),
     };
     let Some(token) = form.get("token") else {
         return Tyk::error(StatusCode::BAD_REQUEST, TOKEN_EMPTY);
@@ -261,7 +268,7 @@ pub(crate) async fn revoke(State(state): State<SharedState>, form: Form) -> Resp
 pub(crate) async fn revoke_all(State(state): State<SharedState>, form: Form) -> Response {
     let client = match revoking_client(&state, &form) {
         Ok(client) => client,
-        Err(refused) => return refused,
+        Err(refused) => return refused.response(),
     };
     for key_id in state.oauth.take_tokens(&client.client_id) {
         if let Err(e) = state.store.delete(&key_id).await {

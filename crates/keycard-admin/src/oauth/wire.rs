@@ -63,6 +63,22 @@ pub(crate) fn oauth_error(status: StatusCode, error: &str, description: &str) ->
     response
 }
 
+/// A refusal on its way to the client, boxed so the `Result`s that carry it stay small.
+pub(crate) struct Refused(Box<Response>);
+
+impl From<Response> for Refused {
+    fn from(response: Response) -> Self {
+        Self(Box::new(response))
+    }
+}
+
+impl Refused {
+    /// The response.
+    pub(crate) fn response(self) -> Response {
+        *self.0
+    }
+}
+
 /// `400 invalid_request`.
 pub(crate) fn invalid_request(description: &str) -> Response {
     oauth_error(StatusCode::BAD_REQUEST, "invalid_request", description)
