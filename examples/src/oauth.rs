@@ -31,7 +31,7 @@ pub struct OAuthDemo {
     pub clients: OAuthClients,
 }
 
-/// The request headers of the demo app: the quickstart's identity headers and `x-plan` from
+/// The request headers of the demo app: `x-user-id` and `x-plan` from `$tyk_meta.user_id` and
 /// `$tyk_meta.plan`.
 ///
 /// # Errors
@@ -39,7 +39,6 @@ pub struct OAuthDemo {
 pub fn headers() -> Result<InjectHeadersLayer, keycard::headers::HeaderConfigError> {
     InjectHeadersLayer::request()
         .set("x-user-id", "$tyk_meta.user_id")
-        .set("x-tenant-id", "$tyk_meta.tenant_id")
         .set("x-plan", "$tyk_meta.plan")
         .build()
 }

@@ -4,6 +4,7 @@
 //! (Tyk's `SaveAccess`: copied only where the session lacks the key).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use http::{HeaderMap, Method, StatusCode};
@@ -21,11 +22,14 @@ const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 struct Demo {
     app: SocketAddr,
     admin: SocketAddr,
-    store: MemoryStore,
+    store: Arc<dyn SessionStore>,
 }
 
 async fn start() -> Demo {
-    let store = MemoryStore::new();
+    start_on(Arc::new(MemoryStore::new())).await
+}
+
+async fn start_on(store: Arc<dyn SessionStore>) -> Demo {
     let demo = oauth::build(store.clone(), TYK_SECRET).unwrap();
     Demo {
         app: spawn(demo.app).await,
@@ -698,49 +702,41 @@ async fn revoke_and_revoke_all_end_tokens_with_tyk_answers() {
         (status, body),
         (StatusCode::BAD_REQUEST, tyk_error("token is required"))
     );
-    let (status, _, body) = demo.form("/oauth/revoke_all", None, &[]).await;
-    assert_eq!(
-        (status, body),
-        (StatusCode::UNAUTHORIZED, tyk_error("client_id is required"))
-    );
-    let (status, _, body) = demo
-        .form("/oauth/revoke_all", None, &[("client_id", "gold-client")])
-        .await;
-    assert_eq!(
-        (status, body),
+    let refusals: [(Params<'_>, StatusCode, &str); 4] = [
+        (&[], StatusCode::UNAUTHORIZED, "client_id is required"),
         (
+            &[("client_id", "gold-client")],
             StatusCode::UNAUTHORIZED,
-            tyk_error("client_secret is required")
-        )
-    );
-    let (status, _, body) = demo
-        .form(
-            "/oauth/revoke_all",
-            None,
+            "client_secret is required",
+        ),
+        (
             &[("client_id", "nobody"), ("client_secret", "x")],
-        )
-        .await;
-    assert_eq!(
-        (status, body),
-        (
             StatusCode::NOT_FOUND,
-            tyk_error("error getting oauth client")
-        )
-    );
-    let (status, _, body) = demo
-        .form(
-            "/oauth/revoke_all",
-            None,
-            &[("client_id", "gold-client"), ("client_secret", "wrong")],
-        )
-        .await;
-    assert_eq!(
-        (status, body),
+            "error getting oauth client",
+        ),
         (
+            &[("client_id", "gold-client"), ("client_secret", "wrong")],
             StatusCode::UNAUTHORIZED,
-            tyk_error("client secret is wrong")
-        )
-    );
+            "client secret is wrong",
+        ),
+    ];
+    for path in ["/oauth/revoke_all", "/oauth/revoke"] {
+        for (params, expected, message) in refusals {
+            let mut params = params.to_vec();
+            params.push(("token", "t"));
+            let params = if path == "/oauth/revoke_all" {
+                &params[..params.len() - 1]
+            } else {
+                &params[..]
+            };
+            let (status, _, body) = demo.form(path, None, params).await;
+            assert_eq!(
+                (status, body),
+                (expected, tyk_error(message)),
+                "{path} {params:?}"
+            );
+        }
+    }
 
     // revoke_all ends every access token of the client, and its refresh tokens.
     let third = issue().await;
@@ -973,7 +969,7 @@ async fn a_store_that_is_down_answers_503_and_keeps_the_client() {
     let clients = keycard::admin::OAuthClients::new();
     let policies = keycard::prelude::MemoryPolicies::new();
     policies.insert(keycard::prelude::Policy::new("basic"));
-    let build = |store: std::sync::Arc<dyn SessionStore>| {
+    let build = |store: Arc<dyn SessionStore>| {
         keycard::admin::AdminApi::builder(store)
             .policies(policies.clone())
             .tyk_secret(TYK_SECRET)
@@ -981,17 +977,17 @@ async fn a_store_that_is_down_answers_503_and_keeps_the_client() {
             .build()
             .unwrap()
     };
-    let live = build(std::sync::Arc::new(MemoryStore::new()));
-    let down = build(std::sync::Arc::new(keycard_tests::stores::UnavailableStore));
+    let live = build(Arc::new(MemoryStore::new()));
+    let down = build(Arc::new(keycard_tests::stores::UnavailableStore));
     let demo = Demo {
         app: spawn(live.oauth_router()).await,
         admin: spawn(live.into_router()).await,
-        store: MemoryStore::new(),
+        store: Arc::new(MemoryStore::new()),
     };
     let down = Demo {
         app: spawn(down.oauth_router()).await,
         admin: spawn(down.into_router()).await,
-        store: MemoryStore::new(),
+        store: Arc::new(MemoryStore::new()),
     };
     let secret = demo
         .client(json!({"client_id": "c", "policy_id": "basic"}))
@@ -1024,5 +1020,66 @@ async fn a_store_that_is_down_answers_503_and_keeps_the_client() {
             .await
             .0,
         StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn tokens_are_sessions_in_redis_too() {
+    use keycard_tests::redis_support::{connect, shared_store};
+    let store = connect(shared_store("oauth-tokens")).await;
+    let demo = start_on(Arc::new(store)).await;
+    let secret = demo.client(gold_client()).await;
+    let auth = basic("gold-client", &secret);
+    let code = demo
+        .code(&[
+            ("response_type", "code"),
+            ("client_id", "gold-client"),
+            ("key_rules", r#"{"meta_data": {"user_id": "u-alice"}}"#),
+        ])
+        .await;
+    let (status, first) = demo
+        .token(
+            &auth,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", REDIRECT),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let access = first["access_token"].as_str().unwrap();
+    let (_, whoami) = demo.app_get("/whoami", access).await;
+    assert_eq!(whoami, json!({"user_id": "u-alice", "plan": "gold"}));
+    let stored = demo
+        .store
+        .load(&KeyId::of(&ApiKey::new(access)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.extra["oauth_client_id"], "gold-client");
+    let (status, second) = demo
+        .token(
+            &auth,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", first["refresh_token"].as_str().unwrap()),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_eq!(
+        demo.app_get("/whoami", access).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let renewed = second["access_token"].as_str().unwrap();
+    assert_eq!(demo.app_get("/whoami", renewed).await.1, whoami);
+    let (status, _, _) = demo
+        .form("/oauth/revoke", Some(&auth), &[("token", renewed)])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        demo.app_get("/whoami", renewed).await.0,
+        StatusCode::FORBIDDEN
     );
 }

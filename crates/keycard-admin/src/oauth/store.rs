@@ -236,22 +236,14 @@ impl OAuthClients {
         bool::from(digest.ct_eq(&presented)).then(|| client.clone())
     }
 
-    /// Removes a client with its pending codes and refresh tokens; the access tokens it was
-    /// issued (for the caller to delete from the session store).
-    pub(crate) fn remove(&self, client_id: &str) -> Option<Vec<KeyId>> {
+    /// Removes a client with its pending codes, refresh tokens and the record of its access
+    /// tokens (delete those from the session store first: [`tokens_of`](Self::tokens_of));
+    /// whether it existed.
+    pub(crate) fn remove(&self, client_id: &str) -> bool {
         let mut state = self.write();
-        state.clients.remove(client_id)?;
-        state.codes.retain(|_, c| c.grant.client_id != client_id);
-        state.refresh.retain(|_, r| r.grant.client_id != client_id);
-        Some(
-            state
-                .tokens
-                .remove(client_id)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(id, _)| id)
-                .collect(),
-        )
+        let existed = state.clients.remove(client_id).is_some();
+        Self::drop_grants(&mut state, client_id);
+        existed
     }
 
     /// The access tokens issued to a client (still tracked).
@@ -263,17 +255,16 @@ impl OAuthClients {
             .unwrap_or_default()
     }
 
-    /// Forgets a client's refresh tokens and hands over its access tokens (`revoke_all`).
-    pub(crate) fn take_tokens(&self, client_id: &str) -> Vec<KeyId> {
-        let mut state = self.write();
+    /// Forgets a client's pending codes, refresh tokens and access tokens (`revoke_all`, once
+    /// the access tokens are deleted from the session store).
+    pub(crate) fn forget_grants(&self, client_id: &str) {
+        Self::drop_grants(&mut self.write(), client_id);
+    }
+
+    fn drop_grants(state: &mut State, client_id: &str) {
+        state.codes.retain(|_, c| c.grant.client_id != client_id);
         state.refresh.retain(|_, r| r.grant.client_id != client_id);
-        state
-            .tokens
-            .remove(client_id)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect()
+        state.tokens.remove(client_id);
     }
 
     /// Records an access token issued to `client_id`, dropping its lapsed ones.

@@ -270,11 +270,13 @@ pub(crate) async fn revoke_all(State(state): State<SharedState>, form: Form) -> 
         Ok(client) => client,
         Err(refused) => return refused.response(),
     };
-    for key_id in state.oauth.take_tokens(&client.client_id) {
+    // Deleted first, forgotten after: a store that fails half-way leaves the rest to a retry.
+    for key_id in state.oauth.tokens_of(&client.client_id) {
         if let Err(e) = state.store.delete(&key_id).await {
             return Tyk::store_error(&e);
         }
     }
+    state.oauth.forget_grants(&client.client_id);
     tracing::info!(target: "keycard::audit", actor = %format!("oauth-client:{}", client.client_id), "all OAuth tokens revoked");
     tyk_ok("tokens revoked successfully")
 }
