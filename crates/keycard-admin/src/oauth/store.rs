@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use hmac::{Hmac, Mac};
 use keycard_core::key::KeyId;
 use keycard_core::metadata::Metadata;
-use keycard_core::session::SessionRecord;
+use keycard_core::session::{SessionRecord, unix_now};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
@@ -85,6 +85,9 @@ pub(crate) struct RefreshGrant {
     pub(crate) expires: i64,
 }
 
+/// Below this many pending codes and refresh tokens, lapsed ones are not swept.
+const PRUNE_FLOOR: usize = 1024;
+
 #[derive(Default)]
 struct State {
     clients: HashMap<String, (Client, Digest)>,
@@ -92,6 +95,21 @@ struct State {
     refresh: HashMap<Digest, RefreshGrant>,
     /// client id → (access token id, expiry).
     tokens: HashMap<String, Vec<(KeyId, i64)>>,
+    /// The size of `codes` + `refresh` at which lapsed grants are next swept: doubling, so a
+    /// sweep costs O(1) per grant stored, amortised.
+    prune_at: usize,
+}
+
+impl State {
+    /// Drops lapsed codes and refresh tokens once the tables have grown past `prune_at`.
+    fn prune(&mut self, now: i64) {
+        if self.codes.len() + self.refresh.len() < self.prune_at.max(PRUNE_FLOOR) {
+            return;
+        }
+        self.codes.retain(|_, c| c.expires >= now);
+        self.refresh.retain(|_, r| r.expires >= now);
+        self.prune_at = (self.codes.len() + self.refresh.len()) * 2;
+    }
 }
 
 /// The OAuth clients of an [`AdminApi`](crate::AdminApi) and their pending grants, in memory
@@ -282,11 +300,12 @@ impl OAuthClients {
         }
     }
 
+    /// Stores a pending code.
     pub(crate) fn save_code(&self, code: &str, grant: CodeGrant) {
         let digest = self.digest(code);
         let mut state = self.write();
-        state.codes.retain(|_, c| c.expires >= grant.expires - 3600);
         state.codes.insert(digest, grant);
+        state.prune(unix_now());
     }
 
     /// Takes a code: it is gone afterwards, used or not (single use).
@@ -295,9 +314,12 @@ impl OAuthClients {
         self.write().codes.remove(&digest)
     }
 
+    /// Stores a refresh token.
     pub(crate) fn save_refresh(&self, token: &str, grant: RefreshGrant) {
         let digest = self.digest(token);
-        self.write().refresh.insert(digest, grant);
+        let mut state = self.write();
+        state.refresh.insert(digest, grant);
+        state.prune(unix_now());
     }
 
     /// Takes a refresh token (single use: a refresh issues a new one).
@@ -363,6 +385,28 @@ mod tests {
                 .authenticate("c1", "second-secret-long-enough")
                 .is_some()
         );
+    }
+
+    #[test]
+    fn lapsed_grants_are_swept_as_the_tables_grow() {
+        let store = OAuthClients::new();
+        let grant = |expires| RefreshGrant {
+            grant: Grant {
+                client_id: "c".to_owned(),
+                template: SessionRecord::default(),
+            },
+            access: KeyId::default(),
+            expires,
+        };
+        for n in 0..PRUNE_FLOOR {
+            store.save_refresh(&format!("lapsed-{n}"), grant(1));
+        }
+        let live = unix_now() + 3600;
+        store.save_refresh("live", grant(live));
+        let state = store.read();
+        assert_eq!(state.refresh.len(), 1, "the lapsed ones were swept");
+        drop(state);
+        assert!(store.take_refresh("live").is_some());
     }
 
     #[test]
