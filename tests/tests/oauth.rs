@@ -1083,3 +1083,67 @@ async fn tokens_are_sessions_in_redis_too() {
         StatusCode::FORBIDDEN
     );
 }
+
+#[tokio::test]
+async fn limits_hold_for_the_merged_session_at_issue_time() {
+    // Two entries at most: the client's two fit, the key rules' one fits, together they do not.
+    let limits = keycard::prelude::MetadataLimits::tyk().max_entries(2);
+    let policies = keycard::prelude::MemoryPolicies::new();
+    policies.insert(keycard::prelude::Policy::new("basic"));
+    let api = keycard::admin::AdminApi::builder(MemoryStore::new())
+        .policies(policies)
+        .tyk_limits(limits)
+        .tyk_secret(TYK_SECRET)
+        .build()
+        .unwrap();
+    let demo = Demo {
+        app: spawn(api.oauth_router()).await,
+        admin: spawn(api.into_router()).await,
+        store: Arc::new(MemoryStore::new()),
+    };
+    let over = "Metadata must not exceed 2 entries. Each key and value must be ≤ 65536 characters.";
+    let (status, body) = demo
+        .admin(
+            Method::POST,
+            "/tyk/oauth/clients/create",
+            r#"{"client_id": "c", "policy_id": "basic", "meta_data": {"a": 1, "b": 2, "c": 3}}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body, json!({"status": "error", "message": over}));
+    let secret = demo
+        .client(json!({"client_id": "c", "policy_id": "basic", "meta_data": {"a": 1, "b": 2}}))
+        .await;
+    let code = demo
+        .code(&[
+            ("response_type", "code"),
+            ("client_id", "c"),
+            ("key_rules", r#"{"meta_data": {"x": "from the rules"}}"#),
+        ])
+        .await;
+    let (status, body) = demo
+        .token(
+            &basic("c", &secret),
+            &[("grant_type", "authorization_code"), ("code", &code)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body,
+        json!({"error": "invalid_request", "error_description": over})
+    );
+    // Key rules over the limits are refused when the code is asked for.
+    let form = "response_type=code&client_id=c&key_rules=%7B%22meta_data%22%3A%7B%22x%22%3A1%2C%22y%22%3A2%2C%22z%22%3A3%7D%7D";
+    let (status, _, body) = request(
+        Method::POST,
+        &format!("http://{}/tyk/oauth/authorize-client", demo.admin),
+        &[("x-tyk-authorization", TYK_SECRET)],
+        form,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body,
+        json!({"error": "invalid_request", "error_description": over})
+    );
+}
