@@ -660,6 +660,9 @@ async fn every_answer_is_documented() {
         (Method::PUT, "/tyk/oauth/clients/any-api/walk/rotate", ""),
         (Method::PUT, "/tyk/oauth/clients/any-api/missing/rotate", ""),
         (Method::PUT, "/tyk/oauth/clients/any-api/%FF/rotate", ""),
+        (Method::GET, "/tyk/oauth/clients/any-api/walk/tokens", ""),
+        (Method::GET, "/tyk/oauth/clients/any-api/missing/tokens", ""),
+        (Method::GET, "/tyk/oauth/clients/any-api/%FF/tokens", ""),
         (
             Method::POST,
             "/tyk/oauth/authorize-client",

@@ -885,6 +885,20 @@ async fn client_api_creates_reads_updates_rotates_and_deletes() {
         .await;
     assert_eq!(status, StatusCode::OK);
 
+    // The client's live tokens, by key hash (never the token itself).
+    let (status, tokens) = demo
+        .admin(
+            Method::GET,
+            "/tyk/oauth/clients/any-api/gold-client/tokens",
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let tokens = tokens.as_array().unwrap();
+    assert_eq!(tokens.len(), 2, "{tokens:?}");
+    assert_eq!(tokens[0]["code"], KeyId::of(&ApiKey::new(&token)).as_str());
+    assert!(tokens[0]["expires"].as_i64().unwrap() > keycard::session::unix_now());
+
     // Delete: the client's tokens end with it.
     let (status, body) = demo
         .admin(Method::DELETE, "/tyk/oauth/clients/any-api/gold-client", "")
@@ -900,6 +914,7 @@ async fn client_api_creates_reads_updates_rotates_and_deletes() {
         (Method::DELETE, "/tyk/oauth/clients/any-api/gold-client"),
         (Method::PUT, "/tyk/oauth/clients/any-api/gold-client/rotate"),
         (Method::PUT, "/tyk/oauth/clients/any-api/gold-client"),
+        (Method::GET, "/tyk/oauth/clients/any-api/gold-client/tokens"),
     ] {
         let (status, body) = demo.admin(method.clone(), path, "{}").await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}");

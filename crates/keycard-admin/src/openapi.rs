@@ -97,6 +97,7 @@ pub(crate) fn routes() -> Routes {
             oauth::clients::delete_client
         ))
         .add(routes!(oauth::clients::rotate_client))
+        .add(routes!(oauth::clients::client_tokens))
         .add(routes!(oauth::authorize::authorize_client))
         .add(routes!(
             sessions::get_session,

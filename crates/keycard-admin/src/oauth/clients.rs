@@ -104,6 +104,15 @@ pub(crate) struct ClientDeleted {
     action: String,
 }
 
+/// An access token of a client (Tyk's `OAuthClientToken`).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ClientToken {
+    /// The token's key hash (its session id), never the token.
+    code: String,
+    /// When it expires (unix seconds).
+    expires: i64,
+}
+
 /// `/{api_id}/{client_id}`, with Tyk's 400 for a path that is not UTF-8.
 pub(crate) struct ClientPath {
     api_id: String,
@@ -343,6 +352,44 @@ pub(crate) async fn rotate_client(
     }
     tracing::info!(target: "keycard::audit", actor = TYK_ACTOR, client = %client.client_id, "OAuth client secret rotated");
     json(StatusCode::OK, &ClientAnswer::of(client, Some(secret)))
+}
+
+/// List an OAuth client's access tokens
+///
+/// The live ones, oldest first, by key hash (Tyk, with `hash_keys`); Tyk's `?page=` is not
+/// offered.
+#[utoipa::path(
+    get,
+    path = "/tyk/oauth/clients/{api_id}/{client_id}/tokens",
+    tag = "tyk",
+    security(("tykSecret" = [])),
+    params(("api_id" = String, Path, description = "The API id"), ("client_id" = String, Path, description = "The client id")),
+    responses(
+        (status = OK, description = "The tokens", body = Vec<ClientToken>),
+        (status = BAD_REQUEST, description = "The path is not UTF-8", body = TykError, example = json!(Tyk::body(StatusCode::BAD_REQUEST, INVALID_PARAM))),
+        (status = NOT_FOUND, description = "No such client for this API", body = TykError, example = json!(Tyk::body(StatusCode::NOT_FOUND, NOT_FOUND))),
+        TykRefusals,
+    ),
+)]
+pub(crate) async fn client_tokens(
+    _: TykAdmin,
+    State(state): State<SharedState>,
+    path: ClientPath,
+) -> Response {
+    let Some(client) = state.client_at(&path) else {
+        return Tyk::error(StatusCode::NOT_FOUND, NOT_FOUND);
+    };
+    let now = keycard_core::session::unix_now();
+    let tokens: Vec<ClientToken> = state
+        .oauth
+        .live_tokens_of(&client.client_id, now)
+        .into_iter()
+        .map(|(key_id, expires)| ClientToken {
+            code: key_id.as_str().to_owned(),
+            expires,
+        })
+        .collect();
+    json(StatusCode::OK, &tokens)
 }
 
 /// Delete an OAuth client

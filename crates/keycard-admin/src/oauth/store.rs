@@ -273,6 +273,21 @@ impl OAuthClients {
             .unwrap_or_default()
     }
 
+    /// The live access tokens issued to a client, with their expiry, oldest first.
+    pub(crate) fn live_tokens_of(&self, client_id: &str, now: i64) -> Vec<(KeyId, i64)> {
+        self.read()
+            .tokens
+            .get(client_id)
+            .map(|tokens| {
+                tokens
+                    .iter()
+                    .filter(|(_, until)| *until >= now)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Forgets a client's pending codes, refresh tokens and access tokens (`revoke_all`, once
     /// the access tokens are deleted from the session store).
     pub(crate) fn forget_grants(&self, client_id: &str) {
