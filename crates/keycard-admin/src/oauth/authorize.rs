@@ -20,9 +20,10 @@ use crate::body::TooLarge;
 use crate::error::{Shape, json};
 use crate::state::SharedState;
 
-/// The parameters (form-encoded, or a JSON object; Tyk's names).
+/// The parameters (form-encoded, or a JSON object; Tyk's names). The handler reads them from
+/// [`Form`]; this type documents them in the OpenAPI document.
 #[derive(Deserialize, ToSchema)]
-#[allow(dead_code)]
+#[allow(dead_code)] // read through `Form`, kept for the schema
 pub(crate) struct AuthorizeRequest {
     /// `code` (the implicit flow's `token` is not offered).
     response_type: String,
