@@ -2,6 +2,12 @@
 //! (`/tyk/...`), an Auth0-compatible sessions API (`/api/v2/...`), OIDC back-channel logout when a
 //! session is deleted, and its OpenAPI 3.1 document at `/openapi.json`, derived from the handlers.
 //!
+//! OAuth2 clients (Tyk's `/tyk/oauth/clients/...`, `/tyk/oauth/authorize-client`) are on the same
+//! router; the client-facing token endpoints (`/oauth/token`, `/oauth/revoke`,
+//! `/oauth/revoke_all`) are on [`AdminApi::oauth_router`], for the public listener. An issued
+//! token is a session in the store, carrying its client's `meta_data` where the session lacks
+//! the key ([`OAuthClients`]).
+//!
 //! Mount the router where you like (its own listener, or `Router::nest` under a prefix); it works
 //! on the same [`SessionStore`] and [`MemoryPolicies`] the keycard layers read.
 //!
