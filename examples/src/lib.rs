@@ -3,6 +3,8 @@
 //!
 //! - [`quickstart`]: an axum app on the in-memory store (`cargo quickstart`).
 //! - [`admin`]: the quickstart plus the management API on a second port.
+//! - [`oauth`]: OAuth2 clients with metadata, the token endpoint beside the app, the client API
+//!   on the admin listener.
 //! - [`body_enrichment`]: request bodies enriched with `tenant_id` from metadata, responses
 //!   wrapped with `served_to`.
 //! - [`redis_store`]: the quickstart stack on `RedisStore` with its local cache.
@@ -17,6 +19,7 @@
 pub mod admin;
 pub mod body_enrichment;
 pub mod identity_propagation;
+pub mod oauth;
 pub mod quickstart;
 pub mod redis_store;
 pub mod tenant_routing;

@@ -2,6 +2,12 @@
 //! (`/tyk/...`), an Auth0-compatible sessions API (`/api/v2/...`), OIDC back-channel logout when a
 //! session is deleted, and its OpenAPI 3.1 document at `/openapi.json`, derived from the handlers.
 //!
+//! OAuth2 clients (Tyk's `/tyk/oauth/clients/...`, `/tyk/oauth/authorize-client`) are on the same
+//! router; the client-facing token endpoints (`/oauth/token`, `/oauth/revoke`,
+//! `/oauth/revoke_all`) are on [`AdminApi::oauth_router`], for the public listener. An issued
+//! token is a session in the store, carrying its client's `meta_data` where the session lacks
+//! the key ([`OAuthClients`]).
+//!
 //! Mount the router where you like (its own listener, or `Router::nest` under a prefix); it works
 //! on the same [`SessionStore`] and [`MemoryPolicies`] the keycard layers read.
 //!
@@ -92,6 +98,7 @@ mod body;
 mod credentials;
 mod error;
 pub mod logout;
+mod oauth;
 mod openapi;
 mod sessions;
 mod state;
@@ -110,6 +117,7 @@ use keycard_core::store::SessionStore;
 
 pub use crate::credentials::AdminToken;
 pub use crate::logout::{BackChannelLogout, LogoutStats};
+pub use crate::oauth::OAuthClients;
 pub use crate::throttle::{DEFAULT_FAILURE_WINDOW, DEFAULT_MAX_FAILURES};
 
 use crate::credentials::Secret;
@@ -158,6 +166,7 @@ pub enum AdminConfigError {
 #[derive(Clone, Debug)]
 pub struct AdminApi {
     router: Router,
+    oauth_router: Router,
     logout_stats: LogoutStats,
 }
 
@@ -180,6 +189,8 @@ impl AdminApi {
             logout: None,
             quotas: None,
             idle_timeout: None,
+            oauth: OAuthClients::new(),
+            oauth_lifetimes: crate::oauth::store::Lifetimes::default(),
         }
     }
 
@@ -191,6 +202,14 @@ impl AdminApi {
     /// The router, consuming the API.
     pub fn into_router(self) -> Router {
         self.router
+    }
+
+    /// The client-facing OAuth endpoints, to mount on the public listener beside the app
+    /// (`Router::merge`): `POST /oauth/token`, `POST /oauth/revoke`, `POST /oauth/revoke_all`.
+    /// They authenticate OAuth clients, not admins; the clients are managed on
+    /// [`router`](Self::router) (`/tyk/oauth/clients/...`). See the `oauth` module docs.
+    pub fn oauth_router(&self) -> Router {
+        self.oauth_router.clone()
     }
 
     /// Counters of back-channel logout deliveries (all zero when none is configured).
@@ -222,6 +241,8 @@ pub struct AdminApiBuilder {
     logout: Option<BackChannelLogout>,
     quotas: Option<Quotas>,
     idle_timeout: Option<i64>,
+    oauth: OAuthClients,
+    oauth_lifetimes: crate::oauth::store::Lifetimes,
 }
 
 impl AdminApiBuilder {
@@ -307,6 +328,28 @@ impl AdminApiBuilder {
         self
     }
 
+    /// The OAuth clients (and pending grants) the client API manages and the token endpoint
+    /// authenticates (default: a new, empty set). Pass the same value to every API that should
+    /// share them.
+    pub fn oauth(mut self, clients: OAuthClients) -> Self {
+        self.oauth = clients;
+        self
+    }
+
+    /// How long OAuth access tokens live (default one hour; the issued session's `expires`)
+    /// and refresh tokens (default 14 days, Tyk's `oauth_refresh_token_expire`), whole seconds.
+    pub fn oauth_lifetimes(
+        mut self,
+        access: std::time::Duration,
+        refresh: std::time::Duration,
+    ) -> Self {
+        let seconds =
+            |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX).max(1);
+        self.oauth_lifetimes.access = seconds(access);
+        self.oauth_lifetimes.refresh = seconds(refresh);
+        self
+    }
+
     /// Sends OIDC back-channel logout tokens when sessions are deleted through the API.
     pub fn back_channel_logout(mut self, logout: BackChannelLogout) -> Self {
         self.logout = Some(logout);
@@ -367,11 +410,16 @@ impl AdminApiBuilder {
             key_hasher: self.key_hasher,
             quotas: self.quotas,
             idle_timeout: self.idle_timeout,
+            oauth: self.oauth,
+            oauth_lifetimes: self.oauth_lifetimes,
         });
         Ok(AdminApi {
             router: openapi::routes()
                 .split()
                 .0
+                .with_state(state.clone())
+                .layer(axum::middleware::map_response(no_store)),
+            oauth_router: openapi::oauth_routes()
                 .with_state(state)
                 .layer(axum::middleware::map_response(no_store)),
             logout_stats,
@@ -404,6 +452,7 @@ impl std::fmt::Debug for AdminApiBuilder {
             .field("min_key_length", &self.min_key_length)
             .field("logout", &self.logout)
             .field("quotas", &self.quotas)
+            .field("oauth", &self.oauth)
             .finish_non_exhaustive()
     }
 }

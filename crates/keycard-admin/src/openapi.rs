@@ -32,7 +32,7 @@ use utoipa_axum::routes;
 
 use crate::error::{Auth0Error, TykError, json};
 use crate::state::SharedState;
-use crate::{sessions, tyk};
+use crate::{oauth, sessions, tyk};
 
 /// The route table: a router that takes documented routes only and remembers the paths it
 /// mounted.
@@ -89,6 +89,16 @@ pub(crate) fn routes() -> Routes {
             tyk::put_policy,
             tyk::delete_policy
         ))
+        .add(routes!(oauth::clients::create_client))
+        .add(routes!(oauth::clients::list_clients))
+        .add(routes!(
+            oauth::clients::get_client,
+            oauth::clients::put_client,
+            oauth::clients::delete_client
+        ))
+        .add(routes!(oauth::clients::rotate_client))
+        .add(routes!(oauth::clients::client_tokens))
+        .add(routes!(oauth::authorize::authorize_client))
         .add(routes!(
             sessions::get_session,
             sessions::patch_session,
@@ -101,6 +111,17 @@ pub(crate) fn routes() -> Routes {
         ))
 }
 
+/// The client-facing OAuth endpoints ([`AdminApi::oauth_router`](crate::AdminApi::oauth_router)):
+/// RFC 6749 / RFC 7009 endpoints for OAuth clients, served on the public listener, so not part
+/// of the management API's document.
+pub(crate) fn oauth_routes() -> Router<SharedState> {
+    use axum::routing::post;
+    Router::new()
+        .route("/oauth/token", post(oauth::token))
+        .route("/oauth/revoke", post(oauth::revoke))
+        .route("/oauth/revoke_all", post(oauth::revoke_all))
+}
+
 /// What the routes do not say: the title, the security schemes, the tags and the error bodies
 /// (the shared refusals reference them without registering them).
 #[derive(utoipa::OpenApi)]
@@ -109,7 +130,7 @@ pub(crate) fn routes() -> Routes {
         title = "keycard management API",
         description = "Tyk-compatible keys and policies API, Auth0-compatible sessions API. Keys are stored hashed; the raw key is returned once, when it is created."
     ),
-    components(schemas(TykError, Auth0Error)),
+    components(schemas(TykError, Auth0Error, oauth::OAuthError)),
     modifiers(&SecuritySchemes),
     tags(
         (name = "tyk", description = "Tyk-compatible keys and policies (`X-Tyk-Authorization`)"),

@@ -9,6 +9,7 @@ use keycard_core::store::SessionStore;
 
 use crate::credentials::{AdminToken, Secret};
 use crate::logout::LogoutSender;
+use crate::oauth::store::{Lifetimes, OAuthClients};
 use crate::throttle::FailureThrottle;
 
 /// What every handler sees.
@@ -31,6 +32,9 @@ pub(crate) struct AdminState {
     pub(crate) quotas: Option<keycard_core::ratelimit::Quotas>,
     /// The load stage's idle timeout in seconds, for the sessions' `idle_expires_at`.
     pub(crate) idle_timeout: Option<i64>,
+    /// OAuth clients and their pending grants.
+    pub(crate) oauth: OAuthClients,
+    pub(crate) oauth_lifetimes: Lifetimes,
 }
 
 pub(crate) type SharedState = Arc<AdminState>;

@@ -38,5 +38,6 @@ mod response;
 pub mod rewrite;
 mod scope;
 pub mod session;
+pub mod signature;
 #[cfg(test)]
 mod test_support;

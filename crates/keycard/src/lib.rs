@@ -11,6 +11,7 @@
 //! | [`persist`] | `PersistLayer`: saves the request's metadata changes once, atomically |
 //! | [`headers`] | `InjectHeadersLayer`: request/response headers from `$tyk_meta` / `$tyk_context` templates |
 //! | [`rewrite`] | `UrlRewriteLayer`: rewrite the URL from regex rules, `$tyk_meta` / `$tyk_context` and triggers |
+//! | [`signature`] | `SignatureLayer`: signed auth tokens (Tyk's `MasherySHA256`, and a recommended HMAC-SHA256 mode) |
 //! | [`body`] | `TransformBodyLayer`: request/response bodies from minijinja templates (feature `body`) |
 //! | `admin` | the management API router (feature `admin`, crate `keycard-admin`) |
 //! | `redis` | `RedisStore`: sessions in Redis with a local cache (feature `redis`, crate `keycard-redis`) |
@@ -26,7 +27,7 @@ pub use keycard_admin as admin;
 pub use keycard_core::{key, metadata, policy, store, vars};
 #[cfg(feature = "body")]
 pub use keycard_layers::body;
-pub use keycard_layers::{auth, context, forward, headers, persist, rewrite};
+pub use keycard_layers::{auth, context, forward, headers, persist, rewrite, signature};
 #[cfg(feature = "redis")]
 pub use keycard_redis as redis;
 
