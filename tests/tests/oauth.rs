@@ -1162,3 +1162,66 @@ async fn limits_hold_for_the_merged_session_at_issue_time() {
         json!({"error": "invalid_request", "error_description": over})
     );
 }
+
+/// Wrong client credentials count against the client's failure budget (the admin API's
+/// `auth_failures`, 10 per minute by default, counted apart from the admin secrets): past it
+/// even the right secret is 429 with `Retry-After`, at the token and the revoke endpoints,
+/// while the management API keeps answering.
+#[tokio::test]
+async fn failed_client_authentications_are_throttled() {
+    let demo = start().await;
+    let secret = demo.client(gold_client()).await;
+    for attempt in 0..keycard_admin::DEFAULT_MAX_FAILURES {
+        let (status, answer) = demo
+            .token(
+                &basic("gold-client", "not-the-secret"),
+                &[("grant_type", "client_credentials")],
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "attempt {attempt}: {answer}"
+        );
+        assert_eq!(answer["error"], "invalid_client");
+    }
+    let (status, headers, answer) = demo
+        .form(
+            "/oauth/token",
+            Some(&basic("gold-client", &secret)),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
+    let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(
+        answer,
+        json!({
+            "error": "invalid_client",
+            "error_description": format!("Too many failed authentication attempts; retry in {wait} seconds"),
+        })
+    );
+    let (status, headers, answer) = demo
+        .form(
+            "/oauth/revoke_all",
+            None,
+            &[("client_id", "gold-client"), ("client_secret", &secret)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
+    assert!(headers.contains_key("retry-after"));
+    assert_eq!(answer["status"], "error");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Too many failed authentication attempts; retry in "),
+        "{answer}"
+    );
+    // The management API has its own budget.
+    let (status, answer) = demo
+        .admin(Method::GET, "/tyk/oauth/clients/any-api/gold-client", "")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}

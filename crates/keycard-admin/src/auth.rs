@@ -97,7 +97,7 @@ fn throttled<S: Shape>() -> (String, RefOr<openapi::Response>) {
     (status.as_str().to_owned(), RefOr::T(response))
 }
 
-fn too_many_failures_message(seconds: u64) -> String {
+pub(crate) fn too_many_failures_message(seconds: u64) -> String {
     format!("Too many failed authentication attempts; retry in {seconds} seconds")
 }
 
@@ -134,7 +134,7 @@ pub(crate) struct Bearer<S> {
 }
 
 /// 429 in the API's shape, with `Retry-After` in whole seconds (rounded up).
-fn too_many_failures<S: Shape>(wait: Duration) -> Response {
+pub(crate) fn too_many_failures<S: Shape>(wait: Duration) -> Response {
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     let mut response = S::error(
         StatusCode::TOO_MANY_REQUESTS,

@@ -407,6 +407,7 @@ impl AdminApiBuilder {
             strict: self.strict,
             logout: sender,
             throttle: FailureThrottle::new(self.max_failures, self.failure_window),
+            oauth_throttle: FailureThrottle::new(self.max_failures, self.failure_window),
             key_hasher: self.key_hasher,
             quotas: self.quotas,
             idle_timeout: self.idle_timeout,

@@ -27,6 +27,9 @@ pub(crate) struct AdminState {
     pub(crate) strict: bool,
     pub(crate) logout: LogoutSender,
     pub(crate) throttle: FailureThrottle,
+    /// Failed OAuth client authentications (`/oauth/token`, `/oauth/revoke*`): the same budget
+    /// as the admin secrets', counted apart from them.
+    pub(crate) oauth_throttle: FailureThrottle,
     pub(crate) key_hasher: KeyHasher,
     /// What the rate-limit stage counts: live `quota_remaining`, quota resets.
     pub(crate) quotas: Option<keycard_core::ratelimit::Quotas>,

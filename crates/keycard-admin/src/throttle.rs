@@ -144,7 +144,12 @@ impl Drop for Attempt<'_> {
 /// The throttling key of the request's client: its IP address (IPv6 by /64), or the
 /// unspecified address when the server does not record peers.
 pub(crate) fn client_of(parts: &Parts) -> IpAddr {
-    match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+    client_of_extensions(&parts.extensions)
+}
+
+/// [`client_of`] from a request's extensions.
+pub(crate) fn client_of_extensions(extensions: &http::Extensions) -> IpAddr {
+    match extensions.get::<ConnectInfo<SocketAddr>>() {
         Some(ConnectInfo(peer)) => match peer.ip() {
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
                 Some(v4) => IpAddr::V4(v4),

@@ -53,8 +53,19 @@ fn tyk_ok(message: &'static str) -> Response {
     )
 }
 
-/// The authenticated client of a token request (401 `invalid_client` otherwise).
+/// The authenticated client of a token request (401 `invalid_client` otherwise). Failures
+/// count against the client's (its IP's) budget, as the admin secrets' do: past it, 429
+/// `invalid_client` with `Retry-After`, whatever the credentials.
 fn authenticated(state: &SharedState, form: &Form) -> Result<Client, Refused> {
+    let attempt = state.oauth_throttle.attempt(form.peer).map_err(|wait| {
+        Refused::from(throttled(wait, |seconds| {
+            oauth_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "invalid_client",
+                &crate::auth::too_many_failures_message(seconds),
+            )
+        }))
+    })?;
     let refused = || {
         Refused::from(oauth_error(
             StatusCode::UNAUTHORIZED,
@@ -62,10 +73,31 @@ fn authenticated(state: &SharedState, form: &Form) -> Result<Client, Refused> {
             BAD_CLIENT,
         ))
     };
-    let (Some(id), Some(secret)) = form.client_credentials().map_err(|()| refused())? else {
-        return Err(refused());
-    };
-    state.oauth.authenticate(&id, &secret).ok_or_else(refused)
+    let client = form
+        .client_credentials()
+        .ok()
+        .and_then(|credentials| match credentials {
+            (Some(id), Some(secret)) => state.oauth.authenticate(&id, &secret),
+            _ => None,
+        });
+    match client {
+        Some(client) => Ok(client),
+        None => {
+            attempt.failed();
+            tracing::warn!(target: "keycard::admin", client = %form.peer, "OAuth client authentication failed");
+            Err(refused())
+        }
+    }
+}
+
+/// The 429 of a client over its failure budget: `answer(seconds)` with `Retry-After`.
+fn throttled(wait: std::time::Duration, answer: impl FnOnce(u64) -> Response) -> Response {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut response = answer(seconds);
+    response
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+    response
 }
 
 /// Exchange a grant for an access token
@@ -220,7 +252,26 @@ async fn revoke_access(
 
 /// The client of a revoke request, authenticated with Tyk's answers.
 fn revoking_client(state: &SharedState, form: &Form) -> Result<Client, Refused> {
-    let refused = |status, message| Refused::from(Tyk::error(status, message));
+    let attempt = state
+        .oauth_throttle
+        .attempt(form.peer)
+        .map_err(|wait| Refused::from(crate::auth::too_many_failures::<Tyk>(wait)))?;
+    let refused = |status, message| {
+        tracing::warn!(target: "keycard::admin", client = %form.peer, "OAuth client authentication failed (revoke)");
+        Refused::from(Tyk::error(status, message))
+    };
+    let client = revoking_client_checked(state, form, refused);
+    if client.is_err() {
+        attempt.failed();
+    }
+    client
+}
+
+fn revoking_client_checked(
+    state: &SharedState,
+    form: &Form,
+    refused: impl Fn(StatusCode, &'static str) -> Refused,
+) -> Result<Client, Refused> {
     let (id, secret) = form
         .client_credentials()
         .map_err(|()| refused(StatusCode::UNAUTHORIZED, CLIENT_SECRET_WRONG))?;

@@ -96,6 +96,9 @@ pub(crate) fn invalid_grant(description: &str) -> Response {
 pub(crate) struct Form {
     pub(crate) params: HashMap<String, String>,
     pub(crate) authorization: Option<String>,
+    /// The client's throttling key (its IP, IPv6 by /64): failed client authentications are
+    /// counted per client.
+    pub(crate) peer: std::net::IpAddr,
 }
 
 /// The answer to a body over the limit, or unreadable, or JSON that is not an object of
@@ -106,6 +109,7 @@ impl<St: Send + Sync> FromRequest<St> for Form {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &St) -> Result<Self, Self::Rejection> {
+        let peer = crate::throttle::client_of_extensions(req.extensions());
         let authorization = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -146,6 +150,7 @@ impl<St: Send + Sync> FromRequest<St> for Form {
         Ok(Self {
             params,
             authorization,
+            peer,
         })
     }
 }
