@@ -135,11 +135,19 @@ pub(crate) struct Bearer<S> {
 
 /// 429 in the API's shape, with `Retry-After` in whole seconds (rounded up).
 pub(crate) fn too_many_failures<S: Shape>(wait: Duration) -> Response {
+    retry_after(wait, |seconds| {
+        S::error(
+            StatusCode::TOO_MANY_REQUESTS,
+            too_many_failures_message(seconds),
+        )
+    })
+}
+
+/// The answer of a client over its failure budget: `answer(seconds)` (`wait` rounded up to
+/// whole seconds) with `Retry-After`.
+pub(crate) fn retry_after(wait: Duration, answer: impl FnOnce(u64) -> Response) -> Response {
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    let mut response = S::error(
-        StatusCode::TOO_MANY_REQUESTS,
-        too_many_failures_message(seconds),
-    );
+    let mut response = answer(seconds);
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(seconds));

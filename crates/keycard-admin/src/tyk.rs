@@ -19,7 +19,7 @@ use axum::response::Response;
 use http::StatusCode;
 use keycard_core::key::{ApiKey, KeyId};
 use keycard_core::policy::{Policy, apply_policies};
-use keycard_core::session::SessionRecord;
+use keycard_core::session::{SessionRecord, null_as_default};
 use keycard_core::store::StoreError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -562,12 +562,8 @@ pub(crate) struct PolicyUpdate {
     /// One policy id (deprecated in Tyk), added after `apply_policies`.
     policy: String,
     /// The policies the key gets, replacing its list.
-    #[serde(deserialize_with = "null_as_empty")]
+    #[serde(deserialize_with = "null_as_default")]
     apply_policies: Vec<String>,
-}
-
-fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// Set the policies of a key named by its hash

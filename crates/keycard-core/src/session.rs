@@ -454,9 +454,10 @@ impl<'de> Deserialize<'de> for SessionRecord {
     }
 }
 
-/// `null` read as the field's default: Tyk's schema marks `meta_data`, `tags` and
-/// `apply_policies` nullable, and older Tyk exports write `null` there.
-pub(crate) fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+/// `null` read as the field's default, for `#[serde(deserialize_with = ...)]`: Tyk's schemas mark
+/// many fields nullable (`meta_data`, `tags`, `apply_policies`, a rewrite's trigger groups...), and
+/// Tyk's exports write `null` there.
+pub fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Default + Deserialize<'de>,

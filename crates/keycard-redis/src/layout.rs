@@ -214,20 +214,13 @@ pub(crate) fn int(value: Value) -> Result<i64, StoreError> {
 pub(crate) struct Fields(Vec<(Bytes, Bytes)>);
 
 impl Fields {
-    pub(crate) fn get(&self, name: &str) -> Option<&[u8]> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name.as_bytes())
-            .map(|(_, v)| &v[..])
-    }
-
-    /// A field as text (`None` when absent or not UTF-8).
-    pub(crate) fn get_str(&self, name: &str) -> Option<&str> {
-        std::str::from_utf8(self.get(name)?).ok()
-    }
-
     pub(crate) fn insert(&mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) {
         self.0.push((name.into(), value.into()));
+    }
+
+    /// The fields as borrowed slices, to read them by name.
+    pub(crate) fn pairs(&self) -> Pairs<'_> {
+        Pairs(self.0.iter().map(|(k, v)| (&k[..], &v[..])).collect())
     }
 }
 
@@ -236,21 +229,16 @@ impl Fields {
 pub(crate) struct Pairs<'a>(Vec<(&'a [u8], &'a [u8])>);
 
 impl Pairs<'_> {
-    fn get(&self, name: &str) -> Option<&[u8]> {
+    pub(crate) fn get(&self, name: &str) -> Option<&[u8]> {
         self.0
             .iter()
             .find(|(k, _)| *k == name.as_bytes())
             .map(|(_, v)| *v)
     }
 
-    fn get_str(&self, name: &str) -> Option<&str> {
+    /// A field as text (`None` when absent or not UTF-8).
+    pub(crate) fn get_str(&self, name: &str) -> Option<&str> {
         std::str::from_utf8(self.get(name)?).ok()
-    }
-}
-
-impl Fields {
-    fn pairs(&self) -> Pairs<'_> {
-        Pairs(self.0.iter().map(|(k, v)| (&k[..], &v[..])).collect())
     }
 }
 

@@ -457,7 +457,7 @@ impl Inner {
             .await;
         self.invalidate(key_id);
         let fields = layout::hash(reply?)?;
-        let token = fields.get_str("i").unwrap_or_default().to_owned();
+        let token = fields.pairs().get_str("i").unwrap_or_default().to_owned();
         let Some(session) = layout::decode(fields)? else {
             return Ok(None);
         };

@@ -58,7 +58,7 @@ fn tyk_ok(message: &'static str) -> Response {
 /// `invalid_client` with `Retry-After`, whatever the credentials.
 fn authenticated(state: &SharedState, form: &Form) -> Result<Client, Refused> {
     let attempt = state.oauth_throttle.attempt(form.peer).map_err(|wait| {
-        Refused::from(throttled(wait, |seconds| {
+        Refused::from(crate::auth::retry_after(wait, |seconds| {
             oauth_error(
                 StatusCode::TOO_MANY_REQUESTS,
                 "invalid_client",
@@ -88,16 +88,6 @@ fn authenticated(state: &SharedState, form: &Form) -> Result<Client, Refused> {
             Err(refused())
         }
     }
-}
-
-/// The 429 of a client over its failure budget: `answer(seconds)` with `Retry-After`.
-fn throttled(wait: std::time::Duration, answer: impl FnOnce(u64) -> Response) -> Response {
-    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    let mut response = answer(seconds);
-    response
-        .headers_mut()
-        .insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
-    response
 }
 
 /// Exchange a grant for an access token

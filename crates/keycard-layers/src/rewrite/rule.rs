@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use http::Method;
 use http::header::HeaderName;
+use keycard_core::session::null_as_default;
 use keycard_core::vars::{Template, TemplateError};
 use regex::Regex;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 /// One URL rewrite rule: a `match_pattern` regex and the `rewrite_to` template used when it
 /// matches, plus optional [`Trigger`]s that supply their own `rewrite_to`.
@@ -50,13 +51,13 @@ use serde::{Deserialize, Deserializer};
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[must_use = "a rule does nothing until it is added to UrlRewriteLayer::rules()"]
 pub struct RewriteRule {
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "null_as_default")]
     path: String,
     match_pattern: String,
     rewrite_to: String,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "null_as_default")]
     triggers: Vec<Trigger>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "null_as_default")]
     method: String,
     #[serde(default)]
     disabled: bool,
@@ -153,15 +154,15 @@ pub struct Trigger {
 /// The option groups of a [`Trigger`], with Tyk's field names.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 struct TriggerOptions {
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "null_as_default")]
     header_matches: BTreeMap<String, RegexMatch>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "null_as_default")]
     query_val_matches: BTreeMap<String, RegexMatch>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "null_as_default")]
     path_part_matches: BTreeMap<String, RegexMatch>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "null_as_default")]
     session_meta_matches: BTreeMap<String, RegexMatch>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "null_as_default")]
     request_context_matches: BTreeMap<String, RegexMatch>,
     /// Tyk exports `{"match_rx": ""}` for "no payload match"; an empty regex means none here too.
     #[serde(default)]
@@ -283,15 +284,6 @@ impl From<String> for RegexMatch {
     fn from(regex: String) -> Self {
         Self::new(regex)
     }
-}
-
-/// Tyk definitions write `null` for empty groups; read it as the default.
-fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// A rule that cannot be built. `at` says where, e.g. `rule 0 match_pattern` or
