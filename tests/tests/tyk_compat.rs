@@ -396,6 +396,48 @@ async fn error_answers_have_tyk_status_message_shape() {
         request(Method::GET, &admin.url("/tyk/keys"), &[], String::new()).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_schema("ApiStatusMessage", &answer);
+    // A number that is not a whole one where Tyk has an int64, a time that is no time where
+    // one is a number: refused as Tyk's body, nothing stored.
+    for body in [
+        json!({"quota_max": 1.5}),
+        json!({"expires": 1e300}),
+        json!({"quota_renews": "soon"}),
+        json!({"tags": "a"}),
+    ] {
+        let (status, answer) = call(admin.addr, Method::POST, "/tyk/keys", &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(
+            answer,
+            json!({"status": "error", "message": "Request malformed"}),
+            "{body}"
+        );
+    }
+    assert!(admin.store.is_empty());
+    // A policy path that is no hash (other spellings included) names no key; one that is not
+    // UTF-8 is refused as every Tyk path is.
+    let upper = KeyId::of(&ApiKey::new("k")).as_str().to_uppercase();
+    for path in [
+        format!("/tyk/keys/policy/{upper}"),
+        "/tyk/keys/policy/..%2F..".to_owned(),
+    ] {
+        let (status, answer) = call(admin.addr, Method::POST, &path, &json!({})).await;
+        assert_eq!(
+            (status, answer),
+            (
+                StatusCode::NOT_FOUND,
+                json!({"status": "error", "message": "Key not found"})
+            ),
+            "{path}"
+        );
+    }
+    let (status, answer) = call(admin.addr, Method::POST, "/tyk/keys/policy/%FF", &json!({})).await;
+    assert_eq!(
+        (status, answer),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"status": "error", "message": "Invalid path parameter"})
+        )
+    );
     // Older Tyk exports write `null` for the nullable fields: read as empty.
     let (status, answer) = call(admin.addr, Method::POST, "/tyk/keys", &json!({"meta_data": null, "tags": null, "apply_policies": null, "access_rights": null, "oauth_keys": null})).await;
     assert_eq!(status, StatusCode::OK, "{answer}");

@@ -482,6 +482,11 @@ mod tests {
         assert_eq!(fields.get_str("u"), Some("1700000000"));
         assert_eq!(fields.get_str("m:é"), Some("[1]"));
         assert_eq!(fields.get_str(""), Some(""));
+        // Names and values that look like the framing are only bytes inside their lengths.
+        let tricky = r#"8:m:1:a:2:5:"3:b"1:b2:{}"#;
+        let fields = unpack(tricky.as_bytes()).unwrap();
+        assert_eq!(fields.get_str("m:1:a:2:"), Some(r#""3:b""#));
+        assert_eq!(fields.get_str("b"), Some("{}"));
         assert!(unpack(b"").unwrap().0.is_empty());
         for cut in [
             "1:b",
